@@ -1,0 +1,106 @@
+"""Spatial entropy of similarity maps (SAR, Eq. 5-9) and its loss module."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..ops import connected_components
+
+__all__ = ["spatial_entropy", "SpatialEntropyLoss", "check_maps"]
+
+
+def check_maps(maps: torch.Tensor, name: str = "S") -> None:
+    """Door check shared by the map-consuming functions: ``maps`` must be a float ``[B, H, h, w]``."""
+    if not isinstance(maps, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [B, H, h, w], got {type(maps).__name__}")
+    if maps.dim() != 4:
+        raise ValueError(f"{name} must have shape [B, H, h, w] (4 dims), got shape {tuple(maps.shape)}")
+    if not maps.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {maps.dtype}")
+    if maps.shape[-1] < 1 or maps.shape[-2] < 1:
+        raise ValueError(f"{name} maps must be at least 1x1, got shape {tuple(maps.shape)}")
+
+
+def spatial_entropy(
+    S: torch.Tensor,
+    connectivity: int = 8,
+    eps: float = 1e-9,
+    *,
+    check_finite: bool | None = None,
+) -> torch.Tensor:
+    """Spatial entropy of each map (Eq. 5-8 of the SAR papers).
+
+    For every map: ``m`` = its mean; the components ``C_j`` of ``S > m`` (8- or 4-connected);
+    ``B = ReLU(S - m) + eps``; ``P(C_j) = sum_{C_j} B / sum_all B``; entropy ``-sum_j P log P``.
+    A map with nothing above its mean has no component and entropy 0. Gradients flow through
+    ``B``; the components are constants. Computed in float32 (float64 stays float64), also under
+    autocast.
+
+    Args:
+        S: ``[B, H, h, w]`` similarity maps (any float dtype, any device).
+        connectivity: 8 (the papers) or 4.
+        eps: added to every element of ``B`` (the papers' 1e-9).
+        check_finite: raise on NaN/inf in ``S``. Default: on CPU only, where checking costs no
+            host-device synchronisation; on CUDA a non-finite map gives a NaN entropy instead.
+
+    Returns:
+        ``[B, H]`` entropies (float32, or float64 for float64 input).
+
+    Example:
+        >>> S = torch.zeros(1, 1, 4, 4); S[0, 0, 0, 0] = S[0, 0, 3, 3] = 1.0
+        >>> spatial_entropy(S)  # two equal blobs: log 2
+        tensor([[0.6931]])
+    """
+    check_maps(S)
+    if connectivity not in (4, 8):
+        raise ValueError(f"connectivity must be 8 or 4, got {connectivity!r}")
+    if check_finite is None:
+        check_finite = S.device.type == "cpu"
+    if check_finite and not bool(torch.isfinite(S).all()):
+        raise ValueError("S contains NaN or inf; spatial_entropy expects finite similarity maps")
+
+    with torch.autocast(device_type=S.device.type, enabled=False):
+        maps = S if S.dtype == torch.float64 else S.float()
+        batch, heads, h, w = maps.shape
+        flat = maps.reshape(batch * heads, h * w)
+        above = flat - flat.mean(dim=1, keepdim=True)
+        with torch.no_grad():
+            labels = connected_components((above > 0).reshape(-1, h, w), connectivity).reshape(batch * heads, h * w)
+        mass = torch.relu(above) + eps
+        # Slot 0 collects the background; slots 1..h*w hold the components (empty slots stay 0).
+        component_mass = mass.new_zeros(batch * heads, h * w + 1).scatter_add(1, labels, mass)[:, 1:]
+        p = component_mass / mass.sum(dim=1, keepdim=True)
+        present = p > 0
+        # log of 1 where a slot is empty keeps both the value and the gradient of p*log(p) at 0.
+        entropy = -(p * torch.log(torch.where(present, p, torch.ones_like(p)))).sum(dim=1)
+    return entropy.reshape(batch, heads)
+
+
+class SpatialEntropyLoss(nn.Module):
+    """SAR's spatial-entropy loss (Eq. 9): the mean spatial entropy over batch and heads.
+
+    Args:
+        connectivity: 8 (the papers) or 4.
+        eps: see :func:`spatial_entropy`.
+
+    Shape:
+        input ``S [B, H, h, w]`` -> scalar (float32).
+
+    Example:
+        >>> loss_fn = SpatialEntropyLoss()
+        >>> loss = loss_fn(torch.randn(2, 6, 14, 14, requires_grad=True))
+        >>> loss.backward()
+    """
+
+    def __init__(self, connectivity: int = 8, eps: float = 1e-9) -> None:
+        super().__init__()
+        if connectivity not in (4, 8):
+            raise ValueError(f"connectivity must be 8 or 4, got {connectivity!r}")
+        self.connectivity = connectivity
+        self.eps = eps
+
+    def forward(self, S: torch.Tensor) -> torch.Tensor:
+        return spatial_entropy(S, self.connectivity, self.eps).mean()
+
+    def extra_repr(self) -> str:
+        return f"connectivity={self.connectivity}, eps={self.eps}"

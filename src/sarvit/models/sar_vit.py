@@ -1,0 +1,227 @@
+"""SAR surgery for timm Vision Transformers and the capture of the last block's [CLS] maps.
+
+The last block of a timm ``VisionTransformer`` is replaced by :class:`SARBlock`, which keeps the
+original submodules under their timm names (``norm1``, ``attn``, ``ls1``, ``drop_path1``, ``norm2``,
+``mlp``, ``ls2``, ``drop_path2``) so state dicts stay interchangeable with timm's. With every switch
+off it computes exactly timm's ``Block``; with the SAR switches on it computes Eq. 10-11:
+
+    z' = MSA(LN(z))            (no MSA skip connection)
+    z  = MLP(z') + z'          (no LayerNorm before the MLP; the MLP skip stays)
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import timm
+import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer import Block, VisionTransformer
+from torch import nn
+
+from ..errors import SarvitError
+
+__all__ = ["SARBlock", "SARConfig", "create_model", "sar_config", "SIMILARITIES"]
+
+SIMILARITIES = ("dot", "cosine")
+
+
+@dataclass(frozen=True)
+class SARConfig:
+    """The last-block switches: every row of the papers' ablation (Tab. 1) is one setting.
+
+    ``remove_last_skip``: drop the MSA skip connection (Eq. 10). ``remove_last_norm``: drop the
+    LayerNorm before the MLP (Eq. 11). ``remove_last_mlp_skip``: drop the MLP skip too (row D).
+    ``similarity``: ``"dot"`` for Eq. 4 (``<q_cls, k> * scale``) or ``"cosine"`` for Eq. 15.
+    """
+
+    remove_last_skip: bool = False
+    remove_last_norm: bool = False
+    remove_last_mlp_skip: bool = False
+    similarity: str = "dot"
+
+
+class SARBlock(nn.Module):
+    """A timm ``Block`` with switchable skip/LayerNorm removal that can return the [CLS] maps.
+
+    ``forward(x)`` with ``x [B, N, C]`` returns ``[B, N, C]``. When :meth:`capture` was called
+    before, the forward also stores ``maps`` (similarity ``[B, H, k*k]``) and/or ``attention``
+    (post-softmax [CLS] attention ``[B, H, k*k]``) for patch tokens only; the wrapping model reads
+    them with :meth:`take`.
+    """
+
+    def __init__(self, block: Block, num_prefix_tokens: int, config: SARConfig) -> None:
+        super().__init__()
+        attn = block.attn
+        for required in ("qkv", "num_heads", "head_dim", "scale", "proj"):
+            if not hasattr(attn, required):
+                raise SarvitError(
+                    f"the last block's attention ({type(attn).__name__}) has no '{required}': "
+                    "SAR needs timm's standard Attention with a fused qkv projection"
+                )
+        self.norm1, self.attn, self.ls1, self.drop_path1 = block.norm1, attn, block.ls1, block.drop_path1
+        self.norm2 = nn.Identity() if config.remove_last_norm else block.norm2
+        self.mlp, self.ls2, self.drop_path2 = block.mlp, block.ls2, block.drop_path2
+        self.num_prefix_tokens = num_prefix_tokens
+        self.config = config
+        self._want_maps = self._want_attention = False
+        self._captured: dict[str, torch.Tensor] = {}
+
+    def capture(self, maps: bool, attention: bool) -> None:
+        self._want_maps, self._want_attention = maps, attention
+
+    def take(self) -> dict[str, torch.Tensor]:
+        captured, self._captured = self._captured, {}
+        self._want_maps = self._want_attention = False
+        return captured
+
+    def _attention(self, x: torch.Tensor) -> torch.Tensor:
+        attn = self.attn
+        batch, tokens, _ = x.shape
+        gate = attn.gate(x).sigmoid() if getattr(attn, "gate", None) is not None else None
+        qkv = attn.qkv(x).reshape(batch, tokens, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        q, k = attn.q_norm(q), attn.k_norm(k)
+        if self._want_maps or self._want_attention:
+            self._capture(q[:, :, 0], k, attn.scale)
+        out = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=attn.attn_drop.p if self.training else 0.0, scale=attn.scale
+        )
+        out = out.transpose(1, 2).reshape(batch, tokens, attn.num_heads * attn.head_dim)
+        out = attn.norm(out) if hasattr(attn, "norm") else out
+        if gate is not None:
+            out = out * gate
+        return attn.proj_drop(attn.proj(out))
+
+    def _capture(self, q_cls: torch.Tensor, k: torch.Tensor, scale: float) -> None:
+        """``q_cls [B, H, D]``, ``k [B, H, N, D]`` -> the [CLS] row over all keys, in float32."""
+        logits = torch.einsum("bhd,bhnd->bhn", q_cls.float(), k.float()) * scale
+        if self._want_maps:
+            patch_keys = k[:, :, self.num_prefix_tokens:].float()
+            if self.config.similarity == "cosine":
+                # Eq. 15: no scale, unit-norm query and keys.
+                self._captured["maps"] = torch.einsum(
+                    "bhd,bhnd->bhn", F.normalize(q_cls.float(), dim=-1), F.normalize(patch_keys, dim=-1)
+                )
+            else:
+                self._captured["maps"] = logits[:, :, self.num_prefix_tokens:]
+        if self._want_attention:
+            self._captured["attention"] = logits.softmax(dim=-1)[:, :, self.num_prefix_tokens:]
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+        if attn_mask is not None or is_causal:
+            raise SarvitError("the SAR last block does not support attention masks or causal attention")
+        attended = self.drop_path1(self.ls1(self._attention(self.norm1(x))))
+        x = attended if self.config.remove_last_skip else x + attended
+        mlp_out = self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        return mlp_out if self.config.remove_last_mlp_skip else x + mlp_out
+
+
+class _SARForward:
+    """Mixed into the model's own class: ``forward(x, return_maps=False, return_attention=False)``."""
+
+    def forward(self, x: torch.Tensor, return_maps: bool = False, return_attention: bool = False, **kwargs):
+        dynamic = getattr(self, "dynamic_img_size", False)
+        expected = self.patch_embed.img_size
+        if x.dim() != 4 or (not dynamic and expected is not None and tuple(x.shape[-2:]) != tuple(expected)):
+            size = "H, W" if dynamic or expected is None else f"{expected[0]}, {expected[1]}"
+            raise SarvitError(
+                f"{type(self).__name__} expects images [B, C, {size}], got shape {tuple(x.shape)}; "
+                "build the model with img_size= to change its grid"
+            )
+        block: SARBlock = self.blocks[-1]
+        block.capture(return_maps, return_attention)
+        try:
+            logits = super().forward(x, **kwargs)
+        finally:
+            captured = block.take()
+        if not (return_maps or return_attention):
+            return logits
+        grid = self.patch_embed.dynamic_feat_size(x.shape[-2:]) if dynamic else self.patch_embed.grid_size
+        outputs = [logits]
+        for key, wanted in (("maps", return_maps), ("attention", return_attention)):
+            if wanted:
+                value = captured[key]
+                outputs.append(value.reshape(value.shape[0], value.shape[1], *grid))
+        return tuple(outputs)
+
+
+_SAR_CLASSES: dict[type, type] = {}
+
+
+def _sar_class(base: type) -> type:
+    if base not in _SAR_CLASSES:
+        _SAR_CLASSES[base] = type(f"SAR{base.__name__}", (_SARForward, base), {})
+    return _SAR_CLASSES[base]
+
+
+def create_model(
+    name: str,
+    *,
+    sar: bool = True,
+    remove_last_skip: bool | None = None,
+    remove_last_norm: bool | None = None,
+    remove_last_mlp_skip: bool = False,
+    similarity: str = "dot",
+    **timm_kwargs,
+) -> nn.Module:
+    """Build a timm ViT by name with SAR's last-block surgery and the [CLS] map capture.
+
+    Args:
+        name: a timm VisionTransformer-family model with a [CLS] token (``vit_*``, ``deit_*``
+            including distilled, register-token and q/k-norm variants).
+        sar: the default for both removals (Eq. 10-11). ``sar=False`` keeps timm's block exactly.
+        remove_last_skip: drop the last block's MSA skip connection; ``None`` follows ``sar``.
+        remove_last_norm: drop the LayerNorm before the last MLP; ``None`` follows ``sar``.
+        remove_last_mlp_skip: drop the last MLP skip (Tab. 1 row D); never part of SAR.
+        similarity: ``"dot"`` (Eq. 4) or ``"cosine"`` (Eq. 15) for the captured maps.
+        **timm_kwargs: passed to ``timm.create_model`` (``num_classes``, ``img_size``,
+            ``drop_path_rate``, ``pretrained`` ...).
+
+    Returns:
+        The timm model, whose ``forward(x)`` returns logits ``[B, classes]``;
+        ``forward(x, return_maps=True)`` returns ``(logits, S)`` with ``S [B, H, k, k]`` the
+        pre-softmax similarity of the [CLS] query with each patch key;
+        ``return_attention=True`` adds the post-softmax [CLS] attention over patch tokens
+        ``[B, H, k, k]`` (order: logits, S, attention).
+
+    Example:
+        >>> model = create_model("vit_tiny_patch16_224", img_size=64, patch_size=8, num_classes=10)
+        >>> logits, S = model(torch.randn(2, 3, 64, 64), return_maps=True)  # S: [2, 3, 8, 8]
+    """
+    if similarity not in SIMILARITIES:
+        raise SarvitError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+    config = SARConfig(
+        remove_last_skip=sar if remove_last_skip is None else bool(remove_last_skip),
+        remove_last_norm=sar if remove_last_norm is None else bool(remove_last_norm),
+        remove_last_mlp_skip=bool(remove_last_mlp_skip),
+        similarity=similarity,
+    )
+    try:
+        model = timm.create_model(name, **timm_kwargs)
+    except RuntimeError as error:
+        if "Unknown model" in str(error):
+            raise SarvitError(f"unknown timm model {name!r}: {error}") from None
+        raise
+    if not isinstance(model, VisionTransformer):
+        raise SarvitError(
+            f"{name!r} is a {type(model).__name__}; SAR needs a timm VisionTransformer "
+            "(vit_*, deit_*) whose last block attends from a [CLS] token"
+        )
+    if not getattr(model, "has_class_token", getattr(model, "cls_token", None) is not None):
+        raise SarvitError(f"{name!r} has no [CLS] token (class_token=False); SAR needs the [CLS] query")
+    last = model.blocks[-1]
+    if type(last) is not Block:
+        raise SarvitError(
+            f"{name!r} ends with a {type(last).__name__}; SAR supports timm's pre-norm Block only"
+        )
+    model.blocks[-1] = SARBlock(last, model.num_prefix_tokens, config)
+    model.__class__ = _sar_class(type(model))
+    return model
+
+
+def sar_config(model: nn.Module) -> dict:
+    """The last-block switches of a model built by :func:`create_model`, as plain data."""
+    block = model.blocks[-1]
+    if not isinstance(block, SARBlock):
+        raise SarvitError("this model was not built by sarvit.create_model")
+    return asdict(block.config)

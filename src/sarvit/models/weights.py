@@ -1,0 +1,82 @@
+"""Loading timm or sarvit weights into a model built by :func:`sarvit.create_model`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..errors import SarvitError
+
+__all__ = ["LoadReport", "load_weights"]
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_weights` did with the keys it was given."""
+
+    removed_by_surgery: list[str] = field(default_factory=list)
+    head_dropped: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.removed_by_surgery:
+            parts.append(f"ignored (removed by the SAR surgery): {', '.join(self.removed_by_surgery)}")
+        if self.head_dropped:
+            parts.append(f"classifier head not loaded (new class count): {', '.join(self.head_dropped)}")
+        if self.missing:
+            parts.append(f"kept at initialisation: {', '.join(self.missing)}")
+        return "; ".join(parts) or "all keys loaded"
+
+
+def _head_keys(model: nn.Module) -> set[str]:
+    prefixes = ["head."]
+    if getattr(model, "head_dist", None) is not None:
+        prefixes.append("head_dist.")
+    return {key for key in model.state_dict() if any(key.startswith(p) for p in prefixes)}
+
+
+def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, new_head: bool = False) -> LoadReport:
+    """Load ``state_dict`` (a timm or sarvit checkpoint's model weights) into ``model``.
+
+    Keys of the LayerNorm that the SAR surgery removed (``blocks.<last>.norm2.*``) are reported
+    and ignored, so a plain timm checkpoint loads into a SAR model. With ``new_head=True`` the
+    classifier head is left at its initialisation when its shape differs (fine-tuning on a new
+    class count). Any other difference is an error naming the keys.
+    """
+    own = model.state_dict()
+    last_norm = f"blocks.{len(model.blocks) - 1}.norm2."
+    report = LoadReport()
+    head = _head_keys(model)
+    to_load: dict[str, torch.Tensor] = {}
+    unexpected, mismatched = [], []
+    for key, value in state_dict.items():
+        if key not in own:
+            if key.startswith(last_norm):
+                report.removed_by_surgery.append(key)
+            else:
+                unexpected.append(key)
+        elif tuple(value.shape) != tuple(own[key].shape):
+            if new_head and key in head:
+                report.head_dropped.append(key)
+            else:
+                mismatched.append(f"{key} (checkpoint {tuple(value.shape)}, model {tuple(own[key].shape)})")
+        else:
+            to_load[key] = value
+    missing = [key for key in own if key not in state_dict]
+    absent_ok = [key for key in missing if key.startswith(last_norm)]
+    missing = [key for key in missing if key not in absent_ok]
+    problems = []
+    if mismatched:
+        hint = " (a different class count: fine-tune with --finetune)" if any(k.split(" ")[0] in head for k in mismatched) else ""
+        problems.append(f"shape mismatch{hint}: {'; '.join(mismatched)}")
+    if unexpected:
+        problems.append(f"keys the model does not have: {', '.join(unexpected[:20])}{' ...' if len(unexpected) > 20 else ''}")
+    if missing:
+        problems.append(f"keys the checkpoint lacks: {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")
+    if problems:
+        raise SarvitError(f"checkpoint does not fit {type(model).__name__}: " + " | ".join(problems))
+    model.load_state_dict(to_load, strict=False)
+    report.missing = absent_ok
+    return report
