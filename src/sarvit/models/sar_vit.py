@@ -196,15 +196,16 @@ def create_model(
         remove_last_mlp_skip=bool(remove_last_mlp_skip),
         similarity=similarity,
     )
+    if not timm.is_model(name):
+        raise SarvitError(f"unknown timm model {name!r}; `timm.list_models('vit_*')` lists the ViTs")
+    family = timm.models.model_entrypoint(name).__module__.rsplit(".", 1)[-1]
     try:
         model = timm.create_model(name, **timm_kwargs)
-    except RuntimeError as error:
-        if "Unknown model" in str(error):
-            raise SarvitError(f"unknown timm model {name!r}: {error}") from None
-        raise
+    except TypeError as error:
+        raise SarvitError(f"could not build {name!r} (timm module '{family}') with {timm_kwargs}: {error}") from None
     if not isinstance(model, VisionTransformer):
         raise SarvitError(
-            f"{name!r} is a {type(model).__name__}; SAR needs a timm VisionTransformer "
+            f"{name!r} is a {type(model).__name__} (timm module '{family}'); SAR needs a timm VisionTransformer "
             "(vit_*, deit_*) whose last block attends from a [CLS] token"
         )
     if not getattr(model, "has_class_token", getattr(model, "cls_token", None) is not None):

@@ -1,0 +1,73 @@
+"""DeiT's train/eval image transforms, built from timm's ``create_transform``."""
+from __future__ import annotations
+
+from typing import Optional
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
+from torchvision import transforms as T
+
+from ..errors import SarvitError
+
+_INTERPOLATIONS = {
+    "bicubic": T.InterpolationMode.BICUBIC,
+    "bilinear": T.InterpolationMode.BILINEAR,
+    "nearest": T.InterpolationMode.NEAREST,
+}
+
+
+def build_transform(
+    is_train: bool,
+    input_size: int,
+    *,
+    auto_augment: Optional[str] = "rand-m9-mstd0.5-inc1",
+    reprob: float = 0.25,
+    remode: str = "pixel",
+    recount: int = 1,
+    color_jitter: Optional[float] = 0.3,
+    interpolation: str = "bicubic",
+    eval_crop_ratio: float = 0.875,
+    mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
+    std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
+):
+    """PIL image -> normalised tensor ``[3, input_size, input_size]``, exactly as DeiT's ``build_transform``.
+
+    Training: timm's RandomResizedCrop + flip + RandAugment (``auto_augment``; ``None`` or ``"none"``
+    disables it) + colour jitter + RandomErasing (``reprob``, ``remode``, ``recount``). For inputs of 32 px
+    or less (CIFAR at native size) the random-resized crop becomes ``RandomCrop(input_size, padding=4)``.
+    Evaluation: Resize(``int(input_size / eval_crop_ratio)``) + CenterCrop(``input_size``), both skipped at
+    32 px or less, then ToTensor + Normalize.
+    """
+    if interpolation not in _INTERPOLATIONS:
+        raise SarvitError(f"interpolation must be one of {', '.join(_INTERPOLATIONS)}, got {interpolation!r}")
+    if auto_augment is not None and auto_augment.strip().lower() in ("", "none"):
+        auto_augment = None
+    resize_image = input_size > 32
+    if is_train:
+        try:
+            transform = create_transform(
+                input_size=input_size,
+                is_training=True,
+                color_jitter=color_jitter,
+                auto_augment=auto_augment,
+                interpolation=interpolation,
+                re_prob=reprob,
+                re_mode=remode,
+                re_count=recount,
+                mean=mean,
+                std=std,
+            )
+        except (AssertionError, ValueError, KeyError) as error:  # timm's reaction to a malformed policy string
+            raise SarvitError(
+                f"could not build the training transform: expected a timm auto-augment policy such as "
+                f"'rand-m9-mstd0.5-inc1' or 'none' and a remode of const/rand/pixel, got auto_augment="
+                f"{auto_augment!r}, remode={remode!r} ({error})"
+            ) from None
+        if not resize_image:
+            transform.transforms[0] = T.RandomCrop(input_size, padding=4)
+        return transform
+    steps = []
+    if resize_image:
+        steps.append(T.Resize(int(input_size / eval_crop_ratio), interpolation=_INTERPOLATIONS[interpolation]))
+        steps.append(T.CenterCrop(input_size))
+    steps += [T.ToTensor(), T.Normalize(mean, std)]
+    return T.Compose(steps)

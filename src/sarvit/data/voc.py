@@ -1,0 +1,113 @@
+"""PASCAL VOC 2012 foreground masks for the attention-map Jaccard protocol of DINO / Naseer et al."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torch.utils.data import Dataset
+from torchvision.transforms import functional as TF
+
+from ..errors import SarvitError
+from .loading import load_rgb_image
+
+VOC_SPLITS = ("train", "val", "trainval")
+VOID_LABEL = 255  # object boundaries and ambiguous pixels, excluded from the Jaccard
+
+
+def find_voc2012(root: Union[str, Path]) -> Path:
+    """The VOC2012 folder given ``root`` = that folder, its parent, or the parent of ``VOCdevkit``."""
+    root = Path(root).expanduser()
+    candidates = [root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"]
+    for candidate in candidates:
+        if (candidate / "JPEGImages").is_dir():
+            return candidate
+    looked_at = ", ".join(str(candidate / "JPEGImages") for candidate in candidates)
+    raise SarvitError(
+        f"voc: expected the PASCAL VOC 2012 layout (VOC2012/JPEGImages, SegmentationObject or SegmentationClass, "
+        f"ImageSets/Segmentation) under {root}; no JPEGImages folder found at {looked_at}"
+    )
+
+
+class VOCForeground(Dataset):
+    """PASCAL VOC 2012 segmentation images with their foreground and valid masks, resized for a ViT.
+
+    The image is resized to ``img_size x img_size`` (bilinear) and normalised; the masks are resized with
+    nearest-neighbour so labels are never blended. Foreground = any object label (1..254); the void label 255
+    (object boundaries) is neither foreground nor valid. Masks come from ``SegmentationObject`` when that folder
+    exists, else from ``SegmentationClass`` (both give the same foreground).
+
+    Args:
+        root: the ``VOC2012`` folder, its parent (``VOCdevkit``) or the parent of ``VOCdevkit``.
+        split: ``"train"``, ``"val"`` or ``"trainval"`` (``ImageSets/Segmentation/<split>.txt``).
+        img_size: side S of the returned image and masks.
+        mean, std: normalisation of the image.
+
+    Items: ``(image [3, S, S] float, foreground [S, S] bool, valid [S, S] bool)``;
+    ``image_ids[i]`` names item ``i`` (e.g. ``"2007_000033"``).
+    """
+
+    def __init__(
+        self,
+        root: Union[str, Path],
+        split: str = "val",
+        img_size: int = 224,
+        mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
+        std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
+    ) -> None:
+        if split not in VOC_SPLITS:
+            raise SarvitError(f"voc: split must be one of {', '.join(VOC_SPLITS)}, got {split!r}")
+        self.voc_dir = find_voc2012(root)
+        list_file = self.voc_dir / "ImageSets" / "Segmentation" / f"{split}.txt"
+        if not list_file.is_file():
+            raise SarvitError(f"voc: expected the image list {list_file}, not found")
+        self.image_ids = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+        if not self.image_ids:
+            raise SarvitError(f"voc: expected image ids in {list_file}, found an empty file")
+
+        self.mask_dir = self.voc_dir / "SegmentationObject"
+        if not self.mask_dir.is_dir():
+            self.mask_dir = self.voc_dir / "SegmentationClass"
+        for image_id in self.image_ids:  # fail now, naming the file, rather than mid-evaluation
+            for path in (self._image_path(image_id), self._mask_path(image_id)):
+                if not path.is_file():
+                    raise SarvitError(f"voc: {list_file.name} lists {image_id!r}, expected the file {path}, not found")
+        self.img_size = img_size
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def _image_path(self, image_id: str) -> Path:
+        return self.voc_dir / "JPEGImages" / f"{image_id}.jpg"
+
+    def _mask_path(self, image_id: str) -> Path:
+        return self.mask_dir / f"{image_id}.png"
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        image_id = self.image_ids[index]
+        size = (self.img_size, self.img_size)
+        image = load_rgb_image(self._image_path(image_id)).resize(size, Image.BILINEAR)
+        labels = np.asarray(self._load_labels(self._mask_path(image_id)).resize(size, Image.NEAREST))
+        image_tensor = TF.normalize(TF.to_tensor(image), self.mean, self.std)
+        valid = torch.from_numpy(labels != VOID_LABEL)
+        foreground = torch.from_numpy(labels != 0) & valid
+        return image_tensor, foreground, valid
+
+    @staticmethod
+    def _load_labels(path: Path) -> Image.Image:
+        """The label image of a VOC mask PNG: palette indices ('P') or grey levels ('L') are the labels."""
+        try:
+            with Image.open(path) as mask:
+                mask.load()
+        except OSError as error:
+            raise SarvitError(f"voc: could not decode the mask file {path}: {error}") from None
+        if mask.mode not in ("P", "L"):
+            raise SarvitError(f"voc: expected a palette (P) or greyscale (L) label PNG at {path}, found mode {mask.mode}")
+        return mask
+
+    def extra_repr(self) -> str:
+        return f"root={self.voc_dir}, masks={self.mask_dir.name}, img_size={self.img_size}"

@@ -1,0 +1,177 @@
+"""connected_components equals scipy.ndimage.label map by map, on both implementations."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy import ndimage
+
+import sarvit
+from sarvit.ops import hooking_rounds
+
+STRUCTURES = {8: np.ones((3, 3), dtype=bool), 4: ndimage.generate_binary_structure(2, 1)}
+METHODS = ["scipy", "tensor"]
+
+
+def scipy_labels(mask: np.ndarray, connectivity: int) -> np.ndarray:
+    flat = mask.reshape(-1, *mask.shape[-2:])
+    labels = np.stack([ndimage.label(m, structure=STRUCTURES[connectivity])[0] for m in flat])
+    return labels.reshape(mask.shape)
+
+
+def assert_matches_scipy(mask: np.ndarray, connectivity: int, method: str) -> None:
+    got = sarvit.connected_components(torch.from_numpy(mask), connectivity, method=method)
+    assert got.dtype == torch.int64
+    np.testing.assert_array_equal(got.numpy(), scipy_labels(mask, connectivity))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    mask=arrays(
+        bool,
+        st.tuples(st.integers(1, 3), st.integers(1, 12), st.integers(1, 12)),
+        elements=st.booleans(),
+    ),
+    connectivity=st.sampled_from([8, 4]),
+    method=st.sampled_from(METHODS),
+)
+def test_random_maps_match_scipy(mask, connectivity, method):
+    assert_matches_scipy(mask, connectivity, method)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 20), st.integers(1, 20)),
+    density=st.floats(0.05, 0.95),
+    seed=st.integers(0, 2**31 - 1),
+    connectivity=st.sampled_from([8, 4]),
+)
+def test_dense_and_sparse_maps_match_scipy(shape, density, seed, connectivity):
+    mask = np.random.default_rng(seed).random((4, *shape)) < density
+    for method in METHODS:
+        assert_matches_scipy(mask, connectivity, method)
+
+
+def spiral(size: int) -> np.ndarray:
+    """One 4-connected path that winds inwards: the longest geodesic a square map can hold."""
+    grid = np.zeros((size, size), dtype=bool)
+    top, left, bottom, right = 0, 0, size - 1, size - 1
+    while top <= bottom and left <= right:
+        grid[top, left:right + 1] = True
+        grid[top:bottom + 1, right] = True
+        if top + 2 <= bottom:
+            grid[bottom, left:right + 1] = True
+        if left + 2 <= right and top + 2 <= bottom:
+            grid[top + 2:bottom + 1, left] = True
+        top, left, bottom, right = top + 2, left + 2, bottom - 2, right - 2
+        if top <= bottom:
+            grid[top - 1, left] = True
+    return grid
+
+
+def snake(h: int, w: int) -> np.ndarray:
+    """Rows joined alternately at the right and left ends: a boustrophedon path."""
+    grid = np.zeros((h, w), dtype=bool)
+    grid[::2] = True
+    for row in range(1, h, 2):
+        grid[row, w - 1 if row % 4 == 1 else 0] = True
+    return grid
+
+
+def hand_made_maps():
+    checker = (np.indices((9, 9)).sum(axis=0) % 2 == 0)
+    diagonal_stripes = (np.indices((11, 11)).sum(axis=0) % 3 == 0)
+    yield "spiral-15", spiral(15)
+    yield "spiral-28", spiral(28)
+    yield "snake-14", snake(14, 14)
+    yield "snake-27x13", snake(27, 13)
+    yield "checkerboard", checker
+    yield "diagonal-stripes", diagonal_stripes
+    yield "full", np.ones((14, 14), dtype=bool)
+    yield "empty", np.zeros((14, 14), dtype=bool)
+    yield "strip-1xN", np.array([[1, 1, 0, 1, 0, 0, 1, 1, 1, 0, 1]], dtype=bool)
+    yield "strip-Nx1", np.array([[1], [0], [1], [1], [0], [1]], dtype=bool)
+    yield "single-pixel-on", np.ones((1, 1), dtype=bool)
+    yield "single-pixel-off", np.zeros((1, 1), dtype=bool)
+
+
+@pytest.mark.parametrize("connectivity", [8, 4])
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("name,mask", list(hand_made_maps()), ids=[n for n, _ in hand_made_maps()])
+def test_hand_made_maps_match_scipy(name, mask, connectivity, method):
+    assert_matches_scipy(mask, connectivity, method)
+
+
+def test_spiral_is_one_component_whatever_the_method():
+    mask = torch.from_numpy(spiral(28))
+    for method in METHODS:
+        assert sarvit.connected_components(mask, 4, method=method).max() == 1
+
+
+def test_checkerboard_connectivity_differs():
+    mask = torch.from_numpy(np.indices((6, 6)).sum(axis=0) % 2 == 0)
+    assert sarvit.connected_components(mask, 8).max() == 1
+    assert sarvit.connected_components(mask, 4).max() == 18
+
+
+def test_leading_dims_are_kept_and_maps_are_independent():
+    rng = np.random.default_rng(0)
+    mask = rng.random((2, 3, 5, 7, 6)) < 0.5
+    mask[0, 0, 0] = True  # a full map next to the others must not leak into them
+    for method in METHODS:
+        got = sarvit.connected_components(torch.from_numpy(mask), method=method)
+        assert got.shape == mask.shape
+        np.testing.assert_array_equal(got.numpy(), scipy_labels(mask, 8))
+
+
+def test_empty_batch():
+    out = sarvit.connected_components(torch.zeros(0, 4, 4, dtype=torch.bool))
+    assert out.shape == (0, 4, 4) and out.dtype == torch.int64
+
+
+def test_rounds_bound_grows_logarithmically():
+    assert hooking_rounds(1) == 0
+    assert hooking_rounds(196) == 16
+    assert hooking_rounds(784) == 20
+
+
+@pytest.mark.parametrize(
+    "bad,error,words",
+    [
+        (torch.zeros(4, 4), TypeError, "bool"),
+        (torch.zeros(4, dtype=torch.bool), ValueError, "[..., h, w]"),
+        (np.zeros((4, 4), dtype=bool), TypeError, "torch.Tensor"),
+    ],
+)
+def test_bad_input_is_named(bad, error, words):
+    with pytest.raises(error, match=words.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+        sarvit.connected_components(bad)
+
+
+def test_bad_connectivity_and_method():
+    mask = torch.zeros(3, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match="connectivity"):
+        sarvit.connected_components(mask, 6)
+    with pytest.raises(ValueError, match="method"):
+        sarvit.connected_components(mask, method="opencv")
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("connectivity", [8, 4])
+def test_cuda_matches_scipy_without_host_sync(connectivity):
+    rng = np.random.default_rng(1)
+    mask = rng.random((64, 6, 14, 14)) < 0.5
+    mask[0, 0] = spiral(14)
+    device_mask = torch.from_numpy(mask).cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        labels = sarvit.connected_components(device_mask, connectivity)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    np.testing.assert_array_equal(labels.cpu().numpy(), scipy_labels(mask, connectivity))
