@@ -1,4 +1,9 @@
 """connected_components equals scipy.ndimage.label map by map, on both implementations."""
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import torch
@@ -157,21 +162,65 @@ def test_bad_connectivity_and_method():
         sarvit.connected_components(mask, method="opencv")
 
 
+def triton_importable() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not triton_importable(), reason="needs Triton")
+def test_triton_kernel_matches_scipy_in_the_interpreter():
+    """The CUDA kernel's logic, run by Triton's CPU interpreter (which must be set before import)."""
+    script = textwrap.dedent(
+        """
+        import numpy as np, torch
+        from test_connected_components import hand_made_maps, scipy_labels
+        from sarvit.ops.triton_components import label_with_triton
+        rng = np.random.default_rng(0)
+        cases = [m[None] for _, m in hand_made_maps()]
+        cases += [rng.random((24, 14, 14)) < 0.5, rng.random((6, 28, 28)) < 0.6, rng.random((8, 5, 13)) < 0.3]
+        for connectivity in (8, 4):
+            for mask in cases:
+                got = label_with_triton(torch.from_numpy(mask), connectivity).numpy()
+                assert (got == scipy_labels(mask, connectivity)).all(), (connectivity, mask.shape)
+        print("triton interpreter ok")
+        """
+    )
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.path.dirname(__file__)}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "triton interpreter ok" in result.stdout
+
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 @cuda
 @pytest.mark.cuda
 @pytest.mark.parametrize("connectivity", [8, 4])
-def test_cuda_matches_scipy_without_host_sync(connectivity):
+@pytest.mark.parametrize("method", ["auto", "tensor"] + (["triton"] if triton_importable() else []))
+def test_cuda_matches_scipy_without_host_sync(connectivity, method):
     rng = np.random.default_rng(1)
     mask = rng.random((64, 6, 14, 14)) < 0.5
     mask[0, 0] = spiral(14)
+    mask[0, 1] = snake(14, 14)
     device_mask = torch.from_numpy(mask).cuda()
+    sarvit.connected_components(device_mask[:1], connectivity, method=method)  # compile and verify once
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        labels = sarvit.connected_components(device_mask, connectivity)
+        labels = sarvit.connected_components(device_mask, connectivity, method=method)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     np.testing.assert_array_equal(labels.cpu().numpy(), scipy_labels(mask, connectivity))
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.skipif(not triton_importable(), reason="needs Triton")
+def test_auto_uses_the_verified_triton_kernel_on_cuda():
+    from sarvit.ops.connected_components import _auto_method
+
+    assert _auto_method(torch.device("cuda", torch.cuda.current_device()), 196) == "triton"

@@ -5,18 +5,25 @@ Two exact implementations share one contract (labels equal ``scipy.ndimage.label
 * CPU: every map is stacked into one tall image, separated by a background row, and labelled by a
   single ``scipy.ndimage.label`` call; raster order of the stack is raster order of each map, so
   shifting each map's labels by the number of components above it gives scipy's per-map numbering.
-* Tensor path (CUDA, and CPU on request): a fixed, shape-derived number of rounds of min-label
-  hooking with full pointer jumping (see :func:`_label_by_hooking`). No data-dependent control
-  flow, so no host-device synchronisation and no loop over maps.
+* Tensor path (any device): a fixed, shape-derived number of rounds of min-label hooking with
+  full pointer jumping (see :func:`_label_by_hooking`). No data-dependent control flow, so no
+  host-device synchronisation and no loop over maps.
+* Triton path (CUDA): the same hooking run to convergence inside one kernel launch, one program
+  per map (:mod:`sarvit.ops.triton_components`). The first call on each device checks it once
+  against the tensor path (a one-off synchronisation) and falls back to the tensor path, with a
+  warning, if they disagree.
 """
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
+
+from .triton_components import MAX_TRITON_PIXELS, label_with_triton, triton_available
 
 __all__ = ["connected_components", "hooking_rounds"]
 
@@ -32,8 +39,9 @@ def connected_components(mask: torch.Tensor, connectivity: int = 8, *, method: s
     Args:
         mask: ``[..., h, w]`` bool tensor; any number of leading dims, any ``h, w >= 1``.
         connectivity: 8 (3x3 neighbourhood, diagonals connect) or 4 (edge neighbours only).
-        method: ``"auto"`` (scipy on CPU, tensor algorithm on other devices), ``"scipy"`` (CPU only)
-            or ``"tensor"`` (any device; what CUDA runs).
+        method: ``"auto"`` (scipy on CPU; on CUDA Triton when available and verified, else the
+            tensor algorithm), ``"scipy"`` (CPU only), ``"tensor"`` (any device) or ``"triton"``
+            (CUDA, maps of at most 4,096 pixels).
 
     Returns:
         ``[..., h, w]`` int64 tensor on ``mask``'s device: 0 is background, the components of each
@@ -53,18 +61,57 @@ def connected_components(mask: torch.Tensor, connectivity: int = 8, *, method: s
         raise ValueError(f"connected_components expects a mask of shape [..., h, w], got shape {tuple(mask.shape)}")
     if connectivity not in _STRUCTURES:
         raise ValueError(f"connectivity must be 8 or 4, got {connectivity!r}")
-    if method not in ("auto", "scipy", "tensor"):
-        raise ValueError(f"method must be 'auto', 'scipy' or 'tensor', got {method!r}")
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     if method == "scipy" and mask.device.type != "cpu":
         raise ValueError(f"method='scipy' needs a CPU mask, got one on {mask.device}")
-
     h, w = mask.shape[-2:]
+    if method == "triton" and (not triton_available() or h * w > MAX_TRITON_PIXELS):
+        raise ValueError(f"method='triton' needs Triton and maps of at most {MAX_TRITON_PIXELS} pixels, got {h}x{w}")
+
     if mask.numel() == 0:
         return torch.zeros(mask.shape, dtype=torch.long, device=mask.device)
     maps = mask.reshape(-1, h, w)
-    use_scipy = method == "scipy" or (method == "auto" and mask.device.type == "cpu")
-    labels = _label_with_scipy(maps, connectivity) if use_scipy else _label_by_hooking(maps, connectivity)
+    if method == "auto":
+        method = _auto_method(mask.device, h * w)
+    labels = _LABELLERS[method](maps, connectivity)
     return labels.reshape(mask.shape)
+
+
+_METHODS = ("auto", "scipy", "tensor", "triton")
+_triton_verified: dict[torch.device, bool] = {}
+
+
+def _auto_method(device: torch.device, num_pixels: int) -> str:
+    if device.type == "cpu":
+        return "scipy"
+    if device.type == "cuda" and num_pixels <= MAX_TRITON_PIXELS and _triton_works_on(device):
+        return "triton"
+    return "tensor"
+
+
+def _triton_works_on(device: torch.device) -> bool:
+    """Check the Triton kernel once per device against the tensor path on random maps."""
+    if device not in _triton_verified:
+        works = triton_available()
+        if works:
+            generator = torch.Generator().manual_seed(0)
+            try:
+                for shape, density in (((96, 14, 14), 0.5), ((32, 28, 28), 0.65), ((16, 9, 23), 0.35)):
+                    maps = (torch.rand(shape, generator=generator) < density).to(device)
+                    for connectivity in (8, 4):
+                        expected = _label_by_hooking(maps, connectivity)
+                        works = works and torch.equal(label_with_triton(maps, connectivity), expected)
+            except Exception as error:  # a kernel that fails to compile here must not stop training
+                warnings.warn(f"sarvit: the Triton connected-components kernel failed on {device} ({error}); "
+                              "using the tensor path")
+                works = False
+            else:
+                if not works:
+                    warnings.warn(f"sarvit: the Triton connected-components kernel disagreed with the tensor "
+                                  f"path on {device}; using the tensor path")
+        _triton_verified[device] = works
+    return _triton_verified[device]
 
 
 def _label_with_scipy(maps: torch.Tensor, connectivity: int) -> torch.Tensor:
@@ -135,3 +182,6 @@ def _label_by_hooking(maps: torch.Tensor, connectivity: int) -> torch.Tensor:
     rank = torch.cumsum(is_root, dim=1)
     labels = torch.where(foreground, rank.gather(1, parent), 0)
     return labels[:, :n].reshape(n_maps, h, w)
+
+
+_LABELLERS = {"scipy": _label_with_scipy, "tensor": _label_by_hooking, "triton": label_with_triton}

@@ -1,0 +1,224 @@
+"""Models for analysis: a sarvit training checkpoint or a plain timm/DeiT state dict -> a SAR model in eval mode."""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+from ..errors import SarvitError
+from ..models import create_model, load_weights
+
+__all__ = ["load_model_for_analysis", "resolve_device", "infer_model_kwargs"]
+
+# Keys a training checkpoint may keep its weights under, in order of preference.
+_WEIGHT_KEYS = ("model", "state_dict", "model_state_dict", "module")
+_PREFIXES = ("module.", "_orig_mod.", "backbone.")
+
+
+def resolve_device(device: Union[str, torch.device, None] = None) -> torch.device:
+    """``None``/``"auto"`` -> CUDA when available, else CPU; otherwise the named device (checked)."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise SarvitError(f"--device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r} ({error})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SarvitError(f"--device {device}: CUDA was asked for, but torch sees no CUDA device")
+    return device
+
+
+def _is_state_dict(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for prefix in _PREFIXES:
+        if all(key.startswith(prefix) for key in state):
+            state = {key[len(prefix):]: value for key, value in state.items()}
+    return state
+
+
+def _checkpoint_config(checkpoint: dict) -> dict:
+    """The build config a sarvit checkpoint carries: ``{"model": name, "sar": {...}, "timm_kwargs": {...}}``.
+
+    Accepts the config under ``"config"``, ``"model_config"`` or ``"args"`` (a dict), with the model name under
+    ``"model"``/``"model_name"``/``"name"``, the timm kwargs under ``"timm_kwargs"``/``"model_kwargs"`` or as
+    top-level ``num_classes``/``img_size``/``patch_size``..., and the SAR switches under ``"sar"`` (a dict of
+    ``create_model`` keywords or a bool) or as top-level ``remove_last_skip``/``remove_last_norm``/... keys.
+    """
+    config: dict = {}
+    for key in ("model_config", "config", "args"):
+        value = checkpoint.get(key)
+        if isinstance(value, dict):
+            config = value.get("model", value) if isinstance(value.get("model"), dict) else value
+            break
+    if not config:
+        return {}
+    name = next((config[k] for k in ("model", "model_name", "name", "arch") if isinstance(config.get(k), str)), None)
+    timm_kwargs = dict(next((config[k] for k in ("timm_kwargs", "model_kwargs", "kwargs") if isinstance(config.get(k), dict)), {}))
+    for key in ("num_classes", "img_size", "patch_size", "embed_dim", "depth", "num_heads", "drop_path_rate", "input_size"):
+        if key in config and key not in timm_kwargs and config[key] is not None:
+            timm_kwargs["img_size" if key == "input_size" else key] = config[key]
+    timm_kwargs.pop("drop_path_rate", None)  # irrelevant for analysis
+    timm_kwargs.pop("pretrained", None)
+    sar: dict = {}
+    raw_sar = config.get("sar")
+    if isinstance(raw_sar, dict):
+        sar.update(raw_sar)
+    elif isinstance(raw_sar, bool):
+        sar["sar"] = raw_sar
+    for key in ("remove_last_skip", "remove_last_norm", "remove_last_mlp_skip", "similarity"):
+        if key in config and key not in sar:
+            sar[key] = config[key]
+    if "use_nosn" in config and not sar:  # the reference code's spelling
+        sar["sar"] = bool(config["use_nosn"])
+    return {"model": name, "timm_kwargs": timm_kwargs, "sar": sar}
+
+
+def infer_model_kwargs(state: dict[str, torch.Tensor]) -> dict:
+    """What a ViT state dict says about its build: ``patch_size``, ``img_size``, ``num_classes`` (when present),
+    and ``remove_last_norm`` (True when the last block has no ``norm2``, i.e. it was trained with SAR's surgery)."""
+    found: dict = {}
+    proj = state.get("patch_embed.proj.weight")
+    if proj is not None and proj.dim() == 4 and proj.shape[-1] == proj.shape[-2]:
+        found["patch_size"] = int(proj.shape[-1])
+    head = state.get("head.weight")
+    if head is not None and head.dim() == 2:
+        found["num_classes"] = int(head.shape[0])
+    elif "head.weight" not in state and any(k.startswith("blocks.") for k in state):
+        found["num_classes"] = 0
+    pos = state.get("pos_embed")
+    if pos is not None and pos.dim() == 3 and "patch_size" in found:
+        prefix = 1 + (1 if "dist_token" in state else 0) + (state["reg_token"].shape[1] if "reg_token" in state else 0)
+        for tokens in (pos.shape[1] - prefix, pos.shape[1]):
+            side = math.isqrt(max(tokens, 0))
+            if tokens > 0 and side * side == tokens:
+                found["img_size"] = side * found["patch_size"]
+                break
+    blocks = [int(m.group(1)) for key in state if (m := re.match(r"blocks\.(\d+)\.", key))]
+    if blocks:
+        last = max(blocks)
+        found["remove_last_norm"] = f"blocks.{last}.norm2.weight" not in state
+    return found
+
+
+def load_model_for_analysis(
+    path: Union[str, Path],
+    device: Union[str, torch.device, None] = None,
+    *,
+    model_name: str | None = None,
+    img_size: int | None = None,
+    patch_size: int | None = None,
+    num_classes: int | None = None,
+    sar: bool | None = None,
+) -> tuple[nn.Module, dict]:
+    """Rebuild a model from weights on disk, in eval mode on ``device``, ready for :func:`attention_maps`.
+
+    ``path`` may hold:
+
+    * a sarvit checkpoint - a dict with ``"model"`` (the state dict) and the build config (model name,
+      timm kwargs, SAR switches); explicit arguments override the stored config;
+    * a plain state dict (timm / DeiT weights, or a dict with ``"model"`` and no config) - then
+      ``model_name`` is required; ``patch_size``, ``img_size``, ``num_classes`` are read from the weights
+      unless given, and the SAR surgery is taken to be on when the last block has no ``norm2`` (the
+      reference code's ``--use-nosn``), unless ``sar`` says otherwise.
+
+    Wrapper prefixes (``module.``, ``_orig_mod.``, ``backbone.``) are stripped.
+
+    Returns:
+        ``(model, info)``: ``info`` is plain data describing what was built (``model``, ``timm_kwargs``,
+        ``sar`` switches, ``source`` = ``"checkpoint"`` or ``"state_dict"``, ``device``) for reports.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise SarvitError(f"--weights: expected a checkpoint file, {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many types for unreadable/unsafe files
+        raise SarvitError(
+            f"could not load {path} with torch.load(weights_only=True): expected a file of tensors and plain data "
+            f"(a sarvit checkpoint or a state dict); re-save foreign checkpoints as "
+            f"torch.save(checkpoint['model'], path). ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise SarvitError(f"{path}: expected a dict (checkpoint or state dict), found a {type(checkpoint).__name__}")
+
+    config: dict = {}
+    if _is_state_dict(checkpoint):
+        state, source = checkpoint, "state_dict"
+    else:
+        key = next((k for k in _WEIGHT_KEYS if _is_state_dict(checkpoint.get(k))), None)
+        if key is None:
+            raise SarvitError(
+                f"{path}: expected a state dict or a checkpoint with its weights under one of {', '.join(_WEIGHT_KEYS)}; "
+                f"found keys {', '.join(map(str, list(checkpoint)[:10]))}"
+            )
+        state = checkpoint[key]
+        config = _checkpoint_config(checkpoint)
+        source = "checkpoint" if config.get("model") else "state_dict"
+    state = _strip_prefixes(state)
+    inferred = infer_model_kwargs(state)
+
+    name = model_name or config.get("model")
+    if not name:
+        raise SarvitError(
+            f"{path} holds weights without a model name: pass --model (e.g. --model deit_small_patch16_224); "
+            f"the weights say patch_size={inferred.get('patch_size')}, img_size={inferred.get('img_size')}, "
+            f"num_classes={inferred.get('num_classes')}"
+        )
+    timm_kwargs = dict(config.get("timm_kwargs", {}))
+    for key in ("patch_size", "img_size", "num_classes"):
+        timm_kwargs.setdefault(key, inferred.get(key)) if key in inferred else None
+    for key, value in (("img_size", img_size), ("patch_size", patch_size), ("num_classes", num_classes)):
+        if value is not None:
+            timm_kwargs[key] = value
+    timm_kwargs = {k: v for k, v in timm_kwargs.items() if v is not None}
+
+    switches = dict(config.get("sar", {})) if source == "checkpoint" else {}
+    if sar is not None:
+        switches = {k: v for k, v in switches.items() if k in ("similarity", "remove_last_mlp_skip")}
+        switches["sar"] = sar
+    elif not switches and "remove_last_norm" in inferred:
+        switches["sar"] = inferred["remove_last_norm"]
+    try:
+        model = create_model(name, **switches, **timm_kwargs)
+    except SarvitError:
+        raise
+    except (TypeError, ValueError, RuntimeError, AssertionError) as error:
+        raise SarvitError(f"could not build {name!r} with {timm_kwargs} and SAR switches {switches}: {error}") from None
+    report = load_weights(model, state)
+    device = resolve_device(device)
+    model.to(device).eval()
+    info = {
+        "weights": str(path),
+        "source": source,
+        "model": name,
+        "timm_kwargs": timm_kwargs,
+        "sar": switches,
+        "load_report": str(report),
+        "device": str(device),
+    }
+    return model, info
+
+
+def model_image_size(model: nn.Module) -> int:
+    """The square input side the model expects (its ``patch_embed.img_size``)."""
+    size = getattr(model.patch_embed, "img_size", None)
+    if size is None:
+        raise SarvitError("the model has a dynamic input size; pass --img-size")
+    if size[0] != size[1]:
+        raise SarvitError(f"analysis expects a square input, the model takes {tuple(size)}")
+    return int(size[0])
+
+
+def model_normalization(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The ``(mean, std)`` the model's pretrained config names (ImageNet's by default)."""
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return tuple(cfg.get("mean", IMAGENET_DEFAULT_MEAN)), tuple(cfg.get("std", IMAGENET_DEFAULT_STD))

@@ -1,0 +1,92 @@
+"""Connected components on CUDA in one Triton kernel launch: one program per map.
+
+Each program runs the hooking algorithm of :func:`sarvit.ops.connected_components._label_by_hooking`
+to convergence inside the kernel (the loop condition is a block-wide reduction, so the host never
+waits), keeping the map's parent pointers in a per-map scratch row. Barriers separate every read
+phase from the write phase that follows it.
+"""
+from __future__ import annotations
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # the tensor path serves when Triton is absent
+    triton = None
+
+__all__ = ["triton_available", "label_with_triton", "MAX_TRITON_PIXELS"]
+
+MAX_TRITON_PIXELS = 4096
+
+
+def triton_available() -> bool:
+    return triton is not None
+
+
+if triton is not None:
+
+    @triton.jit
+    def _neighbour_min(buf, labels, fg, y, x, h, w, SENTINEL: tl.constexpr, CONN8: tl.constexpr):
+        best = labels
+        for dy in tl.static_range(-1, 2):
+            for dx in tl.static_range(-1, 2):
+                if (dy != 0 or dx != 0) and (CONN8 or dy == 0 or dx == 0):
+                    ny = y + dy
+                    nx = x + dx
+                    ok = fg & (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+                    other = tl.load(buf + ny * w + nx, mask=ok, other=SENTINEL)
+                    best = tl.minimum(best, other)
+        return best
+
+    @triton.jit
+    def _label_kernel(mask_ptr, out_ptr, scratch_ptr, h, w, BLOCK: tl.constexpr, CONN8: tl.constexpr):
+        SENTINEL: tl.constexpr = BLOCK
+        n = h * w
+        map_id = tl.program_id(0).to(tl.int64)
+        offs = tl.arange(0, BLOCK)
+        inside = offs < n
+        fg = tl.load(mask_ptr + map_id * n + offs, mask=inside, other=0) != 0
+        y = offs // w
+        x = offs - y * w
+        buf = scratch_ptr + map_id * BLOCK
+        parent = tl.where(fg, offs, SENTINEL)
+        tl.store(buf + offs, parent)
+        tl.debug_barrier()
+        proposal = _neighbour_min(buf, parent, fg, y, x, h, w, SENTINEL, CONN8)
+        hooking = tl.max(tl.where(fg & (proposal < parent), 1, 0), axis=0)
+        while hooking > 0:
+            tl.debug_barrier()
+            tl.atomic_min(buf + parent, proposal, mask=fg)
+            tl.debug_barrier()
+            jumping = 1
+            while jumping > 0:
+                grand = tl.load(buf + parent, mask=fg, other=SENTINEL)
+                jumping = tl.max(tl.where(grand != parent, 1, 0), axis=0)
+                tl.debug_barrier()
+                tl.store(buf + offs, grand, mask=fg)
+                tl.debug_barrier()
+                parent = grand
+            proposal = _neighbour_min(buf, parent, fg, y, x, h, w, SENTINEL, CONN8)
+            hooking = tl.max(tl.where(fg & (proposal < parent), 1, 0), axis=0)
+        # Every component is now one star rooted at its first pixel: number the roots in raster order.
+        is_root = fg & (parent == offs)
+        rank = tl.cumsum(is_root.to(tl.int32), axis=0)
+        tl.debug_barrier()
+        tl.store(buf + offs, rank)
+        tl.debug_barrier()
+        labels = tl.load(buf + parent, mask=fg, other=0)
+        tl.store(out_ptr + map_id * n + offs, labels.to(tl.int64), mask=inside)
+
+
+def label_with_triton(maps: torch.Tensor, connectivity: int) -> torch.Tensor:
+    """``[N, h, w]`` bool on CUDA -> ``[N, h, w]`` int64; ``h * w <= MAX_TRITON_PIXELS``."""
+    n_maps, h, w = maps.shape
+    block = triton.next_power_of_2(h * w + 1)
+    scratch = torch.empty(n_maps, block, dtype=torch.int32, device=maps.device)
+    out = torch.empty(n_maps, h, w, dtype=torch.int64, device=maps.device)
+    source = maps.contiguous().view(torch.uint8)
+    _label_kernel[(n_maps,)](
+        source, out, scratch, h, w, BLOCK=block, CONN8=connectivity == 8, num_warps=max(1, min(8, block // 128))
+    )
+    return out

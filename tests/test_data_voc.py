@@ -1,0 +1,74 @@
+"""VOCForeground: layouts, palette masks with void pixels, mask-folder fallback, clear errors."""
+import numpy as np
+import pytest
+import torch
+from data_fixtures import voc_labels, write_voc
+from PIL import Image
+
+from sarvit.data import VOCForeground
+from sarvit.errors import SarvitError
+
+
+@pytest.mark.parametrize("level", ["VOC2012", "VOCdevkit", "parent"])
+def test_accepts_the_voc2012_folder_or_its_parents(tmp_path, level):
+    voc_dir = write_voc(tmp_path)
+    root = {"VOC2012": voc_dir, "VOCdevkit": voc_dir.parent, "parent": tmp_path}[level]
+    dataset = VOCForeground(root, split="val", img_size=40)
+    assert len(dataset) == 2 and dataset.voc_dir == voc_dir and dataset.image_ids[0] == "2007_000033"
+
+
+def test_foreground_and_void(tmp_path):
+    write_voc(tmp_path)
+    image, foreground, valid = VOCForeground(tmp_path, img_size=40)[0]
+    labels = voc_labels(40)
+    assert image.shape == (3, 40, 40) and image.dtype == torch.float32
+    assert foreground.dtype == torch.bool and valid.dtype == torch.bool
+    assert torch.equal(foreground, torch.from_numpy(labels == 1))
+    assert torch.equal(valid, torch.from_numpy(labels != 255))
+    assert not (foreground & ~valid).any()
+
+
+def test_resize_uses_nearest_for_masks(tmp_path):
+    write_voc(tmp_path)
+    _, foreground, valid = VOCForeground(tmp_path, img_size=20)[1]
+    assert foreground.shape == (20, 20) and valid.shape == (20, 20)
+    expected = np.asarray(Image.fromarray(voc_labels(40)).resize((20, 20), Image.NEAREST))
+    assert torch.equal(foreground, torch.from_numpy(expected == 1))
+    _, big_foreground, _ = VOCForeground(tmp_path, img_size=224)[1]
+    assert big_foreground.shape == (224, 224) and 0 < big_foreground.float().mean() < 1
+
+
+def test_falls_back_to_segmentation_class(tmp_path):
+    write_voc(tmp_path, mask_folder="SegmentationClass")
+    dataset = VOCForeground(tmp_path, img_size=40)
+    assert dataset.mask_dir.name == "SegmentationClass"
+    assert dataset[0][1].sum() == 400
+
+
+def test_missing_layout_names_the_path(tmp_path):
+    with pytest.raises(SarvitError) as error:
+        VOCForeground(tmp_path / "nothing_here")
+    assert str(tmp_path / "nothing_here") in str(error.value) and "JPEGImages" in str(error.value)
+
+
+def test_missing_mask_names_the_file(tmp_path):
+    voc_dir = write_voc(tmp_path)
+    (voc_dir / "SegmentationObject" / "2007_000042.png").unlink()
+    with pytest.raises(SarvitError, match="2007_000042.png"):
+        VOCForeground(tmp_path)
+
+
+def test_missing_split_list_and_bad_split(tmp_path):
+    voc_dir = write_voc(tmp_path)
+    with pytest.raises(SarvitError, match="trainval.txt"):
+        VOCForeground(tmp_path, split="trainval")
+    with pytest.raises(SarvitError, match="split"):
+        VOCForeground(tmp_path, split="test")
+    assert voc_dir.is_dir()
+
+
+def test_rgb_mask_is_refused_with_its_mode(tmp_path):
+    voc_dir = write_voc(tmp_path)
+    Image.new("RGB", (40, 40)).save(voc_dir / "SegmentationObject" / "2007_000033.png")
+    with pytest.raises(SarvitError, match="found mode RGB"):
+        VOCForeground(tmp_path)[0]
