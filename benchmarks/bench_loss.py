@@ -74,6 +74,19 @@ def bench_losses(device: torch.device, repeats: int) -> None:
         print(f"  B={shape[0]:<4} H={shape[1]:<3} {shape[2]}x{shape[3]:<3} {ms:9.3f} ms")
 
 
+def bench_labelling(device: torch.device, repeats: int) -> None:
+    methods = ["scipy", "tensor"] if device.type == "cpu" else ["tensor", "triton"]
+    print("connected_components alone, 1,536 random 14x14 maps (median ms):")
+    masks = torch.rand(1536, 14, 14, device=device) < 0.5
+    for method in methods:
+        try:
+            ms = timed(lambda: sarvit.connected_components(masks, method=method), repeats, device)
+        except ValueError as error:
+            print(f"  {method:<7} unavailable: {error}")
+            continue
+        print(f"  {method:<7} {ms:9.3f} ms")
+
+
 def bench_cpu_against_scipy_loop(repeats: int) -> None:
     S = torch.randn(256, 6, 14, 14, requires_grad=True)
     ours = timed(loss_step(S, sarvit.SpatialEntropyLoss()), repeats, torch.device("cpu"))
@@ -125,7 +138,12 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     print(f"sarvit {sarvit.__version__}, torch {torch.__version__}, device {device} ({name}), "
           f"{torch.get_num_threads()} CPU threads")
+    if device.type == "cuda":
+        from sarvit.ops.connected_components import _auto_method
+
+        print(f"connected components on this device: {_auto_method(device, 196)} path")
     bench_losses(device, args.repeats)
+    bench_labelling(device, args.repeats)
     if device.type == "cpu":
         bench_cpu_against_scipy_loop(args.repeats)
     if device.type == "cuda":

@@ -174,3 +174,23 @@ def test_a_cnn_is_not_a_vit():
 def test_wrong_image_size_is_a_clear_error():
     with pytest.raises(SarvitError, match=r"expects images \[B, C, 32, 32\], got shape \(1, 3, 48, 48\)"):
         tiny()(torch.randn(1, 3, 48, 48))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
+def test_cuda_sar_step_never_waits_for_the_host():
+    model = create_model("vit_tiny_patch16_224", **TINY).cuda().train()
+    images = torch.randn(8, 3, 32, 32, device="cuda")
+    targets = torch.randint(0, 5, (8,), device="cuda")
+    loss_fn = sarvit.SpatialEntropyLoss()
+    loss_fn(model(images[:1], return_maps=True)[1])  # the first CUDA call verifies the kernel once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits, S = model(images, return_maps=True)
+            loss = F.cross_entropy(logits, targets) + 0.01 * loss_fn(S)
+        loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(loss).item()
