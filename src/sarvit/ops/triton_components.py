@@ -31,7 +31,8 @@ if triton is not None:
         best = labels
         for dy in tl.static_range(-1, 2):
             for dx in tl.static_range(-1, 2):
-                if (dy != 0 or dx != 0) and (CONN8 or dy == 0 or dx == 0):
+                # edge neighbours always, diagonal ones for 8-connectivity (no chained and/or: Triton rejects them)
+                if dy * dy + dx * dx == 1 or (CONN8 and dy * dx != 0):
                     ny = y + dy
                     nx = x + dx
                     ok = fg & (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
@@ -41,7 +42,6 @@ if triton is not None:
 
     @triton.jit
     def _label_kernel(mask_ptr, out_ptr, scratch_ptr, h, w, BLOCK: tl.constexpr, CONN8: tl.constexpr):
-        SENTINEL: tl.constexpr = BLOCK
         n = h * w
         map_id = tl.program_id(0).to(tl.int64)
         offs = tl.arange(0, BLOCK)
@@ -50,24 +50,24 @@ if triton is not None:
         y = offs // w
         x = offs - y * w
         buf = scratch_ptr + map_id * BLOCK
-        parent = tl.where(fg, offs, SENTINEL)
+        parent = tl.where(fg, offs, BLOCK)  # BLOCK > every pixel index: the background's parent
         tl.store(buf + offs, parent)
         tl.debug_barrier()
-        proposal = _neighbour_min(buf, parent, fg, y, x, h, w, SENTINEL, CONN8)
+        proposal = _neighbour_min(buf, parent, fg, y, x, h, w, BLOCK, CONN8)
         hooking = tl.max(tl.where(fg & (proposal < parent), 1, 0), axis=0)
         while hooking > 0:
             tl.debug_barrier()
             tl.atomic_min(buf + parent, proposal, mask=fg)
             tl.debug_barrier()
-            jumping = 1
+            jumping = hooking  # positive here; keeps the loop variable an int32 tensor
             while jumping > 0:
-                grand = tl.load(buf + parent, mask=fg, other=SENTINEL)
+                grand = tl.load(buf + parent, mask=fg, other=BLOCK)
                 jumping = tl.max(tl.where(grand != parent, 1, 0), axis=0)
                 tl.debug_barrier()
                 tl.store(buf + offs, grand, mask=fg)
                 tl.debug_barrier()
                 parent = grand
-            proposal = _neighbour_min(buf, parent, fg, y, x, h, w, SENTINEL, CONN8)
+            proposal = _neighbour_min(buf, parent, fg, y, x, h, w, BLOCK, CONN8)
             hooking = tl.max(tl.where(fg & (proposal < parent), 1, 0), axis=0)
         # Every component is now one star rooted at its first pixel: number the roots in raster order.
         is_root = fg & (parent == offs)
