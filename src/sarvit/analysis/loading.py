@@ -17,6 +17,7 @@ __all__ = ["load_model_for_analysis", "resolve_device", "infer_model_kwargs"]
 # Keys a training checkpoint may keep its weights under, in order of preference.
 _WEIGHT_KEYS = ("model", "state_dict", "model_state_dict", "module")
 _PREFIXES = ("module.", "_orig_mod.", "backbone.")
+_SWITCHES = ("sar", "remove_last_skip", "remove_last_norm", "remove_last_mlp_skip", "similarity")  # create_model's
 
 
 def resolve_device(device: Union[str, torch.device, None] = None) -> torch.device:
@@ -82,6 +83,7 @@ def _checkpoint_config(checkpoint: dict) -> dict:
 
 def infer_model_kwargs(state: dict[str, torch.Tensor]) -> dict:
     """What a ViT state dict says about its build: ``patch_size``, ``img_size``, ``num_classes`` (when present),
+    ``embed_dim``, ``depth``, ``mlp_ratio``, ``qkv_bias``,
     and ``remove_last_norm`` (True when the last block has no ``norm2``, i.e. it was trained with SAR's surgery)."""
     found: dict = {}
     proj = state.get("patch_embed.proj.weight")
@@ -100,10 +102,19 @@ def infer_model_kwargs(state: dict[str, torch.Tensor]) -> dict:
             if tokens > 0 and side * side == tokens:
                 found["img_size"] = side * found["patch_size"]
                 break
+    cls = state.get("cls_token")
+    if cls is not None and cls.dim() == 3:
+        found["embed_dim"] = int(cls.shape[-1])
     blocks = [int(m.group(1)) for key in state if (m := re.match(r"blocks\.(\d+)\.", key))]
     if blocks:
         last = max(blocks)
+        found["depth"] = last + 1
         found["remove_last_norm"] = f"blocks.{last}.norm2.weight" not in state
+        fc1 = state.get("blocks.0.mlp.fc1.weight")
+        if fc1 is not None and "embed_dim" in found and fc1.shape[0] % found["embed_dim"] == 0:
+            found["mlp_ratio"] = fc1.shape[0] // found["embed_dim"]
+        if "blocks.0.attn.qkv.weight" in state:
+            found["qkv_bias"] = "blocks.0.attn.qkv.bias" in state
     return found
 
 
@@ -119,13 +130,13 @@ def load_model_for_analysis(
 ) -> tuple[nn.Module, dict]:
     """Rebuild a model from weights on disk, in eval mode on ``device``, ready for :func:`attention_maps`.
 
-    ``path`` may hold:
+    ``path`` is a file or a training run's folder (then its ``last.pth``) holding:
 
-    * a sarvit checkpoint - a dict with ``"model"`` (the state dict) and the build config (model name,
-      timm kwargs, SAR switches); explicit arguments override the stored config;
+    * a sarvit checkpoint - a dict with ``"model"`` (the state dict) and ``"model_config"``
+      (``{name, timm_kwargs, sar, ...}``, written by ``sarvit train``); explicit arguments override it;
     * a plain state dict (timm / DeiT weights, or a dict with ``"model"`` and no config) - then
-      ``model_name`` is required; ``patch_size``, ``img_size``, ``num_classes`` are read from the weights
-      unless given, and the SAR surgery is taken to be on when the last block has no ``norm2`` (the
+      ``model_name`` is required (it names the family and the number of heads); ``patch_size``, ``img_size``,
+      ``num_classes``, ``embed_dim``, ``depth``, ``mlp_ratio``, ``qkv_bias`` are read from the weights unless given, and the SAR surgery is taken to be on when the last block has no ``norm2`` (the
       reference code's ``--use-nosn``), unless ``sar`` says otherwise.
 
     Wrapper prefixes (``module.``, ``_orig_mod.``, ``backbone.``) are stripped.
@@ -135,6 +146,10 @@ def load_model_for_analysis(
         ``sar`` switches, ``source`` = ``"checkpoint"`` or ``"state_dict"``, ``device``) for reports.
     """
     path = Path(path).expanduser()
+    if path.is_dir():  # a training run's folder: its last checkpoint
+        if not (path / "last.pth").is_file():
+            raise SarvitError(f"--weights: {path} is a folder without last.pth; expected a checkpoint file")
+        path = path / "last.pth"
     if not path.is_file():
         raise SarvitError(f"--weights: expected a checkpoint file, {path} does not exist")
     try:
@@ -172,8 +187,9 @@ def load_model_for_analysis(
             f"num_classes={inferred.get('num_classes')}"
         )
     timm_kwargs = dict(config.get("timm_kwargs", {}))
-    for key in ("patch_size", "img_size", "num_classes"):
-        timm_kwargs.setdefault(key, inferred.get(key)) if key in inferred else None
+    for key in ("patch_size", "img_size", "num_classes", "embed_dim", "depth", "mlp_ratio", "qkv_bias"):
+        if key in inferred:
+            timm_kwargs.setdefault(key, inferred[key])
     for key, value in (("img_size", img_size), ("patch_size", patch_size), ("num_classes", num_classes)):
         if value is not None:
             timm_kwargs[key] = value
@@ -185,6 +201,7 @@ def load_model_for_analysis(
         switches["sar"] = sar
     elif not switches and "remove_last_norm" in inferred:
         switches["sar"] = inferred["remove_last_norm"]
+    switches = {k: v for k, v in switches.items() if k in _SWITCHES and v is not None}
     try:
         model = create_model(name, **switches, **timm_kwargs)
     except SarvitError:

@@ -108,6 +108,19 @@ class HeadStatsMeter:
     def count(self) -> int:
         return self._count
 
+    def synchronize(self) -> None:
+        """Sum the accumulators over the processes of ``torch.distributed`` (no-op without it); call
+        before :meth:`compute` when each process saw its own shard (each must have updated once)."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or self._entropy is None:
+            return
+        count = torch.tensor([float(self._count)], dtype=torch.float64, device=self._entropy.device)
+        packed = torch.cat([self._entropy, self._entropy_sq, self._components, self._single, count])
+        dist.all_reduce(packed)
+        self._entropy, self._entropy_sq, self._components, self._single = packed[:-1].chunk(4)
+        self._count = int(packed[-1].item())
+
     def compute(self) -> dict:
         """Plain-data summary: ``{"count", "per_head": [{"head", "spatial_entropy", "spatial_entropy_std",
         "components", "single_component"}], "mean": {"spatial_entropy", "components", "single_component"}}``.

@@ -139,8 +139,8 @@ def segmentation_jaccard(
     valid = torch.ones_like(foreground) if valid is None else valid.to(device, non_blocking=True)
     target = (foreground & valid).float()
     # Row/column one-hot maps pixel -> patch under nearest interpolation: counts = R_h @ pixels @ R_w^T.
-    rows = torch.nn.functional.one_hot(nearest_index(k_h, size_h, device), k_h).float().T  # [k_h, S_h]
-    cols = torch.nn.functional.one_hot(nearest_index(k_w, size_w, device), k_w).float()  # [S_w, k_w]
+    rows = (nearest_index(k_h, size_h, device)[None] == torch.arange(k_h, device=device)[:, None]).float()  # [k_h, S_h]
+    cols = (nearest_index(k_w, size_w, device)[:, None] == torch.arange(k_w, device=device)[None]).float()  # [S_w, k_w]
     target_per_patch = rows @ target @ cols  # [B, k_h, k_w] foreground pixels in each patch
     valid_per_patch = rows @ valid.float() @ cols  # [B, k_h, k_w] valid pixels in each patch
 
@@ -193,7 +193,9 @@ class JaccardMeter:
         batch, heads = result.per_head.shape
         best_sum = result.best.detach().double().sum()
         head_sum = result.per_head.detach().double().sum(dim=0)
-        best_head_count = torch.bincount(result.best_head.detach(), minlength=heads)
+        # a comparison, not bincount: bincount on CUDA reads the max back to the host to size its output
+        heads_range = torch.arange(heads, device=result.best_head.device)
+        best_head_count = (result.best_head.detach()[:, None] == heads_range).sum(dim=0)
         if self._head_sum is None:
             self._best_sum, self._head_sum, self._best_head_count = best_sum, head_sum, best_head_count
         else:
@@ -207,6 +209,22 @@ class JaccardMeter:
     @property
     def count(self) -> int:
         return self._count
+
+    def synchronize(self) -> None:
+        """Sum the accumulators over the processes of ``torch.distributed`` (no-op without it); call
+        before :meth:`compute` when each process evaluated its own shard. Every process must have
+        called :meth:`update` at least once."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or self._head_sum is None:
+            return
+        count = torch.tensor([float(self._count)], dtype=torch.float64, device=self._head_sum.device)
+        packed = torch.cat([self._best_sum.reshape(1), self._head_sum, self._best_head_count.double(), count])
+        dist.all_reduce(packed)
+        heads = self._head_sum.shape[0]
+        self._best_sum, self._head_sum = packed[0], packed[1:1 + heads]
+        self._best_head_count = packed[1 + heads:1 + 2 * heads].round().long()
+        self._count = int(packed[-1].item())
 
     def compute(self) -> dict:
         """``{"jaccard": mean best-head IoU, "per_head": [mean IoU of each head], "best_head_counts":

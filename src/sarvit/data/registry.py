@@ -185,9 +185,10 @@ def _torchvision_dataset(key: str, root: Path, folder: str, expected: list[str],
     if not download:
         missing = [name for name in expected if not (root / folder / name).exists()]
         if missing:
+            found = "the folder does not exist" if not (root / folder).is_dir() else f"not found: {', '.join(missing)}"
             raise SarvitError(
                 f"{key}: expected torchvision's files under {root / folder} ({', '.join(expected)}), "
-                f"not found: {', '.join(missing)}; pass --download or fix --data-path"
+                f"{found}; pass --download or fix --data-path"
             )
     try:
         return factory(str(root))

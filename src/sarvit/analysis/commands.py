@@ -1,0 +1,441 @@
+"""``sarvit segment-eval | visualize | analyze``: thin command-line layers over :mod:`sarvit.analysis`.
+
+Flag spellings of the reference scripts are accepted as aliases (``--pretrained_weights``, ``--voc_path``,
+``--pretraining supervised``, ``--test-dir``, ``--output_dir``, ``--data_set``, ``--resume``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..errors import SarvitError
+from ..losses import spatial_entropy
+from .attention import attention_maps
+from .loading import load_model_for_analysis, model_image_size
+from .report import HeadStatsMeter, format_head_table
+from .segmentation import JaccardMeter, segmentation_jaccard
+
+__all__ = ["register", "run_segment_eval", "run_visualize", "run_analyze"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+MASK_DATASETS = ("voc", "synthetic")
+DEFAULT_SYNTHETIC_SAMPLES = 500
+
+
+# --------------------------------------------------------------------------------------------- flags
+def _model_flags() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("model")
+    group.add_argument(
+        "--weights", "--pretrained_weights", "--pretrained-weights", "--resume", dest="weights", required=True,
+        metavar="CKPT",
+        help="a sarvit checkpoint (weights + build config) or a plain timm/DeiT state dict (then give --model)",
+    )
+    group.add_argument(
+        "--model", "--arch", dest="model", default=None,
+        help="timm model name; required for plain state dicts, overrides a checkpoint's stored name",
+    )
+    group.add_argument(
+        "--img-size", "--img_size", "--input-size", "--input_size", "--image_size", dest="img_size", type=int,
+        default=None, help="input side; default: the checkpoint's (or read from the weights' position embedding)",
+    )
+    group.add_argument("--patch-size", "--patch_size", dest="patch_size", type=int, default=None,
+                       help="patch side; default: read from the weights")
+    group.add_argument(
+        "--sar", action=argparse.BooleanOptionalAction, default=None,
+        help="force the SAR last-block surgery on/off; default: the checkpoint's config, or on when the weights' "
+        "last block has no norm2 (trained with it)",
+    )
+    group.add_argument("--use-nosn", "--use_nosn", dest="sar", action="store_const", const=True,
+                       help="the reference code's spelling of --sar")
+    group.add_argument(
+        "--pretraining", choices=("supervised",), default="supervised",
+        help="accepted for compatibility with the reference scripts: the weights are evaluated as trained "
+        "(supervised, with or without SAR); there is no other mode",
+    )
+    group.add_argument("--device", default="auto",
+                       help="'auto' (CUDA when available, the default), 'cpu', 'cuda', 'cuda:N'")
+    group.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=32,
+                       help="images per forward pass (default: %(default)s)")
+    group.add_argument("--num-workers", "--num_workers", dest="num_workers", type=int, default=2,
+                       help="data loading processes (default: %(default)s)")
+    group.add_argument("--threshold", type=float, default=0.6,
+                       help="mass fraction kept by the attention threshold (DINO's --threshold, default 0.6)")
+    return parent
+
+
+def _data_flags(choices_help: str, default_samples: str) -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("data")
+    group.add_argument(
+        "--data-set", "--data_set", "--dataset", dest="data_set", default=None,
+        help=f"{choices_help}; default: voc when --data-path is given, else synthetic",
+    )
+    group.add_argument("--data-path", "--data_path", "--voc_path", "--voc-path", dest="data_path", default=None,
+                       help="dataset folder (for voc: VOC2012, VOCdevkit, or the folder holding VOCdevkit)")
+    group.add_argument("--split", default="val", help="voc image list (ImageSets/Segmentation/<split>.txt), default val")
+    group.add_argument("--num-samples", "--num_samples", dest="num_samples", type=int, default=None,
+                       help=f"images to use; {default_samples}")
+    group.add_argument("--seed", type=int, default=0, help="synthetic dataset seed (default: %(default)s)")
+    return parent
+
+
+def _output_flags(default_dir: str | None, json_name: str | None) -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("output")
+    group.add_argument("--output_dir", "--output-dir", dest="output_dir", default=default_dir,
+                       help=f"folder for the results (default: {default_dir or 'the current folder'})")
+    if json_name:
+        group.add_argument("--json", dest="json", default=None, metavar="PATH",
+                           help=f"where to write the JSON results (default: OUTPUT_DIR/{json_name})")
+    return parent
+
+
+def register(subparsers) -> None:
+    """Add ``segment-eval``, ``visualize`` and ``analyze`` to the ``sarvit`` command's subparsers."""
+    model = _model_flags()
+
+    segment = subparsers.add_parser(
+        "segment-eval",
+        parents=[model, _data_flags("voc or synthetic (built-in, needs no files)",
+                                    f"default: all of voc, {DEFAULT_SYNTHETIC_SAMPLES} synthetic"),
+                 _output_flags(".", "segment_eval.json")],
+        help="Jaccard of thresholded [CLS] attention with object masks (DINO's protocol)",
+        description="DINO's attention-segmentation protocol: per image and head, the last block's post-softmax "
+        "[CLS] attention over the patches is thresholded to keep --threshold of its mass, upsampled (nearest) to "
+        "the image, and compared with the ground-truth foreground (Jaccard, void pixels ignored); the best head "
+        "counts per image; the mean over the set is printed and saved as JSON.",
+    )
+    segment.set_defaults(run=run_segment_eval)
+
+    visualize = subparsers.add_parser(
+        "visualize",
+        parents=[model, _data_flags("without --test-dir: voc or synthetic images with their masks",
+                                    "default 8 without --test-dir"),
+                 _output_flags("attention_maps", None)],
+        help="PNGs of every head's attention map, raw and thresholded with its components coloured",
+        description="One PNG per image: the image (with the ground-truth outline when known), then for every head "
+        "the raw last-block [CLS] attention (titled with the head's spatial entropy) and the --threshold-mass "
+        "thresholded map with each connected component in its own colour.",
+    )
+    visualize.add_argument(
+        "--test-dir", "--test_dir", "--image_path", "--image-path", "--images", dest="test_dir", nargs="+",
+        default=None, metavar="PATH", help="image files and/or folders of images (default: a dataset, see --data-set)",
+    )
+    visualize.add_argument("--dpi", type=int, default=100, help="PNG resolution (default: %(default)s)")
+    visualize.set_defaults(run=run_visualize)
+
+    analyze = subparsers.add_parser(
+        "analyze",
+        parents=[model, _data_flags(
+            "synthetic, voc, or a training dataset name (cifar10, cifar100, flowers, pets, imagenet, imnet-100, folder)",
+            f"default: {DEFAULT_SYNTHETIC_SAMPLES} synthetic, all of any other"), _output_flags(".", "analyze.json")],
+        help="per-head mean spatial entropy and number of components over a dataset",
+        description="Per head: the mean spatial entropy (Eq. 5-8) of the last block's [CLS] similarity maps S and "
+        "the mean number of 8-connected components of S > mean(S) over a dataset, as a table and JSON. A SAR "
+        "model's heads are a few blobs (low entropy, few components); a plain model's are scattered.",
+    )
+    analyze.set_defaults(run=run_analyze)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _load(args):
+    if not 0.0 < args.threshold <= 1.0:
+        raise SarvitError(f"--threshold: expected a mass fraction in (0, 1], got {args.threshold}")
+    if args.batch_size < 1:
+        raise SarvitError(f"--batch-size: expected a positive number, got {args.batch_size}")
+    model, info = load_model_for_analysis(
+        args.weights, args.device, model_name=args.model, img_size=args.img_size,
+        patch_size=args.patch_size, sar=args.sar,
+    )
+    print(f"loaded {info['weights']} ({info['source']}): {info['model']} {info['timm_kwargs']}, "
+          f"SAR {info['sar'] or 'off'}, on {info['device']}", file=sys.stderr)
+    return model, info
+
+
+def _dataset_name(args) -> str:
+    if args.data_set is None:
+        return "voc" if args.data_path else "synthetic"
+    return args.data_set.strip().lower().replace("_", "-")
+
+
+def _limit(dataset: Dataset, count: int | None) -> Dataset:
+    if count is None or count >= len(dataset):
+        return dataset
+    if count < 1:
+        raise SarvitError(f"--num-samples: expected a positive number, got {count}")
+    return Subset(dataset, range(count))
+
+
+def _mask_dataset(args, img_size: int, num_classes: int, default_synthetic: int) -> tuple[Dataset, str]:
+    """Items ``(image, foreground, valid-or-None-marker)`` for voc / synthetic; returns ``(dataset, description)``."""
+    from ..data import SyntheticObjects, VOCForeground
+
+    name = _dataset_name(args)
+    if name == "voc":
+        if not args.data_path:
+            raise SarvitError("--data-set voc: expected the VOC 2012 folder in --data-path (alias --voc_path)")
+        dataset = VOCForeground(args.data_path, split=args.split, img_size=img_size)
+        return _limit(dataset, args.num_samples), f"voc ({args.split}) at {dataset.voc_dir}"
+    if name == "synthetic":
+        classes = num_classes if 2 <= num_classes <= 12 else 10
+        count = args.num_samples or default_synthetic
+        dataset = SyntheticObjects(num_samples=count, num_classes=classes, img_size=img_size, seed=args.seed,
+                                   train=False, return_mask=True)
+        return _MaskTriples(dataset), f"synthetic (val, {count} images, seed {args.seed})"
+    raise SarvitError(f"--data-set: expected one of {', '.join(MASK_DATASETS)} (datasets with masks), got {args.data_set!r}")
+
+
+class _MaskTriples(Dataset):
+    """SyntheticObjects mask items ``(image, target, mask)`` -> ``(image, mask, all-valid mask)``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        image, _, mask = self.dataset[index]
+        return image, mask, torch.ones_like(mask)
+
+
+def _image_ids(dataset: Dataset) -> list[str] | None:
+    """The VOC image ids of the items (through a Subset), or None for datasets without ids."""
+    if isinstance(dataset, Subset):
+        ids = _image_ids(dataset.dataset)
+        return None if ids is None else [ids[index] for index in dataset.indices]
+    return getattr(dataset, "image_ids", None)
+
+
+def _loader(dataset: Dataset, args, device: torch.device) -> DataLoader:
+    return DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=max(0, args.num_workers),
+                      pin_memory=device.type == "cuda")
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _write_json(payload: dict, path: Path) -> Path:
+    """Atomic JSON write (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as file:
+            json.dump(payload, file, indent=2)
+            file.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _json_path(args, default_name: str) -> Path:
+    return Path(args.json) if args.json else Path(args.output_dir or ".") / default_name
+
+
+def _model_summary(info: dict) -> dict:
+    return {key: info[key] for key in ("weights", "source", "model", "timm_kwargs", "sar", "device")}
+
+
+# --------------------------------------------------------------------------------------------- segment-eval
+def run_segment_eval(args) -> int:
+    model, info = _load(args)
+    device = _device(model)
+    img_size = model_image_size(model)
+    dataset, description = _mask_dataset(args, img_size, model.num_classes, DEFAULT_SYNTHETIC_SAMPLES)
+    meter = JaccardMeter(keep=args.threshold)
+    best, heads = [], []
+    for images, foreground, valid in _loader(dataset, args, device):
+        _, _, attention = attention_maps(model, images)
+        result = meter.update(attention, foreground, valid)
+        best.append(result.best)
+        heads.append(result.best_head)
+    summary = meter.compute()
+    if not summary["count"]:
+        raise SarvitError(f"{description}: expected images, found none")
+    best_all, heads_all = torch.cat(best).cpu().tolist(), torch.cat(heads).cpu().tolist()
+    ids = _image_ids(dataset)
+    per_image = [
+        {"index": index, **({"id": ids[index]} if ids is not None else {}), "jaccard": value, "best_head": head}
+        for index, (value, head) in enumerate(zip(best_all, heads_all))
+    ]
+    payload = {
+        "command": "segment-eval",
+        "protocol": "DINO: per image the best head's Jaccard of the mass-thresholded, nearest-upsampled "
+        "last-block [CLS] attention with the ground-truth foreground (void ignored); mean over images",
+        "dataset": description,
+        "threshold": args.threshold,
+        "images": summary["count"],
+        "jaccard": summary["jaccard"],
+        "jaccard_percent": 100.0 * summary["jaccard"],
+        "per_head": summary["per_head"],
+        "best_head_counts": summary["best_head_counts"],
+        "model": _model_summary(info),
+        "per_image": per_image,
+    }
+    print(f"segment-eval: {description}, threshold {args.threshold:g} of the attention mass")
+    print("head  mean Jaccard  best for")
+    for head, (value, wins) in enumerate(zip(summary["per_head"], summary["best_head_counts"])):
+        print(f"{head:>4}  {100 * value:>12.2f}  {wins:>8}")
+    print(f"Jaccard (best head per image, mean over {summary['count']} images): {100 * summary['jaccard']:.2f}")
+    path = _write_json(payload, _json_path(args, "segment_eval.json"))
+    print(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- visualize
+def _image_files(paths: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise SarvitError(f"--test-dir: expected image files ({', '.join(IMAGE_SUFFIXES)}) in {path}, found none")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SarvitError(f"--test-dir: expected an image file or a folder, {path} does not exist")
+    return files
+
+
+def _png_names(files: list[Path]) -> list[str]:
+    """``<stem>_attention.png`` per file; repeated stems get their position prepended."""
+    stems = [file.stem for file in files]
+    return [
+        f"{index:04d}_{stem}_attention.png" if stems.count(stem) > 1 else f"{stem}_attention.png"
+        for index, stem in enumerate(stems)
+    ]
+
+
+def run_visualize(args) -> int:
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+    from PIL import Image
+    from torchvision.transforms import functional as TF
+
+    from ..data import load_rgb_image
+    from .visualize import attention_figure, denormalize, save_figure
+
+    model, info = _load(args)
+    device = _device(model)
+    img_size = model_image_size(model)
+    mean, std = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+    output_dir = Path(args.output_dir or "attention_maps")
+    keep = args.threshold
+
+    if args.test_dir:
+        files = _image_files(args.test_dir)
+        names = _png_names(files)
+
+        def batches():
+            for start in range(0, len(files), args.batch_size):
+                chunk = files[start:start + args.batch_size]
+                pictures = [load_rgb_image(file).resize((img_size, img_size), Image.BICUBIC) for file in chunk]
+                tensors = torch.stack([TF.normalize(TF.to_tensor(p), mean, std) for p in pictures])
+                yield tensors, None, None, [str(f) for f in chunk], names[start:start + len(chunk)]
+    else:
+        dataset, description = _mask_dataset(args, img_size, model.num_classes, 8)
+        if args.num_samples is None and len(dataset) > 8:
+            dataset = Subset(dataset, range(8))
+        ids = _image_ids(dataset)
+        labels = [ids[i] if ids is not None else f"{_dataset_name(args)}_{i:04d}" for i in range(len(dataset))]
+
+        def batches():
+            start = 0
+            for images, foreground, valid in _loader(dataset, args, device):
+                chunk = labels[start:start + len(images)]
+                start += len(images)
+                yield images, foreground, valid, chunk, [f"{label}_attention.png" for label in chunk]
+
+    written = 0
+    for images, foreground, valid, titles, png_names in batches():
+        _, S, A = attention_maps(model, images)
+        entropy = spatial_entropy(S).cpu()
+        per_head = None
+        if foreground is not None:
+            per_head = segmentation_jaccard(A, foreground, valid, keep).per_head.cpu()
+        A = A.cpu()
+        for index, name in enumerate(png_names):
+            title = titles[index]
+            if per_head is not None:
+                title += f"  (best head IoU {per_head[index].max():.2f})"
+            figure = attention_figure(
+                denormalize(images[index], mean, std), A[index], entropy[index], keep=keep,
+                foreground=None if foreground is None else foreground[index],
+                head_jaccard=None if per_head is None else per_head[index].tolist(),
+                title=title,
+            )
+            path = save_figure(figure, output_dir / name, dpi=args.dpi)
+            print(f"wrote {path}")
+            written += 1
+    if not written:
+        raise SarvitError("visualize: expected at least one image, found none")
+    print(f"{written} attention picture{'s' if written != 1 else ''} in {output_dir}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- analyze
+class _FirstItem(Dataset):
+    """Keep only the image of each item."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return self.dataset[index][0]
+
+
+def _image_dataset(args, img_size: int, num_classes: int) -> tuple[Dataset, str]:
+    name = _dataset_name(args)
+    if name in MASK_DATASETS:
+        dataset, description = _mask_dataset(args, img_size, num_classes, DEFAULT_SYNTHETIC_SAMPLES)
+        return _FirstItem(dataset), description
+    from ..data import build_dataset, build_transform
+
+    dataset, _ = build_dataset(name, args.data_path, train=False, transform=build_transform(False, img_size))
+    return _FirstItem(_limit(dataset, args.num_samples)), f"{name} (eval split) at {args.data_path}"
+
+
+def run_analyze(args) -> int:
+    model, info = _load(args)
+    device = _device(model)
+    img_size = model_image_size(model)
+    dataset, description = _image_dataset(args, img_size, model.num_classes)
+    meter = HeadStatsMeter()
+    for images in _loader(dataset, args, device):
+        _, S, _ = attention_maps(model, images)
+        meter.update(S)
+    summary = meter.compute()
+    if not summary["count"]:
+        raise SarvitError(f"{description}: expected images, found none")
+    print(f"analyze: {description}, {summary['count']} images; S = last-block [CLS] similarity maps, "
+          "components of S > mean (8-connected)")
+    print(format_head_table(summary))
+    payload = {
+        "command": "analyze",
+        "dataset": description,
+        "images": summary["count"],
+        "definition": "spatial entropy of S (Eq. 5-8) and number of 8-connected components of S > mean(S), "
+        "per head, averaged over images; single_component = fraction of maps that are one blob",
+        "per_head": summary["per_head"],
+        "mean": summary["mean"],
+        "model": _model_summary(info),
+    }
+    path = _write_json(payload, _json_path(args, "analyze.json"))
+    print(f"wrote {path}")
+    return 0

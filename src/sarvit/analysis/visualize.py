@@ -1,0 +1,153 @@
+"""Pictures of the last-block attention: per image, every head's raw map and its thresholded components.
+
+Layout of :func:`attention_figure` (``C = min(H, max_columns)`` columns):
+
+* row 0: the image; the ground-truth foreground outlined on it when known;
+* then, per group of ``C`` heads, two rows: the raw post-softmax [CLS] attention of each head (titled
+  ``head h: SE=<spatial entropy of S>``) and, below it, the ``keep``-mass thresholded map on a dimmed
+  copy of the image, each 8-connected component in its own colour (titled with the number of regions,
+  and, when a mask is known, the head's Jaccard with the foreground, whose outline is drawn in white).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+
+from ..ops import connected_components
+from .attention import mass_threshold, upsample_maps
+
+__all__ = ["attention_figure", "denormalize", "save_figure", "COMPONENT_COLOURS"]
+
+# Distinct, saturated colours for components 1..n (cycled beyond 10).
+COMPONENT_COLOURS = np.array(
+    [
+        [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+        [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212],
+    ],
+    dtype=np.float32,
+) / 255.0
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def denormalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """A normalised ``[3, S, S]`` tensor -> ``uint8 [S, S, 3]`` for display."""
+    mean_t = torch.tensor(mean, dtype=torch.float32).reshape(3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).reshape(3, 1, 1)
+    pixels = (image.detach().float().cpu() * std_t + mean_t).clamp(0.0, 1.0)
+    return (pixels.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def _component_overlay(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Dimmed greyscale image with every labelled pixel (1..n) painted in its component's colour."""
+    grey = image.astype(np.float32).mean(axis=-1, keepdims=True) / 255.0
+    canvas = np.repeat(0.25 + 0.35 * grey, 3, axis=-1)
+    painted = labels > 0
+    if painted.any():
+        colours = COMPONENT_COLOURS[(labels[painted] - 1) % len(COMPONENT_COLOURS)]
+        canvas[painted] = 0.3 * canvas[painted] + 0.7 * colours
+    return canvas
+
+
+def attention_figure(
+    image: np.ndarray,
+    attention: torch.Tensor,
+    entropy: torch.Tensor | Sequence[float] | None = None,
+    *,
+    keep: float = 0.6,
+    foreground: torch.Tensor | np.ndarray | None = None,
+    head_jaccard: Sequence[float] | None = None,
+    title: str | None = None,
+    max_columns: int = 6,
+    panel_inches: float = 2.0,
+):
+    """One image's attention as a matplotlib Figure (layout in the module docstring).
+
+    Args:
+        image: ``uint8 [S, S, 3]`` the image as the model saw it (see :func:`denormalize`).
+        attention: ``[H, k, k]`` post-softmax [CLS] attention over the patches.
+        entropy: ``[H]`` spatial entropy per head (of the similarity maps ``S``) for the titles.
+        keep: mass fraction of the threshold (DINO: 0.6).
+        foreground: ``[S, S]`` bool ground-truth foreground, outlined on the image when given.
+        head_jaccard: ``[H]`` IoU per head, added to the thresholded panels' titles.
+        title: figure title (e.g. the file name).
+        max_columns: heads per row.
+        panel_inches: size of one panel.
+
+    Returns:
+        ``matplotlib.figure.Figure`` (Agg); save it with :func:`save_figure`.
+    """
+    plt = _pyplot()
+    attention = attention.detach().float().cpu()
+    if attention.dim() != 3:
+        raise ValueError(f"attention must be [H, k, k] for one image, got shape {tuple(attention.shape)}")
+    heads = attention.shape[0]
+    size_h, size_w = image.shape[:2]
+    kept = mass_threshold(attention[None], keep)
+    labels = connected_components(kept, 8)[0]  # [H, k, k], one call for all heads
+    regions = labels.flatten(-2).amax(-1).tolist()
+    labels_px = upsample_maps(labels[None].float(), (size_h, size_w))[0].long().numpy()
+    raw_px = upsample_maps(attention[None], (size_h, size_w))[0].numpy()
+    entropy = None if entropy is None else [float(v) for v in (entropy.tolist() if isinstance(entropy, torch.Tensor) else entropy)]
+
+    columns = max(2, min(heads, max_columns))
+    groups = -(-heads // columns)
+    rows = 1 + 2 * groups
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(columns * panel_inches, rows * panel_inches + (0.4 if title else 0.0)), squeeze=False
+    )
+    for axis in axes.flat:
+        axis.set_axis_off()
+
+    axes[0, 0].imshow(image)
+    axes[0, 0].set_title("image", fontsize=9)
+    fg = None
+    if foreground is not None:
+        fg = np.asarray(foreground.cpu() if isinstance(foreground, torch.Tensor) else foreground, dtype=np.float32)
+        axes[0, 1].imshow(image)
+        axes[0, 1].imshow(np.where(fg[..., None] > 0, [0.0, 1.0, 0.3, 0.45], [0.0, 0.0, 0.0, 0.0]))
+        axes[0, 1].set_title("ground-truth foreground", fontsize=9)
+    outline = fg is not None and 0 < fg.sum() < fg.size
+    if outline:
+        axes[0, 1].contour(fg, levels=[0.5], colors="white", linewidths=1.0)
+
+    for head in range(heads):
+        group, column = divmod(head, columns)
+        raw_axis, kept_axis = axes[1 + 2 * group, column], axes[2 + 2 * group, column]
+        raw_axis.imshow(raw_px[head], cmap="inferno", interpolation="nearest")
+        label = f"head {head}"
+        if entropy is not None:
+            label += f": SE={max(entropy[head], 0.0):.2f}"
+        raw_axis.set_title(label, fontsize=9)
+        kept_axis.imshow(_component_overlay(image, labels_px[head]), interpolation="nearest")
+        if outline:
+            kept_axis.contour(fg, levels=[0.5], colors="white", linewidths=0.8)
+        count = regions[head]
+        caption = f"{round(100 * keep)}% mass: {count} region{'s' if count != 1 else ''}"
+        if head_jaccard is not None:
+            caption += f"\nIoU={float(head_jaccard[head]):.2f}"
+        kept_axis.set_title(caption, fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def save_figure(figure, path: Union[str, Path], dpi: int = 100) -> Path:
+    """Write ``figure`` as a PNG (parent folders created) and close it."""
+    plt = _pyplot()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi, format="png")
+    plt.close(figure)
+    return path
