@@ -1,0 +1,205 @@
+"""Factories from a resolved config: model, data loaders, and timm's optimizer/scheduler/mixup/loss parts."""
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import torch
+from timm.data import Mixup
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ..data import build_dataset, build_transform
+from ..errors import SarvitError
+from ..models import create_model
+from .distributed import DistInfo, ShardSampler
+
+__all__ = ["model_config", "build_model", "build_datasets", "train_loader", "eval_loader", "build_optimizer",
+           "build_scheduler", "build_mixup", "build_criterion", "amp_dtype", "scaled_lr", "cpu_threads"]
+
+_ARCH_OVERRIDES = ("patch_size", "depth", "embed_dim", "num_heads")
+
+
+def model_config(config: dict[str, Any], num_classes: int) -> dict[str, Any]:
+    """Everything needed to rebuild the model, stored in every checkpoint."""
+    timm_kwargs = {"img_size": config["input_size"], "num_classes": num_classes,
+                   "drop_rate": config["drop"], "drop_path_rate": config["drop_path"]}
+    timm_kwargs.update({key: config[key] for key in _ARCH_OVERRIDES if config.get(key) is not None})
+    sar = {"remove_last_skip": bool(config["remove_last_skip"]), "remove_last_norm": bool(config["remove_last_norm"]),
+           "remove_last_mlp_skip": bool(config["remove_last_mlp_skip"]), "similarity": config["similarity"]}
+    return {"name": config["model"], "timm_kwargs": timm_kwargs, "sar": sar, "num_classes": num_classes,
+            "input_size": config["input_size"]}
+
+
+def build_model(spec: dict[str, Any]) -> torch.nn.Module:
+    """A SAR ViT from :func:`model_config`'s dict."""
+    return create_model(spec["name"], sar=False, **spec["sar"], **spec["timm_kwargs"])
+
+
+def _synthetic_kwargs(config: dict[str, Any], train: bool) -> dict[str, Any]:
+    """Generator options of the synthetic set: images drawn at the model's input size."""
+    if config["data_set"] != "synthetic":  # given anyway: build_dataset says they do not apply
+        return {key: config[key] for key in ("num_samples", "num_classes") if config.get(key) is not None}
+    kwargs = {"img_size": config["input_size"], "num_classes": config.get("num_classes")}
+    if config.get("num_samples") is not None:
+        kwargs["num_samples"] = config["num_samples"] if train else max(1, config["num_samples"] // 5)
+    return kwargs
+
+
+def allow_zero_bit_posterize() -> None:
+    """Let timm's RandAugment posterize to 0 bits again, as it did with Pillow < 10.
+
+    DeiT's policy ``rand-m9-mstd0.5-inc1`` draws magnitude 10 now and then, which asks posterize to keep
+    0 bits; old Pillow returned a black image, current Pillow raises ``ValueError`` in a loader worker
+    and kills the run (~0.3 % of images). Idempotent; leaves every other op alone.
+    """
+    from PIL import Image
+    from timm.data import auto_augment
+
+    for name in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"):
+        op = auto_augment.NAME_TO_OP.get(name)
+        if op is None or getattr(op, "zero_bits_ok", False):
+            continue
+
+        def posterize(img, bits_to_keep, _op=op, **kwargs):
+            if bits_to_keep <= 0:
+                return Image.new(img.mode, img.size)
+            return _op(img, bits_to_keep, **kwargs)
+
+        posterize.zero_bits_ok = True
+        auto_augment.NAME_TO_OP[name] = posterize
+
+
+def build_datasets(config: dict[str, Any], train: bool = True, evaluation: bool = True):
+    """``(train_set, val_set, num_classes)``; a set not asked for is None."""
+    allow_zero_bit_posterize()
+    common = dict(root=config.get("data_path"), download=bool(config.get("download")))
+    train_set = val_set = None
+    num_classes = None
+    if train:
+        transform = build_transform(
+            True, config["input_size"], auto_augment=config["aa"], reprob=config["reprob"], remode=config["remode"],
+            recount=config["recount"], color_jitter=config["color_jitter"],
+            interpolation=config["train_interpolation"])
+        train_set, num_classes = build_dataset(
+            config["data_set"], train=True, transform=transform, subset_ratio=float(config["subset_ratio"]),
+            seed=config["seed"], **common, **_synthetic_kwargs(config, True))
+    if evaluation:
+        transform = build_transform(False, config["input_size"], interpolation=config["train_interpolation"])
+        val_set, num_classes = build_dataset(config["data_set"], train=False, transform=transform, **common,
+                                             **_synthetic_kwargs(config, False))
+    return train_set, val_set, num_classes
+
+
+def cpus_per_process(info: DistInfo) -> int:
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
+    return max(1, (os.cpu_count() or 1) // max(1, local))
+
+
+def _workers(config: dict[str, Any], info: DistInfo) -> int:
+    """``--num-workers``, capped by the CPUs of this process; on a CPU device a quarter of them (at least one)."""
+    cpus = cpus_per_process(info)
+    cap = max(1, cpus // 4) if info.device.type == "cpu" else cpus
+    return max(0, min(int(config["num_workers"]), cap))
+
+
+def cpu_threads(config: dict[str, Any], info: DistInfo) -> int:
+    """Compute threads for a CPU device: the CPUs the data workers leave (never more than already set).
+
+    Two OpenMP threads sharing two cores with a loader process stall each other; one each is faster.
+    """
+    return max(1, min(torch.get_num_threads(), cpus_per_process(info) - _workers(config, info)))
+
+
+def train_loader(dataset, config: dict[str, Any], info: DistInfo) -> DataLoader:
+    """Shuffled per epoch (``loader.sampler.set_epoch``), sharded over processes, last partial batch dropped."""
+    if config["repeated_aug"]:
+        from timm.data.distributed_sampler import RepeatAugSampler
+
+        sampler = RepeatAugSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True)
+    else:
+        sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                     seed=config["seed"])
+    loader = DataLoader(dataset, batch_size=config["batch_size"], sampler=sampler, num_workers=_workers(config, info),
+                        pin_memory=bool(config["pin_mem"]) and info.device.type == "cuda", drop_last=True)
+    if len(loader) == 0:
+        raise SarvitError(
+            f"the training set gives {len(sampler)} images per process, fewer than one batch of {config['batch_size']}; "
+            "lower --batch-size")
+    return loader
+
+
+def eval_loader(dataset, config: dict[str, Any], info: DistInfo) -> DataLoader:
+    return DataLoader(dataset, batch_size=int(1.5 * config["batch_size"]),
+                      sampler=ShardSampler(len(dataset), info.rank, info.world_size),
+                      num_workers=_workers(config, info),
+                      pin_memory=bool(config["pin_mem"]) and info.device.type == "cuda", drop_last=False)
+
+
+def scaled_lr(config: dict[str, Any], world_size: int) -> float:
+    """DeiT's rule: ``--lr`` is for a global batch of 512 (unless ``--unscale-lr``)."""
+    if config["unscale_lr"]:
+        return float(config["lr"])
+    return float(config["lr"]) * config["batch_size"] * world_size / 512.0
+
+
+def build_optimizer(model: torch.nn.Module, config: dict[str, Any], lr: float) -> torch.optim.Optimizer:
+    kwargs = {"eps": config["opt_eps"]} if config.get("opt_eps") is not None else {}
+    if config.get("opt_betas"):
+        kwargs["betas"] = tuple(config["opt_betas"])
+    try:
+        return create_optimizer_v2(model, opt=config["opt"], lr=lr, weight_decay=config["weight_decay"],
+                                   momentum=config["momentum"], **kwargs)
+    except (AssertionError, ValueError, TypeError) as error:
+        raise SarvitError(f"--opt {config['opt']!r}: timm could not build this optimizer ({error})") from None
+
+
+def build_scheduler(optimizer, config: dict[str, Any], updates_per_epoch: int):
+    """timm's scheduler, stepped after every update (``step_update``)."""
+    try:
+        scheduler, _ = create_scheduler_v2(
+            optimizer, sched=config["sched"], num_epochs=config["epochs"], decay_epochs=config["decay_epochs"],
+            decay_rate=config["decay_rate"], min_lr=config["min_lr"], warmup_lr=config["warmup_lr"],
+            warmup_epochs=config["warmup_epochs"], step_on_epochs=False, updates_per_epoch=updates_per_epoch)
+    except (AssertionError, ValueError, TypeError) as error:
+        raise SarvitError(f"--sched {config['sched']!r}: timm could not build this scheduler ({error})") from None
+    if scheduler is None:
+        raise SarvitError(f"--sched {config['sched']!r}: unknown scheduler; use cosine, step, multistep, poly, tanh")
+    return scheduler
+
+
+def build_mixup(config: dict[str, Any], num_classes: int) -> Optional[Mixup]:
+    if not (config["mixup"] > 0 or config["cutmix"] > 0 or config.get("cutmix_minmax")):
+        return None
+    if config["batch_size"] % 2:
+        raise SarvitError(f"mixup/cutmix need an even --batch-size, got {config['batch_size']}")
+    return Mixup(mixup_alpha=config["mixup"], cutmix_alpha=config["cutmix"], cutmix_minmax=config.get("cutmix_minmax"),
+                 prob=config["mixup_prob"], switch_prob=config["mixup_switch_prob"], mode=config["mixup_mode"],
+                 label_smoothing=config["smoothing"], num_classes=num_classes)
+
+
+def build_criterion(config: dict[str, Any], mixup: Optional[Mixup]):
+    """DeiT's choice: soft-target CE with mixup (smoothing is inside the targets), else smoothed CE."""
+    if mixup is not None:
+        return SoftTargetCrossEntropy()
+    if config["smoothing"] > 0:
+        return LabelSmoothingCrossEntropy(smoothing=config["smoothing"])
+    return torch.nn.CrossEntropyLoss()
+
+
+def amp_dtype(config: dict[str, Any], device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype, or None for full precision (the default on CPU)."""
+    enabled = config.get("amp")
+    if enabled is None:
+        enabled = device.type == "cuda"
+    if not enabled:
+        return None
+    if config.get("amp_dtype", "bf16") == "fp16":
+        if device.type != "cuda":
+            raise SarvitError("--amp-dtype fp16 needs CUDA; use --amp-dtype bf16 on CPU")
+        return torch.float16
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16

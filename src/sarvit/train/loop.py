@@ -1,0 +1,239 @@
+"""One training epoch and one evaluation pass.
+
+The step keeps everything on the device: metrics accumulate in device tensors and the host reads them
+only every ``log_interval`` steps and at the end of the epoch. The SAR step is one forward pass::
+
+    logits, S = model(x, return_maps=True)          # S [B, H, k, k], the last block's [CLS] similarity
+    loss = CE(logits, y) + lambda * mean spatial_entropy(S)
+
+Non-finite losses: every step records, on the device, whether its loss was finite. Without
+``skip_nonfinite`` the host looks at that record at the next log point and stops the run
+(:class:`NonFiniteLoss`); weights touched by the bad step are never checkpointed, so the last good
+checkpoint survives. With ``skip_nonfinite`` each step's flag is read before the update (one host
+sync per step, the price of skipping) and a bad step is skipped and counted.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from timm.utils import accuracy
+from torch import nn
+
+from ..errors import SarvitError
+from ..losses import spatial_entropy
+from .distributed import DistInfo, all_reduce_sum
+
+__all__ = ["StepSettings", "NonFiniteLoss", "train_one_epoch", "evaluate", "autocast_context"]
+
+
+class NonFiniteLoss(SarvitError):
+    """The training loss became NaN or infinite; ``epoch`` and ``step`` say where (0-based; the message counts from 1)."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        super().__init__(f"the training loss became non-finite (NaN or inf) at epoch {epoch + 1}, step {step + 1}")
+        self.epoch, self.step = epoch, step
+
+
+@dataclass
+class StepSettings:
+    """What a training step needs besides the model and the data."""
+
+    lam: float = 0.01
+    sar_loss: bool = True
+    clip_grad: Optional[float] = None
+    skip_nonfinite: bool = False
+    log_interval: int = 50
+    amp_dtype: Optional[torch.dtype] = None  # None: no autocast
+
+
+def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def sar_loss_terms(model: nn.Module, criterion: Callable, x: torch.Tensor, y: torch.Tensor, s: StepSettings):
+    """``(loss, ce, entropy)`` of one batch; ``entropy`` is None when the SAR loss is off."""
+    if s.sar_loss and s.lam > 0:
+        logits, maps = model(x, return_maps=True)
+        ce = criterion(logits, y)
+        entropy = spatial_entropy(maps, check_finite=False).mean()
+        return ce + s.lam * entropy, ce, entropy
+    ce = criterion(model(x), y)
+    return ce, ce, None
+
+
+class _Tally:
+    """Device-side running sums of one epoch."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(4, device=device, dtype=torch.float64)  # loss, ce, entropy, steps
+        self.bad = torch.zeros((), device=device, dtype=torch.int64)
+        self.first_bad = torch.full((), -1, device=device, dtype=torch.int64)
+        self.skipped = 0
+
+    def add(self, loss, ce, entropy, finite: torch.Tensor, step: int, count_bad: bool = True) -> None:
+        zero = torch.zeros((), device=loss.device)
+        entropy = zero if entropy is None else entropy.detach().float()
+        values = torch.stack([loss.detach().float(), ce.detach().float(), entropy, torch.ones_like(zero)])
+        self.sums += torch.where(finite, values, zero).double()
+        if count_bad:
+            self.bad += (~finite).long()
+            self.first_bad = torch.where((self.first_bad < 0) & ~finite, torch.full_like(self.first_bad, step),
+                                         self.first_bad)
+
+    def check(self, info: DistInfo, epoch: int) -> torch.Tensor:
+        """Host sync point: the sums over all processes; raises :class:`NonFiniteLoss` if a step went bad."""
+        sums = all_reduce_sum(self.sums.clone(), info)
+        bad = all_reduce_sum(self.bad.clone(), info)
+        if int(bad) > 0:
+            never = torch.full_like(self.first_bad, 1 << 40)
+            first = torch.where(self.first_bad < 0, never, self.first_bad)
+            if info.distributed:
+                dist.all_reduce(first, op=dist.ReduceOp.MIN)
+            raise NonFiniteLoss(epoch, int(first))
+        return sums
+
+
+def batches(loader):
+    """Iterate ``loader``; a SarvitError from a worker process (say, an unreadable image) keeps its one-line
+    message instead of carrying the worker's traceback text."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except SarvitError as error:
+            lines = [line for line in str(error).splitlines() if line.strip()]
+            message = lines[-1] if lines else str(error)
+            prefix = f"{SarvitError.__module__}.{SarvitError.__name__}: "
+            raise SarvitError(message[len(prefix):] if message.startswith(prefix) else message) from None
+        yield batch
+
+
+def _step_is_finite(finite: torch.Tensor, info: DistInfo) -> bool:
+    """One host sync: did every process get a finite loss this step?"""
+    flag = (~finite).to(torch.float32).reshape(1)
+    return float(all_reduce_sum(flag, info)) == 0.0
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: Callable,
+    loader,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    settings: StepSettings,
+    info: DistInfo,
+    *,
+    epoch: int,
+    global_step: int,
+    mixup: Optional[Callable] = None,
+    scaler=None,
+    ema=None,
+    progress=None,
+):
+    """Train ``model`` for one pass over ``loader``; returns ``(metrics, global_step)``.
+
+    ``metrics``: mean ``loss``, ``ce``, ``entropy`` (None without the SAR loss), ``lr`` at the end,
+    ``img_per_s`` (all processes), ``skipped_steps``.
+    """
+    model.train()
+    device = info.device
+    tally = _Tally(device)
+    unwrapped = model.module if hasattr(model, "module") else model
+    params = [p for p in model.parameters() if p.requires_grad]
+    images, start = 0, time.perf_counter()
+    steps = len(loader)
+    for step, (x, y) in enumerate(batches(loader)):
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        if mixup is not None:
+            x, y = mixup(x, y)
+        with autocast_context(device, settings.amp_dtype):
+            loss, ce, entropy = sar_loss_terms(model, criterion, x, y, settings)
+        finite = torch.isfinite(loss.detach())
+        optimizer.zero_grad(set_to_none=True)
+        if settings.skip_nonfinite and not _step_is_finite(finite, info):
+            tally.skipped += 1
+        else:
+            _backward_and_step(loss, optimizer, params, settings.clip_grad, scaler)
+            if ema is not None:
+                ema.update(unwrapped, step=global_step + 1)
+        global_step += 1
+        scheduler.step_update(num_updates=global_step)
+        tally.add(loss, ce, entropy, finite, step, count_bad=not settings.skip_nonfinite)
+        images += x.shape[0]
+        if (step + 1) % settings.log_interval == 0 or step + 1 == steps:
+            sums = tally.check(info, epoch)
+            if progress is not None:
+                progress.set_postfix(loss=f"{sums[0].item() / max(sums[3].item(), 1):.4f}",
+                                     lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+        if progress is not None:
+            progress.update(1)
+    elapsed = time.perf_counter() - start
+    sums = tally.check(info, epoch).tolist()
+    count = max(sums[3], 1.0)
+    metrics = {
+        "loss": sums[0] / count,
+        "ce": sums[1] / count,
+        "entropy": sums[2] / count if settings.sar_loss and settings.lam > 0 else None,
+        "lr": float(optimizer.param_groups[0]["lr"]),
+        "img_per_s": images * info.world_size / max(elapsed, 1e-9),
+        "skipped_steps": int(all_reduce_sum(torch.tensor(float(tally.skipped), device=device), info).item()),
+    }
+    return metrics, global_step
+
+
+def _backward_and_step(loss, optimizer, params, clip_grad: Optional[float], scaler) -> None:
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if clip_grad:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+        return
+    loss.backward()
+    if clip_grad:
+        torch.nn.utils.clip_grad_norm_(params, clip_grad)
+    optimizer.step()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, info: DistInfo, amp_dtype: Optional[torch.dtype] = None) -> dict:
+    """Top-1/top-5 accuracy (%), mean cross-entropy and mean spatial entropy of the [CLS] maps.
+
+    Each process evaluates its shard; the sums are added over the processes, so the figures are
+    those of the whole set exactly once.
+    """
+    model.eval()
+    device = info.device
+    sums = torch.zeros(5, device=device, dtype=torch.float64)  # loss, top1, top5, entropy, count
+    for x, y in batches(loader):
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        with autocast_context(device, amp_dtype):
+            logits, maps = model(x, return_maps=True)
+        logits = logits.float()
+        top1, top5 = accuracy(logits, y, topk=(1, min(5, logits.shape[1])))
+        batch = y.shape[0]
+        sums += torch.stack([
+            F.cross_entropy(logits, y, reduction="sum").double(),
+            (top1 * batch / 100.0).double().round(),
+            (top5 * batch / 100.0).double().round(),
+            spatial_entropy(maps, check_finite=False).mean(dim=1).sum().double(),
+            torch.tensor(float(batch), device=device, dtype=torch.float64),
+        ])
+    loss, top1, top5, entropy, count = all_reduce_sum(sums, info).tolist()
+    if count == 0:
+        raise SarvitError("evaluation: the validation set is empty")
+    return {"loss": loss / count, "top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count,
+            "entropy": entropy / count, "images": int(count)}

@@ -1,0 +1,83 @@
+"""Per-epoch records of a run: JSON lines, TensorBoard scalars and a PNG of the curves (rank 0 only)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+__all__ = ["RunLog", "plot_curves"]
+
+# (log key, TensorBoard tag)
+_SCALARS = (
+    ("train_loss", "train/loss"), ("train_ce", "train/ce"), ("train_entropy", "train/spatial_entropy"),
+    ("lr", "train/lr"), ("img_per_s", "train/img_per_s"), ("val_loss", "val/loss"), ("val_top1", "val/top1"),
+    ("val_top5", "val/top5"), ("val_entropy", "val/spatial_entropy"), ("val_ema_top1", "val/ema_top1"),
+)
+
+
+class RunLog:
+    """``log.jsonl`` (one line per epoch) and TensorBoard events under ``output_dir``.
+
+    ``history`` holds the lines written so far; a resumed run starts from the checkpoint's history,
+    so the file never holds epochs the checkpoint does not know.
+    """
+
+    def __init__(self, output_dir: Path, history: list[dict], tensorboard: bool = True) -> None:
+        self.path = Path(output_dir) / "log.jsonl"
+        self.history = [dict(line) for line in history]
+        self.path.write_text("".join(json.dumps(line) + "\n" for line in self.history))
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is a dependency, but a missing one must not stop training
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self.writer = SummaryWriter(str(Path(output_dir) / "tensorboard"), purge_step=len(self.history))
+
+    def add(self, line: dict) -> None:
+        self.history.append(dict(line))
+        with self.path.open("a") as file:
+            file.write(json.dumps(line) + "\n")
+        if self.writer is not None:
+            for key, tag in _SCALARS:
+                if line.get(key) is not None:
+                    self.writer.add_scalar(tag, line[key], line["epoch"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+def plot_curves(history: list[dict], path: Path) -> Optional[Path]:
+    """Loss, spatial entropy, accuracy and learning rate per epoch, as one PNG."""
+    if not history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [line["epoch"] for line in history]
+    panels = (
+        ("loss", (("train_loss", "train total"), ("train_ce", "train CE"), ("val_loss", "val CE"))),
+        ("spatial entropy", (("train_entropy", "train"), ("val_entropy", "val"))),
+        ("accuracy (%)", (("val_top1", "val top-1"), ("val_top5", "val top-5"), ("val_ema_top1", "EMA top-1"))),
+        ("learning rate", (("lr", "lr"),)),
+    )
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
+    for axis, (title, series) in zip(axes, panels):
+        for key, label in series:
+            values = [line.get(key) for line in history]
+            if any(value is not None for value in values):
+                axis.plot(epochs, [float("nan") if v is None else v for v in values], marker="o", ms=3, label=label)
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        if axis.lines:
+            axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return Path(path)

@@ -1,0 +1,357 @@
+"""A whole run: :func:`train` (fit, evaluate each epoch, checkpoint, log) and :func:`evaluate_checkpoint`."""
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from timm.layers import resample_abs_pos_embed
+from timm.utils import ModelEmaV3
+from torch.nn.parallel import DistributedDataParallel
+
+from ..errors import SarvitError
+from ..models import load_weights, sar_config
+from . import build
+from .checkpoint import FORMAT, load_checkpoint, rng_state, save_atomic, set_rng_state
+from .config import save_config
+from .distributed import DistInfo, barrier, broadcast_object, setup_distributed
+from .loop import NonFiniteLoss, StepSettings, evaluate, train_one_epoch
+from .records import RunLog, plot_curves
+
+__all__ = ["TrainResult", "train", "evaluate_checkpoint", "default_output_dir"]
+
+
+@dataclass
+class TrainResult:
+    """What a finished run leaves: the model (unwrapped), its per-epoch history and the files written."""
+
+    model: torch.nn.Module
+    history: list[dict] = field(default_factory=list)
+    best_top1: float = 0.0
+    best_epoch: int = -1
+    output_dir: Optional[Path] = None
+    paths: dict[str, Path] = field(default_factory=dict)
+
+
+_SCHEDULE_KEYS = ("epochs", "sched", "lr", "unscale_lr", "batch_size", "min_lr", "warmup_lr", "warmup_epochs",
+                  "decay_epochs", "decay_rate")
+
+
+def default_output_dir(config: dict[str, Any]) -> Path:
+    return Path("output") / f"{config['data_set']}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def _say(info: DistInfo, message: str) -> None:
+    if info.is_main:
+        print(message, flush=True)
+
+
+def _check_fits(spec: dict, checkpoint: dict, path: str) -> None:
+    """A resumed checkpoint must have been trained with the same last-block surgery."""
+    stored = checkpoint.get("model_config", {}).get("sar")
+    if stored is not None and stored != spec["sar"]:
+        raise SarvitError(
+            f"--resume {path}: the checkpoint's last block was trained with {stored}, this run asks for {spec['sar']}; "
+            "resume with the same SAR switches, or start a new run from these weights with --finetune")
+
+
+def _finetune_weights(model: torch.nn.Module, state: dict) -> dict:
+    """DeiT's fine-tuning touch: resample the position embedding to the new grid."""
+    own = model.pos_embed
+    theirs = state.get("pos_embed")
+    if theirs is not None and theirs.shape != own.shape and theirs.shape[-1] == own.shape[-1]:
+        state = dict(state)
+        prefix = 0 if getattr(model, "no_embed_class", False) else model.num_prefix_tokens
+        state["pos_embed"] = resample_abs_pos_embed(theirs, list(model.patch_embed.grid_size),
+                                                    num_prefix_tokens=prefix)
+    return state
+
+
+class _Run:
+    """The state of one training run; methods are the phases of :func:`train`."""
+
+    def __init__(self, config: dict[str, Any], info: DistInfo) -> None:
+        self.config, self.info = config, info
+        self.start_epoch, self.global_step = 0, 0
+        self.best_top1, self.best_epoch = -1.0, -1
+        self.history: list[dict] = []
+        self.out: Optional[Path] = None
+        self.last_saved: Optional[Path] = None
+
+    def setup(self) -> None:
+        config, info = self.config, self.info
+        seed_everything(config["seed"] + info.rank)
+        if config["deterministic"]:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        download_first = bool(config["download"]) and info.distributed  # rank 0 downloads, the others wait
+        if download_first and not info.is_main:
+            barrier(info)
+        train_set, val_set, num_classes = build.build_datasets(config)
+        if download_first and info.is_main:
+            barrier(info)
+        self.num_classes = num_classes
+        self.train_loader = build.train_loader(train_set, config, info)
+        self.val_loader = build.eval_loader(val_set, config, info)
+        self.spec = build.model_config(config, num_classes)
+        self.model = build.build_model(self.spec).to(info.device)
+        self.lr = build.scaled_lr(config, info.world_size)
+        self.optimizer = build.build_optimizer(self.model, config, self.lr)
+        self.scheduler = build.build_scheduler(self.optimizer, config, len(self.train_loader))
+        self.mixup = build.build_mixup(config, num_classes)
+        self.criterion = build.build_criterion(config, self.mixup)
+        self.amp = build.amp_dtype(config, info.device)
+        self.scaler = torch.amp.GradScaler(info.device.type) if self.amp == torch.float16 else None
+        if config["finetune"]:
+            self._load_finetune(config["finetune"])
+        ema_state = self._load_resume(config["resume"]) if config["resume"] else None
+        self.ema = None
+        if config["model_ema"]:  # a copy of the weights as loaded, or the resumed run's own average
+            self.ema = ModelEmaV3(self.model, decay=config["model_ema_decay"])
+            if ema_state is not None:
+                self.ema.module.load_state_dict(ema_state)
+        self.ddp = (DistributedDataParallel(self.model, device_ids=[info.device.index] if info.device.type == "cuda"
+                                            else None) if info.distributed else self.model)
+        self.settings = StepSettings(lam=float(config["lam"]), sar_loss=bool(config["sar_loss"]),
+                                     clip_grad=config["clip_grad"], skip_nonfinite=bool(config["skip_nonfinite"]),
+                                     log_interval=max(1, int(config["log_interval"])), amp_dtype=self.amp)
+
+    def _load_finetune(self, path: str) -> None:
+        state = load_checkpoint(path)["model"]
+        report = load_weights(self.model, _finetune_weights(self.model, state), new_head=True)
+        _say(self.info, f"fine-tuning from {path}: {report}")
+
+    def _load_resume(self, path: str) -> Optional[dict]:
+        """Load a checkpoint to continue from; returns its EMA weights (None if it has none)."""
+        checkpoint = load_checkpoint(path)
+        _check_fits(self.spec, checkpoint, path)
+        try:
+            report = load_weights(self.model, checkpoint["model"])
+        except SarvitError as error:
+            raise SarvitError(f"--resume {path}: {error}") from None
+        if checkpoint.get("format") != FORMAT:  # plain weights (DeiT/timm): start from them at epoch 0
+            _say(self.info, f"starting from the weights in {path}: {report}")
+            return None
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        changed = {key: (checkpoint["config"].get(key), self.config[key]) for key in _SCHEDULE_KEYS
+                   if checkpoint.get("config", {}).get(key) != self.config[key]}
+        if changed:  # e.g. --epochs raised to extend a finished run: the new schedule applies
+            for group in self.optimizer.param_groups:
+                group["initial_lr"] = self.lr
+            self.scheduler = build.build_scheduler(self.optimizer, self.config, len(self.train_loader))
+            self.scheduler.step_update(num_updates=int(checkpoint["global_step"]))
+            _say(self.info, "the learning-rate schedule follows the changed options "
+                 + ", ".join(f"{key} {old} -> {new}" for key, (old, new) in changed.items()))
+        else:
+            self.scheduler.load_state_dict(checkpoint["scheduler"])
+        if self.scaler is not None and "scaler" in checkpoint:
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.start_epoch = int(checkpoint["epoch"]) + 1
+        self.global_step = int(checkpoint["global_step"])
+        self.best_top1, self.best_epoch = float(checkpoint["best_top1"]), int(checkpoint["best_epoch"])
+        self.history = list(checkpoint.get("history", []))
+        states = checkpoint["rng"]
+        set_rng_state(states[self.info.rank] if len(states) == self.info.world_size else states[0])
+        _say(self.info, f"resuming {path}: {self.start_epoch} of {self.config['epochs']} epochs done")
+        return checkpoint.get("model_ema")
+
+    def open_outputs(self) -> None:
+        config = self.config
+        out = Path(config["output_dir"]) if config.get("output_dir") else default_output_dir(config)
+        self.out = Path(broadcast_object(str(out), self.info))
+        config["output_dir"] = str(self.out)
+        self.log = None
+        if self.info.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.out / "config.yaml")
+            self.log = RunLog(self.out, self.history, tensorboard=config["tensorboard"])
+
+    def _checkpoint(self, epoch: int, line: dict) -> dict:
+        states = rng_state()
+        if self.info.distributed:
+            gathered: list = [None] * self.info.world_size
+            dist.all_gather_object(gathered, states)
+            states = gathered
+        else:
+            states = [states]
+        content = {
+            "format": FORMAT, "version": 1, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "epoch": epoch, "global_step": self.global_step, "best_top1": self.best_top1,
+            "best_epoch": self.best_epoch, "metrics": line, "history": self.history + [line], "rng": states,
+            "model_config": self.spec, "config": dict(self.config),
+        }
+        if self.scaler is not None:
+            content["scaler"] = self.scaler.state_dict()
+        if self.ema is not None:
+            content["model_ema"] = self.ema.module.state_dict()
+        return content
+
+    def fit(self) -> None:
+        config, info = self.config, self.info
+        _say(info, f"training {config['model']} ({'SAR: ' + _sar_words(config)}) on {config['data_set']}: "
+                   f"{len(self.train_loader.sampler) * info.world_size} images/epoch, {config['epochs']} epochs, "
+                   f"{info.world_size} process(es) on {info.device.type}, lr {self.lr:.2e}; output {self.out}")
+        for epoch in range(self.start_epoch, config["epochs"]):
+            self.train_loader.sampler.set_epoch(epoch)
+            progress = _progress(info, len(self.train_loader), epoch, config["epochs"])
+            try:
+                train_metrics, self.global_step = train_one_epoch(
+                    self.ddp, self.criterion, self.train_loader, self.optimizer, self.scheduler, self.settings, info,
+                    epoch=epoch, global_step=self.global_step, mixup=self.mixup, scaler=self.scaler, ema=self.ema,
+                    progress=progress)
+            except NonFiniteLoss as error:
+                kept = f"the last good checkpoint is kept at {self.last_saved}" if self.last_saved else \
+                    "no checkpoint had been written yet"
+                raise SarvitError(f"{error}; {kept}; rerun with --skip-nonfinite to skip such steps "
+                                  "(or lower --lr, set --clip-grad)") from None
+            finally:
+                if progress is not None:
+                    progress.close()
+            self._end_epoch(epoch, train_metrics)
+
+    def _end_epoch(self, epoch: int, train_metrics: dict) -> None:
+        val = evaluate(self.model, self.val_loader, self.info, self.amp)
+        line = {"epoch": epoch, **{f"train_{k}": v for k, v in train_metrics.items() if k not in ("lr", "img_per_s")},
+                "lr": train_metrics["lr"], "img_per_s": train_metrics["img_per_s"],
+                **{f"val_{k}": v for k, v in val.items() if k != "images"}}
+        if self.ema is not None:
+            line["val_ema_top1"] = evaluate(self.ema.module, self.val_loader, self.info, self.amp)["top1"]
+        improved = val["top1"] > self.best_top1
+        if improved:
+            self.best_top1, self.best_epoch = val["top1"], epoch
+        content = self._checkpoint(epoch, line)
+        if self.info.is_main:
+            self.last_saved = save_atomic(content, self.out / "last.pth")
+            if improved:
+                save_atomic(content, self.out / "best.pth")
+            self.log.add(line)
+        self.history.append(line)
+        barrier(self.info)
+        _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {line['train_loss']:.4f}, val top-1 {val['top1']:.2f}% "
+                        f"top-5 {val['top5']:.2f}%, {line['img_per_s']:.0f} img/s")
+
+    def finish(self) -> TrainResult:
+        result = TrainResult(model=self.model, history=self.history, best_top1=self.best_top1,
+                             best_epoch=self.best_epoch, output_dir=self.out)
+        if self.info.is_main:
+            self.log.close()
+            paths = {"config": self.out / "config.yaml", "log": self.out / "log.jsonl"}
+            for name in ("last", "best"):
+                if (self.out / f"{name}.pth").is_file():
+                    paths[name] = self.out / f"{name}.pth"
+            if self.config["tensorboard"] and (self.out / "tensorboard").is_dir():
+                paths["tensorboard"] = self.out / "tensorboard"
+            curves = plot_curves(self.history, self.out / "curves.png")
+            if curves is not None:
+                paths["curves"] = curves
+            result.paths = paths
+        return result
+
+
+def _sar_words(config: dict) -> str:
+    parts = []
+    if config["sar_loss"] and config["lam"] > 0:
+        parts.append(f"loss lambda={config['lam']}")
+    if config["remove_last_skip"]:
+        parts.append("no last skip")
+    if config["remove_last_norm"]:
+        parts.append("no last LN")
+    return ", ".join(parts) if parts else "off"
+
+
+def _progress(info: DistInfo, total: int, epoch: int, epochs: int):
+    if not info.is_main:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="step", leave=False, file=sys.stderr,
+                dynamic_ncols=True, disable=None)
+
+
+def train(config: dict[str, Any]) -> TrainResult:
+    """Train as ``config`` (a dict from :func:`sarvit.train.config.resolve_config`) says.
+
+    Works under ``torchrun`` (DistributedDataParallel; rank 0 writes). Returns the trained model
+    and its history; raises :class:`SarvitError` for user-facing failures.
+    """
+    info = setup_distributed(config.get("device"))
+    with _cpu_threads(config, info):
+        run = _Run(dict(config), info)
+        run.setup()
+        run.open_outputs()
+        try:
+            run.fit()
+        finally:
+            if run.log is not None:
+                run.log.close()
+        return run.finish()
+
+
+@contextlib.contextmanager
+def _cpu_threads(config: dict[str, Any], info: DistInfo):
+    """On a CPU device, leave the data workers their cores for the run (restored afterwards)."""
+    before = torch.get_num_threads()
+    if info.device.type == "cpu":
+        torch.set_num_threads(build.cpu_threads(config, info))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def evaluate_checkpoint(config: dict[str, Any], checkpoint: Optional[dict] = None) -> dict:
+    """Evaluate ``config["resume"]`` on the data set's evaluation split: ``{top1, top5, loss, entropy, images}``.
+
+    A sarvit checkpoint rebuilds its own model; plain weights use the model options of ``config``.
+    """
+    info = setup_distributed(config.get("device"))
+    path = config.get("resume")
+    if not path:
+        raise SarvitError("nothing to evaluate: give the checkpoint with --resume CKPT")
+    checkpoint = checkpoint if checkpoint is not None else load_checkpoint(path)
+    spec = checkpoint.get("model_config")
+    if spec is not None:
+        config = {**config, "input_size": spec["input_size"]}
+    _, val_set, num_classes = build.build_datasets(config, train=False)
+    if spec is None:
+        spec = build.model_config(config, num_classes)
+    elif spec["num_classes"] != num_classes:
+        raise SarvitError(
+            f"{path} classifies {spec['num_classes']} classes, the {config['data_set']} evaluation set has "
+            f"{num_classes}; evaluate on the data set it was trained on (or fine-tune it with --finetune)")
+    model = build.build_model(spec)
+    state = checkpoint["model"]
+    if config.get("use_ema"):
+        if "model_ema" not in checkpoint:
+            raise SarvitError(f"--ema: {path} holds no EMA weights (the run had --no-model-ema)")
+        state = checkpoint["model_ema"]
+    try:
+        report = load_weights(model, state)
+    except SarvitError as error:
+        raise SarvitError(f"{path}: {error}") from None
+    if report.removed_by_surgery:
+        _say(info, f"note: {report}; pass --no-sar (or --keep-last-norm) if this model was trained without SAR")
+    model.to(info.device)
+    loader = build.eval_loader(val_set, config, info)
+    with _cpu_threads(config, info):
+        metrics = evaluate(model, loader, info, build.amp_dtype(config, info.device))
+    metrics.update({"checkpoint": str(path), "data_set": config["data_set"], "model": spec["name"],
+                    "sar": sar_config(model)})
+    if info.is_main and config.get("json"):
+        Path(config["json"]).write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics

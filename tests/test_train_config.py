@@ -1,0 +1,100 @@
+"""Flags of `sarvit train`: reference spellings are aliases, SAR switch semantics, --config layering."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from sarvit import SarvitError
+from sarvit.train.config import DEFAULTS, QUICK_DEFAULTS
+from test_train_common import one_cpu_thread, config_of  # noqa: F401 (autouse fixture)
+
+# (reference spelling, new spelling): each pair must resolve to the same configuration.
+ALIASES = [
+    (["--use-blob"], ["--sar-loss"]),
+    (["--use-nosn"], ["--remove-last-skip", "--remove-last-norm"]),
+    (["--use-blob", "--use-nosn"], ["--sar"]),
+    (["--blob-weight", "0.05"], ["--lambda", "0.05"]),
+    (["--data-set", "cifar10", "--data-path", "/d"], ["--dataset", "cifar10", "--data-path", "/d"]),
+    (["--data_set", "CIFAR10"], ["--data-set", "cifar10"]),
+    (["--resume", "x.pth"], ["--resume", "x.pth"]),
+    (["--no-repeated-aug"], ["--no-repeated-aug"]),
+    (["--no-pin-mem"], ["--no-pin-mem"]),
+    (["--warmup-epochs", "3"], ["--warmup_epochs", "3"]),
+    (["--finetune", "w.pth"], ["--finetune", "w.pth"]),
+    (["--output_dir", "out"], ["--output-dir", "out"]),
+    (["--batch-size", "128"], ["--batch_size", "128"]),
+    (["--epochs", "7"], ["--epochs", "7"]),
+    (["--lr", "5e-4"], ["--lr", "0.0005"]),
+    (["--num_workers", "3"], ["--num-workers", "3"]),
+    (["--drop_path", "0.2"], ["--drop-path", "0.2"]),
+    (["--model_ema"], ["--model-ema"]),
+]
+
+
+@pytest.mark.parametrize("reference,new", ALIASES, ids=[" ".join(r) for r, _ in ALIASES])
+def test_reference_alias_same_config(reference, new):
+    assert config_of(*reference) == config_of(*new)
+
+
+def test_reference_readme_commands_parse():
+    pretrain = config_of("--batch-size", "128", "--epochs", "300", "--data-set", "imagenet", "--data-path", "/in",
+                         "--no-repeated-aug", "--use-blob", "--use-nosn", "--blob-weight", "0.01")
+    assert pretrain["sar"] and pretrain["lam"] == 0.01 and not pretrain["repeated_aug"]
+    assert pretrain["model"] == "deit_small_patch16_224" and pretrain["input_size"] == 224
+    assert pretrain["mixup"] == 0.8 and pretrain["model_ema"]  # DeiT's recipe off synthetic
+    finetune = config_of("--batch-size", "64", "--epochs", "100", "--lr", "5e-4", "--no-pin-mem", "--warmup-epochs",
+                         "3", "--data-set", "cifar10", "--no-repeated-aug", "--resume", "p.pth")
+    assert not finetune["pin_mem"] and finetune["warmup_epochs"] == 3 and finetune["resume"] == "p.pth"
+    evaluation = config_of("--eval", "--resume", "p.pth", "--data-path", "/in")
+    assert evaluation["eval"]
+
+
+def test_sar_switch_semantics():
+    full = config_of()
+    assert (full["sar_loss"], full["remove_last_skip"], full["remove_last_norm"]) == (True, True, True)
+    off = config_of("--no-sar")
+    assert (off["sar"], off["sar_loss"], off["remove_last_skip"], off["remove_last_norm"]) == (False,) * 4
+    blob = config_of("--use-blob")  # the reference: loss only, architecture untouched
+    assert (blob["sar_loss"], blob["remove_last_skip"], blob["remove_last_norm"]) == (True, False, False)
+    nosn = config_of("--use-nosn")  # the reference: surgery only (SAR in pre-training only, for fine-tuning)
+    assert (nosn["sar_loss"], nosn["remove_last_skip"], nosn["remove_last_norm"]) == (False, True, True)
+    keep = config_of("--keep-last-norm")  # an off-switch keeps the rest of SAR
+    assert (keep["sar_loss"], keep["remove_last_skip"], keep["remove_last_norm"]) == (True, True, False)
+    explicit = config_of("--sar", "--no-sar-loss")
+    assert (explicit["sar_loss"], explicit["remove_last_skip"]) == (False, True)
+    mlp = config_of("--no-sar", "--remove-last-mlp-skip")
+    assert mlp["remove_last_mlp_skip"] and not mlp["sar_loss"]
+
+
+def test_quick_defaults_only_on_synthetic():
+    quick = config_of()
+    for key, value in QUICK_DEFAULTS.items():
+        assert quick[key] == value, key
+    deit = config_of("--data-set", "cifar100", "--data-path", "/c")
+    assert deit["epochs"] == DEFAULTS["epochs"] == 300 and deit["lr"] == 5e-4 and deit["input_size"] == 224
+    assert config_of("--epochs", "2")["epochs"] == 2
+
+
+def test_yaml_config_and_override(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"epochs": 5, "blob-weight": 0.2, "data_set": "cifar10", "data_path": "/c",
+                                    "use_nosn": True}))
+    config = config_of("--config", str(path), "--epochs", "9")
+    assert config["epochs"] == 9 and config["lam"] == 0.2 and config["data_set"] == "cifar10"
+    assert (config["sar_loss"], config["remove_last_skip"]) == (False, True)
+    saved = tmp_path / "saved.yaml"
+    saved.write_text(yaml.safe_dump(config))
+    assert config_of("--config", str(saved)) == config  # config.yaml of a run reproduces it
+
+
+def test_yaml_config_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochz: 3\n")
+    with pytest.raises(SarvitError, match="unknown option 'epochz'"):
+        config_of("--config", str(bad))
+    with pytest.raises(SarvitError, match="does not exist"):
+        config_of("--config", str(tmp_path / "missing.yaml"))
+    with pytest.raises(SarvitError, match="unknown dataset"):
+        config_of("--data-set", "mnist")
+    with pytest.raises(SarvitError, match="not both"):
+        config_of("--resume", "a", "--finetune", "b")

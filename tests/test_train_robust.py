@@ -1,0 +1,167 @@
+"""Failures a user meets: non-finite losses, torn checkpoint writes, bad checkpoints and paths."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sarvit import create_model
+from sarvit.cli import main
+from sarvit.train import checkpoint as checkpoint_module
+from sarvit.train import loop as loop_module
+from test_train_common import one_cpu_thread, tiny_argv  # noqa: F401 (autouse fixture)
+
+
+def inject_nan(monkeypatch, from_call: int, calls: int = 10 ** 9):
+    """Make the spatial entropy NaN for calls ``from_call .. from_call + calls - 1`` (0-based)."""
+    real = loop_module.spatial_entropy
+    seen = {"n": 0}
+
+    def poisoned(maps, **kwargs):
+        value = real(maps, **kwargs)
+        index, seen["n"] = seen["n"], seen["n"] + 1
+        return value * float("nan") if from_call <= index < from_call + calls else value
+
+    monkeypatch.setattr(loop_module, "spatial_entropy", poisoned)
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    # 6 training steps per epoch, then 1 evaluation batch (which also calls spatial_entropy): call 9
+    # (0-based) is step 3 (1-based) of the second epoch.
+    inject_nan(monkeypatch, from_call=9)
+    assert main(["train", *tiny_argv(out, "--epochs", "3", "--log-interval", "100")]) == 2
+    err = capsys.readouterr().err
+    assert "non-finite" in err and "epoch 2, step 3" in err and "--skip-nonfinite" in err
+    assert str(out / "last.pth") in err and "Traceback" not in err
+    kept = torch.load(out / "last.pth", weights_only=True)
+    assert kept["epoch"] == 0 and all(torch.isfinite(v).all() for v in kept["model"].values() if v.is_floating_point())
+    assert len((out / "log.jsonl").read_text().splitlines()) == 1
+
+
+def test_skip_nonfinite_counts_and_continues(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    inject_nan(monkeypatch, from_call=2, calls=2)
+    assert main(["train", *tiny_argv(out, "--epochs", "1", "--skip-nonfinite")]) == 0
+    line = json.loads((out / "log.jsonl").read_text().splitlines()[0])
+    assert line["train_skipped_steps"] == 2 and line["train_loss"] == line["train_loss"]  # not NaN
+    weights = torch.load(out / "last.pth", weights_only=True)["model"]
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+
+
+def test_crash_while_writing_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pth"
+    checkpoint_module.save_atomic({"epoch": 1, "w": torch.ones(3)}, path)
+    before = path.read_bytes()
+
+    def torn_save(obj, file):
+        file.write(b"PK\x03\x04 half a zip")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", torn_save)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint_module.save_atomic({"epoch": 2, "w": torch.zeros(3)}, path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["last.pth"]
+
+
+def test_rng_state_round_trips_through_weights_only(tmp_path):
+    import random
+
+    import numpy as np
+
+    state = checkpoint_module.rng_state()
+    checkpoint_module.save_atomic({"rng": state}, tmp_path / "r.pth")
+    draws = (torch.rand(3), np.random.rand(3), random.random())
+    checkpoint_module.set_rng_state(torch.load(tmp_path / "r.pth", weights_only=True)["rng"])
+    assert torch.equal(torch.rand(3), draws[0]) and np.array_equal(np.random.rand(3), draws[1])
+    assert random.random() == draws[2]
+
+
+def test_unsafe_or_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"not a checkpoint")
+    assert main(["eval", "--resume", str(corrupt)]) == 2
+    assert "could not load" in capsys.readouterr().err
+    pickled = tmp_path / "pickled.pth"
+    torch.save({"model": {"w": torch.ones(1)}, "hook": NotPlainData()}, pickled)
+    assert main(["eval", "--resume", str(pickled)]) == 2
+    assert "weights_only=True" in capsys.readouterr().err
+    assert main(["eval", "--resume", str(tmp_path / "missing.pth")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+class NotPlainData:
+    """An arbitrary pickled object: what ``weights_only=True`` exists to refuse."""
+
+
+def test_deit_checkpoint_with_args_namespace_loads(tmp_path):
+    import argparse
+
+    from sarvit.train.checkpoint import load_checkpoint
+
+    path = tmp_path / "deit.pth"
+    weights = {"w": torch.ones(2)}
+    torch.save({"model": weights, "args": argparse.Namespace(lr=5e-4, model="deit_small_patch16_224"), "epoch": 299},
+               path)
+    assert torch.equal(load_checkpoint(path)["model"]["w"], weights["w"])
+
+
+def test_other_architecture_names_the_keys(tmp_path, capsys):
+    weights = tmp_path / "wide.pth"
+    wide = create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=3, embed_dim=48, num_heads=3,
+                        num_classes=4)
+    torch.save(wide.state_dict(), weights)
+    assert main(["train", *tiny_argv(tmp_path / "ft", "--finetune", str(weights))]) == 2
+    err = capsys.readouterr().err
+    assert "blocks.2" in err and "keys the model does not have" in err
+    assert main(["eval", "--resume", str(weights), "--model", "vit_tiny_patch16_224", "--input-size", "32",
+                 "--patch-size", "8", "--depth", "2", "--embed-dim", "64", "--num-heads", "4", "--num-classes", "4",
+                 "--num-samples", "20", "--num-workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "shape mismatch" in err and "cls_token" in err
+
+
+def test_bad_data_path_is_a_message_not_a_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "sarvit", "train", "--data-set", "cifar10", "--data-path", str(tmp_path / "nope"),
+         "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("sarvit train: error: cifar10") and "Traceback" not in result.stderr
+    assert str(tmp_path / "nope") in result.stderr
+
+
+def test_randaugment_zero_bit_posterize_does_not_crash():
+    from PIL import Image
+    from timm.data import auto_augment
+
+    from sarvit.train.build import allow_zero_bit_posterize
+
+    allow_zero_bit_posterize()
+    allow_zero_bit_posterize()  # idempotent
+    image = Image.new("RGB", (8, 8), (200, 100, 50))
+    op = auto_augment.NAME_TO_OP["PosterizeIncreasing"]
+    assert op(image, 0).getpixel((0, 0)) == (0, 0, 0) and op(image, 2).getpixel((0, 0)) == (192, 64, 0)
+
+
+def test_corrupt_image_in_a_worker_names_its_file(tmp_path, capsys):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            folder = tmp_path / "data" / split / name
+            folder.mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (32, 32), (60 * i, 90, 200)).save(folder / f"{i}.png")
+    (tmp_path / "data" / "train" / "a" / "broken.png").write_bytes(b"not an image")
+    argv = ["train", "--data-set", "folder", "--data-path", str(tmp_path / "data"), "--model", "vit_tiny_patch16_224",
+            "--input-size", "32", "--patch-size", "8", "--depth", "1", "--embed-dim", "48", "--num-heads", "3",
+            "--batch-size", "9", "--epochs", "1", "--num-workers", "1", "--no-tensorboard", "--no-model-ema",
+            "--no-repeated-aug", "--mixup", "0", "--cutmix", "0", "--output-dir", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
