@@ -139,7 +139,7 @@ def test_randaugment_zero_bit_posterize_does_not_crash():
     from PIL import Image
     from timm.data import auto_augment
 
-    from sarvit.train.build import allow_zero_bit_posterize
+    from sarvit.data.transforms import allow_zero_bit_posterize
 
     allow_zero_bit_posterize()
     allow_zero_bit_posterize()  # idempotent

@@ -32,8 +32,9 @@ def test_short_run_learns_and_writes_everything(tmp_path, capsys, sar):
     assert [line["epoch"] for line in log] == [0, 1, 2]
     assert log[-1]["train_loss"] < log[0]["train_loss"]
     assert (log[0]["train_entropy"] is not None) == (sar == "--sar")
-    for key in ("train_ce", "lr", "val_top1", "val_top5", "val_loss", "val_entropy", "img_per_s"):
+    for key in ("train_ce", "lr", "val_top1", "val_top5", "val_loss", "val_entropy", "val_jaccard", "img_per_s"):
         assert log[-1][key] is not None
+    assert 0.0 <= log[-1]["val_jaccard"] <= 100.0 and "attention Jaccard" in printed
     for name in ("config.yaml", "last.pth", "best.pth", "curves.png"):
         assert (out / name).is_file(), name
     assert any((out / "tensorboard").iterdir())
@@ -92,6 +93,7 @@ def test_eval_reproduces_logged_accuracy(tmp_path, capsys):
     metrics = json.loads(result.read_text())
     assert metrics["top1"] == pytest.approx(best["val_top1"]) and metrics["top5"] == pytest.approx(best["val_top5"])
     assert metrics["loss"] == pytest.approx(best["val_loss"], rel=1e-5)
+    assert metrics["jaccard"] == pytest.approx(best["val_jaccard"])
     assert f"top-1 {best['val_top1']:.2f}%" in capsys.readouterr().out
     # the reference spelling: main.py --eval --resume CKPT
     assert main(["train", "--eval", "--resume", str(out / "best.pth"), "--num-workers", "0"]) == 0

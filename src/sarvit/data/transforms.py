@@ -15,6 +15,30 @@ _INTERPOLATIONS = {
 }
 
 
+def allow_zero_bit_posterize() -> None:
+    """Let timm's RandAugment posterize to 0 bits again, as it did with Pillow < 10.
+
+    DeiT's policy ``rand-m9-mstd0.5-inc1`` draws magnitude 10 now and then, which asks posterize to keep
+    0 bits; old Pillow returned a black image, current Pillow raises ``ValueError`` in a loader worker
+    and kills the run (~0.3 % of images). Idempotent; leaves every other op alone.
+    """
+    from PIL import Image
+    from timm.data import auto_augment
+
+    for name in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"):
+        op = auto_augment.NAME_TO_OP.get(name)
+        if op is None or getattr(op, "zero_bits_ok", False):
+            continue
+
+        def posterize(img, bits_to_keep, _op=op, **kwargs):
+            if bits_to_keep <= 0:
+                return Image.new(img.mode, img.size)
+            return _op(img, bits_to_keep, **kwargs)
+
+        posterize.zero_bits_ok = True
+        auto_augment.NAME_TO_OP[name] = posterize
+
+
 def build_transform(
     is_train: bool,
     input_size: int,
@@ -43,6 +67,8 @@ def build_transform(
         auto_augment = None
     resize_image = input_size > 32
     if is_train:
+        if auto_augment is not None:
+            allow_zero_bit_posterize()
         try:
             transform = create_transform(
                 input_size=input_size,

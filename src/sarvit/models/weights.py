@@ -30,6 +30,12 @@ class LoadReport:
         return "; ".join(parts) or "all keys loaded"
 
 
+def _listed(items: list[str], separator: str = ", ", limit: int = 20) -> str:
+    """The first ``limit`` items, and how many more there are: errors stay readable for wide models."""
+    more = f"{separator}... ({len(items) - limit} more)" if len(items) > limit else ""
+    return separator.join(items[:limit]) + more
+
+
 def _head_keys(model: nn.Module) -> set[str]:
     prefixes = ["head."]
     if getattr(model, "head_dist", None) is not None:
@@ -69,12 +75,13 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, new_h
     missing = [key for key in missing if key not in absent_ok]
     problems = []
     if mismatched:
-        hint = " (a different class count: fine-tune with --finetune)" if any(k.split(" ")[0] in head for k in mismatched) else ""
-        problems.append(f"shape mismatch{hint}: {'; '.join(mismatched)}")
+        head_differs = any(entry.split(" ")[0] in head for entry in mismatched)
+        hint = " (a different class count: fine-tune with --finetune)" if head_differs else ""
+        problems.append(f"shape mismatch{hint}: {_listed(mismatched, '; ')}")
     if unexpected:
-        problems.append(f"keys the model does not have: {', '.join(unexpected[:20])}{' ...' if len(unexpected) > 20 else ''}")
+        problems.append(f"keys the model does not have: {_listed(unexpected)}")
     if missing:
-        problems.append(f"keys the checkpoint lacks: {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")
+        problems.append(f"keys the checkpoint lacks: {_listed(missing)}")
     if problems:
         raise SarvitError(f"checkpoint does not fit {type(model).__name__}: " + " | ".join(problems))
     model.load_state_dict(to_load, strict=False)

@@ -48,33 +48,8 @@ def _synthetic_kwargs(config: dict[str, Any], train: bool) -> dict[str, Any]:
     return kwargs
 
 
-def allow_zero_bit_posterize() -> None:
-    """Let timm's RandAugment posterize to 0 bits again, as it did with Pillow < 10.
-
-    DeiT's policy ``rand-m9-mstd0.5-inc1`` draws magnitude 10 now and then, which asks posterize to keep
-    0 bits; old Pillow returned a black image, current Pillow raises ``ValueError`` in a loader worker
-    and kills the run (~0.3 % of images). Idempotent; leaves every other op alone.
-    """
-    from PIL import Image
-    from timm.data import auto_augment
-
-    for name in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"):
-        op = auto_augment.NAME_TO_OP.get(name)
-        if op is None or getattr(op, "zero_bits_ok", False):
-            continue
-
-        def posterize(img, bits_to_keep, _op=op, **kwargs):
-            if bits_to_keep <= 0:
-                return Image.new(img.mode, img.size)
-            return _op(img, bits_to_keep, **kwargs)
-
-        posterize.zero_bits_ok = True
-        auto_augment.NAME_TO_OP[name] = posterize
-
-
 def build_datasets(config: dict[str, Any], train: bool = True, evaluation: bool = True):
     """``(train_set, val_set, num_classes)``; a set not asked for is None."""
-    allow_zero_bit_posterize()
     common = dict(root=config.get("data_path"), download=bool(config.get("download")))
     train_set = val_set = None
     num_classes = None
@@ -87,9 +62,13 @@ def build_datasets(config: dict[str, Any], train: bool = True, evaluation: bool 
             config["data_set"], train=True, transform=transform, subset_ratio=float(config["subset_ratio"]),
             seed=config["seed"], **common, **_synthetic_kwargs(config, True))
     if evaluation:
-        transform = build_transform(False, config["input_size"], interpolation=config["train_interpolation"])
+        if config["data_set"] == "synthetic":
+            # drawn at the input size already; with its masks, evaluation also scores the attention (Jaccard)
+            transform, extra = None, {"return_mask": True}
+        else:
+            transform, extra = build_transform(False, config["input_size"], interpolation=config["train_interpolation"]), {}
         val_set, num_classes = build_dataset(config["data_set"], train=False, transform=transform, **common,
-                                             **_synthetic_kwargs(config, False))
+                                             **_synthetic_kwargs(config, False), **extra)
     return train_set, val_set, num_classes
 
 

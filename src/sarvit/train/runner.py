@@ -242,8 +242,9 @@ class _Run:
             self.log.add(line)
         self.history.append(line)
         barrier(self.info)
+        jaccard = f", attention Jaccard {val['jaccard']:.1f}%" if "jaccard" in val else ""
         _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {line['train_loss']:.4f}, val top-1 {val['top1']:.2f}% "
-                        f"top-5 {val['top5']:.2f}%, {line['img_per_s']:.0f} img/s")
+                        f"top-5 {val['top5']:.2f}%{jaccard}, {line['img_per_s']:.0f} img/s")
 
     def finish(self) -> TrainResult:
         result = TrainResult(model=self.model, history=self.history, best_top1=self.best_top1,
