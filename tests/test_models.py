@@ -155,7 +155,6 @@ def test_other_architecture_names_the_mismatched_keys():
 @pytest.mark.parametrize(
     "name,kwargs,words",
     [
-        ("resnet18", {}, "could not build .resnet18. .timm module .resnet."),
         ("vit_tiny_patch16_224", dict(class_token=False, global_pool="avg"), r"\[CLS\] token"),
         ("no_such_model_xyz", {}, "unknown timm model"),
         ("vit_tiny_patch16_224", dict(similarity="euclid"), "similarity"),
@@ -166,9 +165,22 @@ def test_unsupported_models_are_a_clear_error(name, kwargs, words):
         create_model(name, **{**TINY, **kwargs})
 
 
-def test_a_cnn_is_not_a_vit():
+@pytest.mark.parametrize("kwargs", [dict(num_classes=3), dict(img_size=64, patch_size=8, num_classes=3)])
+def test_a_cnn_is_not_a_vit(kwargs):
     with pytest.raises(SarvitError, match="ResNet .timm module .resnet..; SAR needs a timm VisionTransformer"):
-        create_model("resnet18", num_classes=3)
+        create_model("resnet18", **kwargs)
+
+
+def test_stochastic_depth_only_drops_branches_that_keep_their_skip():
+    model = tiny(drop_path_rate=0.9).train()
+    z = torch.randn(64, 17, 48)
+    torch.manual_seed(0)
+    out = model.blocks[-1](z)
+    assert (out.abs().sum(dim=(1, 2)) > 0).all()  # no sample loses its last-block output
+    plain = tiny(sar=False, drop_path_rate=0.9).train()
+    torch.manual_seed(0)
+    dropped = plain.blocks[-1](z) - z  # with skips, some samples' branches are dropped entirely
+    assert (dropped.abs().sum(dim=(1, 2)) == 0).any()
 
 
 def test_wrong_image_size_is_a_clear_error():

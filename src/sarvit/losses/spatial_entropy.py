@@ -73,6 +73,9 @@ def spatial_entropy(
         present = p > 0
         # log of 1 where a slot is empty keeps both the value and the gradient of p*log(p) at 0.
         entropy = -(p * torch.log(torch.where(present, p, torch.ones_like(p)))).sum(dim=1)
+        # A (near-)constant map can put rounding noise above its mean and give p a hair over 1: the
+        # entropy is then 0, not -1e-6 (and never -0.0).
+        entropy = torch.where(entropy > 0, entropy, torch.zeros_like(entropy))
     return entropy.reshape(batch, heads)
 
 

@@ -110,10 +110,11 @@ class SARBlock(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
         if attn_mask is not None or is_causal:
             raise SarvitError("the SAR last block does not support attention masks or causal attention")
-        attended = self.drop_path1(self.ls1(self._attention(self.norm1(x))))
-        x = attended if self.config.remove_last_skip else x + attended
-        mlp_out = self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
-        return mlp_out if self.config.remove_last_mlp_skip else x + mlp_out
+        # Stochastic depth drops a residual branch; a branch without its skip is the whole signal, so it stays.
+        attended = self.ls1(self._attention(self.norm1(x)))
+        x = attended if self.config.remove_last_skip else x + self.drop_path1(attended)
+        mlp_out = self.ls2(self.mlp(self.norm2(x)))
+        return mlp_out if self.config.remove_last_mlp_skip else x + self.drop_path2(mlp_out)
 
 
 class _SARForward:
@@ -202,7 +203,10 @@ def create_model(
     try:
         model = timm.create_model(name, **timm_kwargs)
     except TypeError as error:
-        raise SarvitError(f"could not build {name!r} (timm module '{family}') with {timm_kwargs}: {error}") from None
+        with torch.device("meta"):  # which class is it? (no memory, no weights)
+            model = timm.create_model(name)
+        if isinstance(model, VisionTransformer):
+            raise SarvitError(f"could not build {name!r} with {timm_kwargs}: {error}") from None
     if not isinstance(model, VisionTransformer):
         raise SarvitError(
             f"{name!r} is a {type(model).__name__} (timm module '{family}'); SAR needs a timm VisionTransformer "
