@@ -179,3 +179,22 @@ def test_finetune_keeps_pretrained_architecture_by_default(tmp_path):
                  "--output-dir", str(out)]) == 0
     spec = torch.load(out / "last.pth", weights_only=True)["model_config"]
     assert spec["timm_kwargs"]["depth"] == 2 and spec["timm_kwargs"]["embed_dim"] == 48 and spec["num_classes"] == 3
+
+
+def test_saved_config_repeats_the_run_instead_of_resuming_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *tiny_argv(out)]) == 0
+    assert main(["train", "--resume", str(out), "--epochs", "3", "--num-workers", "0"]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert "resume" not in saved and saved["epochs"] == 3
+    again = tmp_path / "again"
+    assert main(["train", "--config", str(out / "config.yaml"), "--output-dir", str(again)]) == 0
+    assert [line["epoch"] for line in read_log(again)] == [0, 1, 2]
+
+
+def test_resuming_a_finished_run_without_more_epochs_is_an_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *tiny_argv(out)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--num-workers", "0"]) == 2
+    assert "nothing to train; pass --epochs N" in capsys.readouterr().err

@@ -105,9 +105,9 @@ class SyntheticObjects(Dataset):
     """Procedural object-on-clutter images; class = the object's shape, with a pixel-exact foreground mask.
 
     One object per image (disc, square, triangle, cross, ring, star, ellipse, crescent, L-shape, arrow, and
-    with ``num_classes`` up to 12 also tee and half-disc) at a random position, scale (radius 13-32% of the
-    image side), rotation, mirror and colour, on a textured background (gradients, stripes, blotches, pixel
-    noise) with small stroke-shaped distractors that are not class shapes. About a third of the objects are
+    with ``num_classes`` up to 12 also tee and half-disc) at a random position, scale (radius 24-38% of the
+    image side), rotation, mirror and colour, on a darker textured background (gradients, stripes, blotches,
+    pixel noise) with 1-4 small stroke-shaped distractors that are not class shapes. About a quarter of the objects are
     cut by an occluding bar (background-textured or a solid "pole"), so the foreground can be two connected
     regions. Colour is drawn independently of the class.
 
@@ -203,8 +203,8 @@ class SyntheticObjects(Dataset):
         canvas = self._background(rng)
         self._draw_distractors(rng, canvas)
 
-        radius = size * rng.uniform(0.13, 0.32)
-        margin = 0.8 * radius  # lets the object touch or slightly cross the border
+        radius = size * rng.uniform(0.24, 0.38)
+        margin = 0.9 * radius  # lets the object touch or barely cross the border
         centre_x, centre_y = rng.uniform(margin, size - margin, size=2)
         rows, cols = _window(centre_y, centre_x, 1.45 * radius, size)
         ys, xs = self._coords[rows, None], self._coords[None, cols]
@@ -213,14 +213,14 @@ class SyntheticObjects(Dataset):
 
         fill = _object_fill(rng, canvas[rows, cols], window_mask, u)
         occluder = None
-        if rng.random() < 0.35:
+        if rng.random() < 0.25:
             occluder, solid_colour = _occluding_bar(rng, xs - centre_x, ys - centre_y, radius)
             window_mask &= ~occluder
         canvas[rows, cols] = np.where(window_mask[..., None], fill, canvas[rows, cols])
         if occluder is not None and solid_colour is not None:
             canvas[rows, cols] = np.where(occluder[..., None], solid_colour, canvas[rows, cols])
 
-        noise_level = rng.uniform(0.01, 0.07)
+        noise_level = rng.uniform(0.0, 0.04)
         canvas += noise_level * rng.standard_normal(canvas.shape, dtype=np.float32)
         image = (np.clip(canvas, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         mask = np.zeros((size, size), dtype=bool)
@@ -230,7 +230,10 @@ class SyntheticObjects(Dataset):
     def _background(self, rng: np.random.Generator) -> np.ndarray:
         """A textured background, float32 [S, S, 3] in [0, 1]: a colour pair mixed by a random texture."""
         size = self.img_size
-        colour_a, colour_b = rng.random((2, 3), dtype=np.float32)
+        # The second colour is a moderate shift of the first, so the texture is visible but stays a
+        # backdrop: the object (drawn to contrast with it) is the strongest edge in the image.
+        colour_a = rng.uniform(0.0, _BACKGROUND_MAX, size=3).astype(np.float32)
+        colour_b = np.clip(colour_a + rng.uniform(-0.2, 0.2, size=3).astype(np.float32), 0.0, _BACKGROUND_MAX)
         kind = rng.integers(3)
         if kind == 2:  # low-frequency blotches
             grid = rng.random((_BLOTCH_GRID, _BLOTCH_GRID), dtype=np.float32)
@@ -252,9 +255,9 @@ class SyntheticObjects(Dataset):
     def _draw_distractors(self, rng: np.random.Generator, canvas: np.ndarray) -> None:
         """Paint 2-8 short strokes (thin bars, not a class shape) in random colours onto ``canvas`` in place."""
         size = self.img_size
-        for _ in range(rng.integers(2, 9)):
-            half_length = size * rng.uniform(0.03, 0.09)
-            half_width = max(0.6, size * rng.uniform(0.006, 0.02))
+        for _ in range(rng.integers(1, 5)):
+            half_length = size * rng.uniform(0.03, 0.07)
+            half_width = max(0.6, size * rng.uniform(0.006, 0.015))
             centre_x, centre_y = rng.uniform(0.0, size, size=2)
             rows, cols = _window(centre_y, centre_x, half_length + half_width, size)
             angle = rng.uniform(0.0, math.pi)
@@ -273,6 +276,7 @@ class SyntheticObjects(Dataset):
 
 
 _BLOTCH_GRID = 5  # control points per side of the blotch texture
+_BACKGROUND_MAX = 0.55  # backgrounds are darker than objects on average (object colours: 0.35..1)
 
 
 def _bilinear_matrix(size: int, grid: int) -> np.ndarray:
@@ -308,9 +312,9 @@ def _object_frame(rng, dx: np.ndarray, dy: np.ndarray, radius: float) -> tuple[n
 def _object_fill(rng, background: np.ndarray, shape: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Object colour field [h, w, 3]: flat or shaded, chosen to contrast with the background it covers."""
     under = background[shape].mean(axis=0) if shape.any() else background.reshape(-1, 3).mean(axis=0)
-    for _ in range(8):  # resample until the colour stands out from what lies under the object
-        colour = rng.random(3, dtype=np.float32)
-        if np.abs(colour - under).sum() > 0.6:
+    for _ in range(16):  # resample until the colour stands out from what lies under the object
+        colour = rng.uniform(0.35, 1.0, size=3).astype(np.float32)
+        if np.abs(colour - under).sum() > 0.9:
             break
     if rng.random() < 0.5:
         return np.broadcast_to(colour, shape.shape + (3,))

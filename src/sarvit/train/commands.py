@@ -6,13 +6,13 @@ import os
 from typing import Any, Optional
 
 from .checkpoint import FORMAT, load_checkpoint
-from .config import ARCH_KEYS, add_eval_options, add_train_options, resolve_config
+from .config import ARCH_KEYS, INVOCATION_KEYS, add_eval_options, add_train_options, resolve_config
 from .distributed import cleanup_distributed
 
 __all__ = ["register", "run_train", "run_eval", "config_from_args"]
 
-# Keys of a stored run configuration that describe how that run was started, not what it is.
-_RUN_KEYS = ("resume", "finetune", "eval", "config", "use_ema", "json")
+# Keys of a stored run configuration that a resumed run does not take over (it must not fine-tune again).
+_RUN_KEYS = (*INVOCATION_KEYS, "finetune")
 
 _TRAIN_HELP = """\
 Train a timm ViT with SAR (spatial-entropy loss + last-block surgery) using DeiT's recipe.

@@ -30,13 +30,13 @@ __all__ = [
 DEFAULTS: dict[str, Any] = {}        # dest -> DeiT's default (filled by add_train_options)
 OPTION_NAMES: dict[str, str] = {}    # every long spelling without dashes ("blob-weight", "blob_weight") -> dest
 
-# The built-in synthetic set (64 px procedural objects) trains a small ViT in minutes on a laptop CPU;
+# The built-in synthetic set (32 px procedural objects, 8x8 patch grid) trains a small ViT in minutes on a laptop CPU;
 # these values replace DeiT's for every option the user does not set when --data-set is synthetic.
 QUICK_DEFAULTS: dict[str, Any] = {
-    "model": "vit_tiny_patch16_224", "input_size": 64, "patch_size": 8, "depth": 4, "embed_dim": 192,
-    "num_heads": 3, "epochs": 6, "batch_size": 64, "lr": 8e-3, "warmup_epochs": 1, "min_lr": 1e-5,
+    "model": "vit_tiny_patch16_224", "input_size": 32, "patch_size": 4, "depth": 4, "embed_dim": 128,
+    "num_heads": 4, "epochs": 10, "batch_size": 64, "lr": 1.6e-2, "warmup_epochs": 1, "min_lr": 1e-5,
     "drop_path": 0.0, "mixup": 0.0, "cutmix": 0.0, "model_ema": False, "repeated_aug": False,
-    "reprob": 0.0, "aa": "rand-m9-mstd0.5-inc1", "num_samples": 2000,
+    "reprob": 0.0, "aa": None, "num_samples": 3000,
 }
 DEIT_MODEL = "deit_small_patch16_224"    # the model when --model is not given and the data set is not synthetic
 
@@ -344,9 +344,14 @@ def _check(config: dict[str, Any]) -> None:
         raise SarvitError("give --resume (continue a run) or --finetune (start from weights), not both")
 
 
+# How a run was invoked rather than what it is: fed back with --config, these would resume or evaluate.
+INVOCATION_KEYS = ("resume", "eval", "config", "use_ema", "json")
+
+
 def save_config(config: dict[str, Any], path: os.PathLike) -> None:
-    """The resolved configuration as YAML (feed it back with ``--config``)."""
-    Path(path).write_text(yaml.safe_dump(config, sort_keys=True))
+    """The resolved configuration as YAML; ``--config`` with it repeats the run from the start."""
+    run = {key: value for key, value in config.items() if key not in INVOCATION_KEYS}
+    Path(path).write_text(yaml.safe_dump(run, sort_keys=True))
 
 
 # Record every default and spelling at import, whichever parser is built first.

@@ -161,6 +161,11 @@ class _Run:
         if self.scaler is not None and "scaler" in checkpoint:
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.start_epoch = int(checkpoint["epoch"]) + 1
+        if self.start_epoch >= self.config["epochs"]:
+            raise SarvitError(
+                f"--resume {path}: that run has finished {self.start_epoch} epochs and --epochs is "
+                f"{self.config['epochs']}, so there is nothing to train; pass --epochs N with N > "
+                f"{self.start_epoch} to extend it, or use `sarvit eval --resume {path}`")
         self.global_step = int(checkpoint["global_step"])
         self.best_top1, self.best_epoch = float(checkpoint["best_top1"]), int(checkpoint["best_epoch"])
         self.history = list(checkpoint.get("history", []))
