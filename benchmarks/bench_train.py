@@ -3,7 +3,7 @@
     python benchmarks/bench_train.py                      # the default quick run's model on synthetic data
     python benchmarks/bench_train.py --pairs 3 --epochs 2 -- --model vit_small_patch16_224 --input-size 224
 
-Runs alternate (SAR, no SAR, SAR, ...) so that drifting machine load hits both alike; each run's first
+Runs alternate (SAR, no SAR, no SAR, SAR, ...) so that drifting load and order hit both alike; each run's first
 epoch is dropped as warm-up, and the figure is the median img/s of the remaining epochs over all runs
 of that kind. Arguments after `--` go to `sarvit train` unchanged.
 """
@@ -46,7 +46,7 @@ def main() -> None:
     figures: dict[bool, list[float]] = {True: [], False: []}
     with tempfile.TemporaryDirectory() as workdir:
         for index in range(args.pairs):
-            for sar in (True, False):
+            for sar in ((True, False) if index % 2 == 0 else (False, True)):
                 figures[sar] += epoch_throughputs(sar, args.epochs, args.extra, Path(workdir), index)
     with_sar, without = statistics.median(figures[True]), statistics.median(figures[False])
     print(f"whole-epoch throughput, median of {len(figures[True])} epochs each:")
