@@ -4,19 +4,17 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Union
+from typing import Union
 
 import torch
 from torch import nn
 
 from ..errors import SarvitError
 from ..models import create_model, load_weights
+from ..train.checkpoint import FORMAT, load_checkpoint, resolve_checkpoint_path
 
 __all__ = ["load_model_for_analysis", "resolve_device", "infer_model_kwargs"]
 
-# Keys a training checkpoint may keep its weights under, in order of preference.
-_WEIGHT_KEYS = ("model", "state_dict", "model_state_dict", "module")
-_PREFIXES = ("module.", "_orig_mod.", "backbone.")
 _SWITCHES = ("sar", "remove_last_skip", "remove_last_norm", "remove_last_mlp_skip", "similarity")  # create_model's
 
 
@@ -33,52 +31,14 @@ def resolve_device(device: Union[str, torch.device, None] = None) -> torch.devic
     return device
 
 
-def _is_state_dict(value: Any) -> bool:
-    return isinstance(value, dict) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
-
-
-def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    for prefix in _PREFIXES:
-        if all(key.startswith(prefix) for key in state):
-            state = {key[len(prefix):]: value for key, value in state.items()}
-    return state
-
-
 def _checkpoint_config(checkpoint: dict) -> dict:
-    """The build config a sarvit checkpoint carries: ``{"model": name, "sar": {...}, "timm_kwargs": {...}}``.
-
-    Accepts the config under ``"config"``, ``"model_config"`` or ``"args"`` (a dict), with the model name under
-    ``"model"``/``"model_name"``/``"name"``, the timm kwargs under ``"timm_kwargs"``/``"model_kwargs"`` or as
-    top-level ``num_classes``/``img_size``/``patch_size``..., and the SAR switches under ``"sar"`` (a dict of
-    ``create_model`` keywords or a bool) or as top-level ``remove_last_skip``/``remove_last_norm``/... keys.
-    """
-    config: dict = {}
-    for key in ("model_config", "config", "args"):
-        value = checkpoint.get(key)
-        if isinstance(value, dict):
-            config = value.get("model", value) if isinstance(value.get("model"), dict) else value
-            break
-    if not config:
+    """The build config a sarvit checkpoint carries: ``{"model": name, "sar": {...}, "timm_kwargs": {...}}``."""
+    stored = checkpoint.get("model_config") if checkpoint.get("format") == FORMAT else None
+    if not isinstance(stored, dict) or not stored.get("name"):
         return {}
-    name = next((config[k] for k in ("model", "model_name", "name", "arch") if isinstance(config.get(k), str)), None)
-    timm_kwargs = dict(next((config[k] for k in ("timm_kwargs", "model_kwargs", "kwargs") if isinstance(config.get(k), dict)), {}))
-    for key in ("num_classes", "img_size", "patch_size", "embed_dim", "depth", "num_heads", "drop_path_rate", "input_size"):
-        if key in config and key not in timm_kwargs and config[key] is not None:
-            timm_kwargs["img_size" if key == "input_size" else key] = config[key]
-    timm_kwargs.pop("drop_path_rate", None)  # irrelevant for analysis
-    timm_kwargs.pop("pretrained", None)
-    sar: dict = {}
-    raw_sar = config.get("sar")
-    if isinstance(raw_sar, dict):
-        sar.update(raw_sar)
-    elif isinstance(raw_sar, bool):
-        sar["sar"] = raw_sar
-    for key in ("remove_last_skip", "remove_last_norm", "remove_last_mlp_skip", "similarity"):
-        if key in config and key not in sar:
-            sar[key] = config[key]
-    if "use_nosn" in config and not sar:  # the reference code's spelling
-        sar["sar"] = bool(config["use_nosn"])
-    return {"model": name, "timm_kwargs": timm_kwargs, "sar": sar}
+    ignored = ("drop_path_rate", "pretrained")  # training-only: they change nothing the analysis sees
+    timm_kwargs = {k: v for k, v in stored.get("timm_kwargs", {}).items() if k not in ignored}
+    return {"model": stored["name"], "timm_kwargs": timm_kwargs, "sar": dict(stored.get("sar", {}))}
 
 
 def infer_model_kwargs(state: dict[str, torch.Tensor]) -> dict:
@@ -145,38 +105,10 @@ def load_model_for_analysis(
         ``(model, info)``: ``info`` is plain data describing what was built (``model``, ``timm_kwargs``,
         ``sar`` switches, ``source`` = ``"checkpoint"`` or ``"state_dict"``, ``device``) for reports.
     """
-    path = Path(path).expanduser()
-    if path.is_dir():  # a training run's folder: its last checkpoint
-        if not (path / "last.pth").is_file():
-            raise SarvitError(f"--weights: {path} is a folder without last.pth; expected a checkpoint file")
-        path = path / "last.pth"
-    if not path.is_file():
-        raise SarvitError(f"--weights: expected a checkpoint file, {path} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises many types for unreadable/unsafe files
-        raise SarvitError(
-            f"could not load {path} with torch.load(weights_only=True): expected a file of tensors and plain data "
-            f"(a sarvit checkpoint or a state dict); re-save foreign checkpoints as "
-            f"torch.save(checkpoint['model'], path). ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
-        ) from None
-    if not isinstance(checkpoint, dict):
-        raise SarvitError(f"{path}: expected a dict (checkpoint or state dict), found a {type(checkpoint).__name__}")
-
-    config: dict = {}
-    if _is_state_dict(checkpoint):
-        state, source = checkpoint, "state_dict"
-    else:
-        key = next((k for k in _WEIGHT_KEYS if _is_state_dict(checkpoint.get(k))), None)
-        if key is None:
-            raise SarvitError(
-                f"{path}: expected a state dict or a checkpoint with its weights under one of {', '.join(_WEIGHT_KEYS)}; "
-                f"found keys {', '.join(map(str, list(checkpoint)[:10]))}"
-            )
-        state = checkpoint[key]
-        config = _checkpoint_config(checkpoint)
-        source = "checkpoint" if config.get("model") else "state_dict"
-    state = _strip_prefixes(state)
+    path = resolve_checkpoint_path(path)
+    checkpoint = load_checkpoint(path)
+    config = _checkpoint_config(checkpoint)
+    state, source = checkpoint["model"], "checkpoint" if config else "state_dict"
     inferred = infer_model_kwargs(state)
 
     name = model_name or config.get("model")

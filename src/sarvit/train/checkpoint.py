@@ -100,15 +100,24 @@ def _namespace_allowed():
     yield
 
 
+# Where checkpoints of other codebases keep the weights, and the prefixes their wrappers add to every key.
+_WEIGHT_KEYS = ("model", "state_dict", "model_state_dict", "module")
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "backbone.")
+
+
 def extract_state_dict(data: dict, path: PathLike = "checkpoint") -> dict:
-    """The model weights of a DeiT/timm-style checkpoint: ``model``, ``state_dict`` or the dict itself."""
-    for key in ("model", "state_dict", "model_state_dict"):
+    """The model weights of a DeiT/timm-style checkpoint (under ``model``, ``state_dict``, ... or the dict
+    itself), without the prefixes DDP, ``torch.compile`` or a backbone wrapper put on every key."""
+    for key in _WEIGHT_KEYS:
         if isinstance(data.get(key), dict):
             data = data[key]
             break
     if not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise SarvitError(f"checkpoint: expected model weights (a state dict) in {path}, found keys {list(data)[:10]}")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in data.items()}
+    for prefix in _WRAPPER_PREFIXES:
+        if all(key.startswith(prefix) for key in data):
+            data = {key[len(prefix):]: value for key, value in data.items()}
+    return data
 
 
 def rng_state() -> dict:
