@@ -189,22 +189,31 @@ def _mask_dataset(args, img_size: int, num_classes: int, default_synthetic: int)
         count = args.num_samples or default_synthetic
         dataset = SyntheticObjects(num_samples=count, num_classes=classes, img_size=img_size, seed=args.seed,
                                    train=False, return_mask=True)
-        return _MaskTriples(dataset), f"synthetic (val, {count} images, seed {args.seed})"
+        return _MappedItems(dataset, _as_mask_triple), f"synthetic (val, {count} images, seed {args.seed})"
     raise SarvitError(f"--data-set: expected one of {', '.join(MASK_DATASETS)} (datasets with masks), got {args.data_set!r}")
 
 
-class _MaskTriples(Dataset):
-    """SyntheticObjects mask items ``(image, target, mask)`` -> ``(image, mask, all-valid mask)``."""
+class _MappedItems(Dataset):
+    """``dataset`` with ``reshape`` applied to each item (the commands need items of one shape)."""
 
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
+    def __init__(self, dataset: Dataset, reshape) -> None:
+        self.dataset, self.reshape = dataset, reshape
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int):
-        image, _, mask = self.dataset[index]
-        return image, mask, torch.ones_like(mask)
+        return self.reshape(self.dataset[index])
+
+
+def _as_mask_triple(item):
+    """SyntheticObjects' ``(image, target, mask)`` -> ``(image, mask, all-valid mask)``, as VOCForeground gives."""
+    image, _, mask = item
+    return image, mask, torch.ones_like(mask)
+
+
+def _image_only(item):
+    return item[0]
 
 
 def _image_ids(dataset: Dataset) -> list[str] | None:
@@ -387,28 +396,15 @@ def run_visualize(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------- analyze
-class _FirstItem(Dataset):
-    """Keep only the image of each item."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        return self.dataset[index][0]
-
-
 def _image_dataset(args, img_size: int, num_classes: int) -> tuple[Dataset, str]:
     name = _dataset_name(args)
     if name in MASK_DATASETS:
         dataset, description = _mask_dataset(args, img_size, num_classes, DEFAULT_SYNTHETIC_SAMPLES)
-        return _FirstItem(dataset), description
+        return _MappedItems(dataset, _image_only), description
     from ..data import build_dataset, build_transform
 
     dataset, _ = build_dataset(name, args.data_path, train=False, transform=build_transform(False, img_size))
-    return _FirstItem(_limit(dataset, args.num_samples)), f"{name} (eval split) at {args.data_path}"
+    return _MappedItems(_limit(dataset, args.num_samples), _image_only), f"{name} (eval split) at {args.data_path}"
 
 
 def run_analyze(args) -> int:

@@ -127,7 +127,7 @@ def attention_figure(
         raw_axis.imshow(raw_px[head], cmap="inferno", interpolation="nearest")
         label = f"head {head}"
         if entropy is not None:
-            label += f": SE={max(entropy[head], 0.0):.2f}"
+            label += f": SE={entropy[head]:.2f}"  # spatial_entropy is never negative
         raw_axis.set_title(label, fontsize=9)
         kept_axis.imshow(_component_overlay(image, labels_px[head]), interpolation="nearest")
         if outline:
