@@ -1,0 +1,82 @@
+"""Imagenette / Imagewoof readers on tiny trees written in the public archives' layout."""
+import pytest
+from PIL import Image
+
+from sarvit import SarvitError
+from sarvit.data.imagenette import IMAGENETTE_CLASSES, IMAGEWOOF_CLASSES, Imagenette, Imagewoof
+
+
+def write_tree(root, wnids, per_class=2, splits=("train", "val")):
+    """``root/<split>/<wnid>/<i>.JPEG``, each image filled with its class index so labels can be checked."""
+    for split in splits:
+        for index, wnid in enumerate(sorted(wnids)):
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.new("RGB", (12, 10), (index * 20, i, 0)).save(folder / f"ILSVRC2012_val_{index:04d}{i}.JPEG")
+    return root
+
+
+@pytest.mark.parametrize("reader,classes", [(Imagenette, IMAGENETTE_CLASSES), (Imagewoof, IMAGEWOOF_CLASSES)])
+@pytest.mark.parametrize("train", [True, False])
+def test_reads_the_public_layout_with_readable_class_names(tmp_path, reader, classes, train):
+    root = write_tree(tmp_path / f"{reader.name}2-320", classes)
+    dataset = reader(root, train=train)
+    assert dataset.wnids == sorted(classes) and len(dataset) == 20
+    assert dataset.classes == [classes[wnid] for wnid in sorted(classes)]
+    assert dataset.class_to_idx[classes[dataset.wnids[3]]] == 3
+    image, label = dataset[7]  # class 3, second image
+    assert image.mode == "RGB" and image.size == (12, 10) and label == 3
+    assert abs(image.getpixel((5, 5))[0] - 60) <= 3  # the pixel value written for class 3 (JPEG rounding)
+    assert dataset.targets == [index for index in range(10) for _ in range(2)]
+
+
+def test_known_names():
+    assert IMAGENETTE_CLASSES["n01440764"] == "tench" and IMAGENETTE_CLASSES["n03888257"] == "parachute"
+    assert IMAGEWOOF_CLASSES["n02115641"] == "dingo" and len(IMAGEWOOF_CLASSES) == len(IMAGENETTE_CLASSES) == 10
+    assert not set(IMAGENETTE_CLASSES) & set(IMAGEWOOF_CLASSES)
+
+
+def test_finds_the_unpacked_archive_inside_the_data_folder(tmp_path):
+    write_tree(tmp_path / "imagenette2-160", IMAGENETTE_CLASSES, per_class=1)
+    dataset = Imagenette(tmp_path, train=False, transform=lambda image: image.size)
+    assert dataset[0] == ((12, 10), 0) and dataset.root == str(tmp_path / "imagenette2-160" / "val")
+
+
+def test_two_unpacked_archives_are_ambiguous(tmp_path):
+    for folder in ("imagewoof2", "imagewoof2-160"):
+        write_tree(tmp_path / folder, IMAGEWOOF_CLASSES, per_class=1, splits=("train",))
+    with pytest.raises(SarvitError, match="imagewoof2, imagewoof2-160"):
+        Imagewoof(tmp_path)
+
+
+def test_missing_folder_names_the_expected_layout(tmp_path):
+    with pytest.raises(SarvitError, match=r"imagenette: expected the layout .*\{train,val\}/<WordNet id, e\.g\. n01440764>"):
+        Imagenette(tmp_path / "nowhere")
+    write_tree(tmp_path / "imagenette2", IMAGENETTE_CLASSES, per_class=1, splits=("train",))
+    with pytest.raises(SarvitError, match="found no val/ folder"):
+        Imagenette(tmp_path, train=False)
+
+
+def test_wrong_subset_is_refused(tmp_path):
+    write_tree(tmp_path, IMAGENETTE_CLASSES, per_class=1, splits=("train",))
+    with pytest.raises(SarvitError, match="missing .*n02086240.*unexpected .*n01440764"):
+        Imagewoof(tmp_path)
+
+
+def test_class_folder_without_images(tmp_path):
+    write_tree(tmp_path, IMAGENETTE_CLASSES, per_class=1, splits=("train",))
+    for image in (tmp_path / "train" / "n03028079").iterdir():
+        image.unlink()
+    with pytest.raises(SarvitError, match="expected images in every class folder.*n03028079"):
+        Imagenette(tmp_path)
+
+
+def test_undecodable_image_is_named(tmp_path):
+    write_tree(tmp_path, IMAGENETTE_CLASSES, per_class=1, splits=("val",))
+    broken = tmp_path / "val" / "n01440764" / "broken.JPEG"
+    broken.write_bytes(b"not a jpeg")
+    dataset = Imagenette(tmp_path, train=False)
+    index = [path for path, _ in dataset.samples].index(str(broken))
+    with pytest.raises(SarvitError, match="broken.JPEG"):
+        dataset[index]
