@@ -51,7 +51,8 @@ def test_two_unpacked_archives_are_ambiguous(tmp_path):
 
 
 def test_missing_folder_names_the_expected_layout(tmp_path):
-    with pytest.raises(SarvitError, match=r"imagenette: expected the layout .*\{train,val\}/<WordNet id, e\.g\. n01440764>"):
+    layout = r"imagenette: expected the layout .*\{train,val\}/<WordNet id, e\.g\. n01440764>"
+    with pytest.raises(SarvitError, match=layout):
         Imagenette(tmp_path / "nowhere")
     write_tree(tmp_path / "imagenette2", IMAGENETTE_CLASSES, per_class=1, splits=("train",))
     with pytest.raises(SarvitError, match="found no val/ folder"):

@@ -59,7 +59,8 @@ class _WordNetSubset(datasets.ImageFolder):
         self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
 
     def _layout(self, root: Path) -> str:
-        return f"{root}/[{'|'.join(self.archives)}/]{{train,val}}/<WordNet id, e.g. {next(iter(self.class_names))}>/*.JPEG"
+        example = next(iter(self.class_names))
+        return f"{root}/[{'|'.join(self.archives)}/]{{train,val}}/<WordNet id, e.g. {example}>/*.JPEG"
 
     def _locate(self, root: Path) -> Path:
         """The folder holding ``train/`` and ``val/``: ``root`` itself or one unpacked archive inside it."""
