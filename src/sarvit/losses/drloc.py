@@ -68,8 +68,8 @@ def drloc_loss(
         first, second = picked[:, :num_pairs], picked[:, num_pairs:]
         predicted = head(torch.cat([first, second], dim=-1))  # [B, m, 2]
         y, x = cells.div(w, rounding_mode="floor"), cells.remainder(w)
-        offsets = torch.stack([(y[:, :num_pairs] - y[:, num_pairs:]) / h, (x[:, :num_pairs] - x[:, num_pairs:]) / w], dim=-1)
-        target = (offsets if signed else offsets.abs()).to(predicted.dtype)
+        steps = torch.stack([y[:, :num_pairs] - y[:, num_pairs:], x[:, :num_pairs] - x[:, num_pairs:]], dim=-1)
+        target = (steps if signed else steps.abs()).to(predicted.dtype) / steps.new_tensor([h, w], dtype=predicted.dtype)
         per_image = (predicted - target).abs().mean(dim=(1, 2))
     return per_image.to(compute_dtype(per_image))
 
