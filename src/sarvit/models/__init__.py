@@ -1,5 +1,5 @@
 """timm ViTs with SAR's last-block surgery, capture from one forward pass, and weight loading."""
-from .capture import Capture, capturing, patch_grid
+from .capture import Capture, capturing, enable_capture, patch_grid
 from .sar_vit import SIMILARITIES, SARBlock, SARConfig, create_model, sar_config
 from .weights import LoadReport, load_weights
 
@@ -11,6 +11,7 @@ __all__ = [
     "SARConfig",
     "capturing",
     "create_model",
+    "enable_capture",
     "load_weights",
     "patch_grid",
     "sar_config",

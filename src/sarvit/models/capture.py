@@ -4,8 +4,11 @@ Every block's ``attn`` stays timm's own ``Attention`` running its own ``forward`
 ``fused_attn`` says). q and k are read with forward hooks on ``attn.q_norm`` and ``attn.k_norm``: timm's
 ``Attention.forward`` calls them on the per-head q and k right before attending
 (``q, k = self.q_norm(q), self.k_norm(k)``, the same line in timm 1.0.29 and 1.0.31); without q/k norm they
-are ``nn.Identity`` and their hooks still fire. The final tokens come from a hook on ``model.norm``. Hooks
-exist only while a forward that asks for something runs, so a plain forward computes nothing extra.
+are ``nn.Identity`` and their hooks still fire. The final tokens come from a hook on ``model.norm``.
+
+The hooks are installed once per model (:func:`enable_capture`) and stay idle, keeping nothing, unless a
+capture asks for their key: ``torch.compile`` does not notice hooks added or removed after it traced a model,
+so hooks registered per call would be silently skipped by a compiled model; a flag they read is guarded.
 
 Any model whose ``blocks[i].attn`` is timm's ``Attention`` and whose ``patch_embed`` / ``norm`` /
 ``num_prefix_tokens`` follow timm's ``VisionTransformer`` can capture by wrapping its forward:
@@ -27,7 +30,7 @@ from torch import nn
 
 from ..errors import SarvitError
 
-__all__ = ["Capture", "capturing", "patch_grid"]
+__all__ = ["Capture", "capturing", "enable_capture", "patch_grid"]
 
 
 @dataclass(frozen=True)
@@ -89,11 +92,46 @@ def _block_indices(model: nn.Module, capture: Capture) -> tuple[int | None, tupl
     return cls_block, tuple(attention_blocks)
 
 
-def _keep(store: dict[str, torch.Tensor], key: str):
-    def hook(module: nn.Module, inputs, output: torch.Tensor) -> None:
-        store[key] = output
+class _Recorder:
+    """A model's capture state: the hook keys the running capture wants, and what those hooks kept."""
 
-    return hook
+    def __init__(self) -> None:
+        self.wanted: tuple = ()
+        self.kept: dict = {}
+
+
+class _Keep:
+    """A forward hook that keeps its module's output under ``key`` while a capture wants that key.
+
+    A callable object (not a closure) so that ``copy.deepcopy`` of the model (EMA) hooks the copy's recorder.
+    """
+
+    def __init__(self, recorder: _Recorder, key) -> None:
+        self.recorder, self.key = recorder, key
+
+    def __call__(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
+        if self.key in self.recorder.wanted:
+            self.recorder.kept[self.key] = output
+
+
+def enable_capture(model: nn.Module) -> _Recorder:
+    """Install ``model``'s idle capture hooks once (later calls return the same recorder).
+
+    Hooks go on ``q_norm`` / ``k_norm`` of every ``blocks[i].attn`` that is timm's ``Attention`` and on
+    ``model.norm``. :func:`capturing` calls this itself; a model that may be compiled calls it when built
+    (``create_model`` does), so that the compiled graph contains the hooks from its first trace.
+    """
+    recorder = model.__dict__.get("_capture_recorder")
+    if recorder is None:
+        recorder = _Recorder()
+        for index, block in enumerate(model.blocks):
+            if isinstance(block.attn, Attention):
+                block.attn.q_norm.register_forward_hook(_Keep(recorder, (index, "q")))
+                block.attn.k_norm.register_forward_hook(_Keep(recorder, (index, "k")))
+        if isinstance(getattr(model, "norm", None), nn.Module):
+            model.norm.register_forward_hook(_Keep(recorder, "tokens"))
+        model.__dict__["_capture_recorder"] = recorder
+    return recorder
 
 
 def _to_grid(per_patch: torch.Tensor, grid: tuple[int, int], what: str) -> torch.Tensor:
@@ -106,62 +144,73 @@ def _to_grid(per_patch: torch.Tensor, grid: tuple[int, int], what: str) -> torch
     return per_patch.reshape(*per_patch.shape[:-1], *grid)
 
 
+def _wanted_keys(model: nn.Module, capture: Capture) -> tuple[int | None, tuple[int, ...], tuple]:
+    """The [CLS] block (or None), the attention blocks, and the hook keys this capture needs."""
+    cls_block, attention_blocks = _block_indices(model, capture)
+    qk_blocks = dict.fromkeys(attention_blocks + (() if cls_block is None else (cls_block,)))
+    keys = tuple((index, part) for index in qk_blocks for part in ("q", "k"))
+    if capture.tokens:
+        if not isinstance(getattr(model, "norm", None), nn.Module):
+            raise SarvitError(f"capturing tokens needs a final `norm` module; this {type(model).__name__} has none")
+        keys += ("tokens",)
+    return cls_block, attention_blocks, keys
+
+
 @contextmanager
 def capturing(
     model: nn.Module, capture: Capture, grid: tuple[int, int], *, similarity: str = "dot"
 ) -> Iterator[dict]:
-    """Hook ``model`` for the one forward pass run inside the ``with``; on leaving, the yielded dict holds
-    exactly what ``capture`` asked for (keys ``maps``, ``cls_attention``, ``attention``, ``tokens``).
+    """Capture from the one forward pass of ``model`` run inside the ``with``; on leaving, the yielded dict
+    holds exactly what ``capture`` asked for (keys ``maps``, ``cls_attention``, ``attention``, ``tokens``).
 
     Args:
         model: has ``blocks`` whose ``attn`` is timm's ``Attention``, ``num_prefix_tokens`` and, for
             ``tokens``, a final ``norm``; maps and cls_attention need a [CLS] token at position 0.
-        capture: what to capture. An empty one registers no hook and yields an empty dict.
+        capture: what to capture. An empty one touches nothing (no hooks) and yields an empty dict.
         grid: the patch grid ``(k_h, k_w)`` of this forward's images (:func:`patch_grid`).
         similarity: ``"dot"`` for S = ``<q_cls, k> * scale`` (Eq. 4) or ``"cosine"`` (Eq. 15, unit q and k).
 
-    Captured attention and maps are float32 even under autocast; hooks are removed when the ``with`` ends.
+    Maps and attention are float32 even under autocast. After the ``with`` the hooks are idle again and
+    keep no tensor.
     """
     captured: dict = {}
     if capture.empty:
         yield captured
         return
-    cls_block, attention_blocks = _block_indices(model, capture)
-    qk: dict[int, dict[str, torch.Tensor]] = {index: {} for index in (*attention_blocks, cls_block) if index is not None}
-    final: dict[str, torch.Tensor] = {}
-    handles = []
+    cls_block, attention_blocks, keys = _wanted_keys(model, capture)
+    recorder = enable_capture(model)
+    recorder.wanted = keys
     try:
-        for index, store in qk.items():
-            attn = model.blocks[index].attn
-            handles.append(attn.q_norm.register_forward_hook(_keep(store, "q")))
-            handles.append(attn.k_norm.register_forward_hook(_keep(store, "k")))
-        if capture.tokens:
-            handles.append(model.norm.register_forward_hook(_keep(final, "tokens")))
         yield captured
-    finally:
-        for handle in handles:
-            handle.remove()
-    if any(len(store) < 2 for store in qk.values()) or (capture.tokens and not final):
-        raise SarvitError("capture: the forward pass inside `capturing` did not run the hooked modules")
+        kept = dict(recorder.kept)
+    finally:  # the same dict object stays: a compiled graph writes into the one it traced
+        recorder.wanted = ()
+        recorder.kept.clear()
+    if len(kept) != len(keys):
+        raise SarvitError(
+            f"capture: the forward pass inside `capturing` did not run the hooked modules {[k for k in keys if k not in kept]}"
+        )
     prefix = model.num_prefix_tokens
-    device_type = next(iter(qk.values()))["q"].device.type if qk else final["tokens"].device.type
-    with torch.autocast(device_type, enabled=False):  # the captured maps are float32 whatever the forward ran in
+    with torch.autocast(next(iter(kept.values())).device.type, enabled=False):  # float32 maps under autocast too
         if cls_block is not None:
-            q_cls, k = qk[cls_block]["q"][:, :, 0].float(), qk[cls_block]["k"].float()
+            q_cls, k = kept[cls_block, "q"][:, :, 0].float(), kept[cls_block, "k"].float()
             row = torch.einsum("bhd,bhnd->bhn", q_cls, k) * model.blocks[cls_block].attn.scale
             if capture.maps:
                 if similarity == "cosine":  # Eq. 15: no scale, unit-norm query and keys
-                    maps = torch.einsum("bhd,bhnd->bhn", F.normalize(q_cls, dim=-1), F.normalize(k[:, :, prefix:], dim=-1))
+                    patch_keys = F.normalize(k[:, :, prefix:], dim=-1)
+                    maps = torch.einsum("bhd,bhnd->bhn", F.normalize(q_cls, dim=-1), patch_keys)
                 else:
                     maps = row[:, :, prefix:]
                 captured["maps"] = _to_grid(maps, grid, "maps")
             if capture.cls_attention:
                 captured["cls_attention"] = _to_grid(row.softmax(dim=-1)[:, :, prefix:], grid, "cls_attention")
         if attention_blocks:
-            captured["attention"] = {
-                index: (qk[index]["q"].float() @ qk[index]["k"].float().transpose(-2, -1) * model.blocks[index].attn.scale)
-                .softmax(dim=-1)
-                for index in attention_blocks
-            }
+            captured["attention"] = {index: _attention(model, kept, index) for index in attention_blocks}
     if capture.tokens:
-        captured["tokens"] = _to_grid(final["tokens"][:, prefix:].transpose(1, 2), grid, "tokens")
+        captured["tokens"] = _to_grid(kept["tokens"][:, prefix:].transpose(1, 2), grid, "tokens")
+
+
+def _attention(model: nn.Module, kept: dict, index: int) -> torch.Tensor:
+    """Block ``index``'s post-softmax attention ``[B, H, T, T]`` in float32 from its kept q and k."""
+    q, k = kept[index, "q"].float(), kept[index, "k"].float()
+    return (q @ k.transpose(-2, -1) * model.blocks[index].attn.scale).softmax(dim=-1)

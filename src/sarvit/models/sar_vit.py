@@ -21,7 +21,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
 from ..errors import SarvitError
-from .capture import Capture, capturing, patch_grid
+from .capture import Capture, capturing, enable_capture, patch_grid
 
 __all__ = ["SARBlock", "SARConfig", "create_model", "sar_config", "SIMILARITIES"]
 
@@ -183,6 +183,7 @@ def create_model(
         )
     model.blocks[-1] = SARBlock(last, config)
     model.__class__ = _sar_class(type(model))
+    enable_capture(model)  # idle hooks from the start, so a compiled model has them in its first trace
     return model
 
 
