@@ -186,10 +186,9 @@ def capturing(
     finally:  # the same dict object stays: a compiled graph writes into the one it traced
         recorder.wanted = ()
         recorder.kept.clear()
-    if len(kept) != len(keys):
-        raise SarvitError(
-            f"capture: the forward pass inside `capturing` did not run the hooked modules {[k for k in keys if k not in kept]}"
-        )
+    missing = [key for key in keys if key not in kept]
+    if missing:
+        raise SarvitError(f"capture: the forward pass inside `capturing` never ran the hooked modules {missing}")
     prefix = model.num_prefix_tokens
     with torch.autocast(next(iter(kept.values())).device.type, enabled=False):  # float32 maps under autocast too
         if cls_block is not None:
