@@ -1,4 +1,4 @@
-"""SAR surgery for timm Vision Transformers and the capture of the last block's [CLS] maps.
+"""SAR surgery for timm Vision Transformers, with capture (:mod:`sarvit.models.capture`) in their forward.
 
 The last block of a timm ``VisionTransformer`` is replaced by :class:`SARBlock`, which keeps the
 original submodules under their timm names (``norm1``, ``attn``, ``ls1``, ``drop_path1``, ``norm2``,
@@ -7,6 +7,8 @@ off it computes exactly timm's ``Block``; with the SAR switches on it computes E
 
     z' = MSA(LN(z))            (no MSA skip connection)
     z  = MLP(z') + z'          (no LayerNorm before the MLP; the MLP skip stays)
+
+The block's ``attn`` is timm's ``Attention`` itself, running its own ``forward``.
 """
 from __future__ import annotations
 
@@ -14,11 +16,12 @@ from dataclasses import asdict, dataclass
 
 import timm
 import torch
-import torch.nn.functional as F
+from timm.layers import Attention
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
 from ..errors import SarvitError
+from .capture import Capture, capturing, enable_capture, patch_grid
 
 __all__ = ["SARBlock", "SARConfig", "create_model", "sar_config", "SIMILARITIES"]
 
@@ -41,86 +44,44 @@ class SARConfig:
 
 
 class SARBlock(nn.Module):
-    """A timm ``Block`` with switchable skip/LayerNorm removal that can return the [CLS] maps.
+    """A timm ``Block`` with switchable skip/LayerNorm removal; ``forward(x [B, N, C]) -> [B, N, C]``.
 
-    ``forward(x)`` with ``x [B, N, C]`` returns ``[B, N, C]``. When :meth:`capture` was called
-    before, the forward also stores ``maps`` (similarity ``[B, H, k*k]``) and/or ``attention``
-    (post-softmax [CLS] attention ``[B, H, k*k]``) for patch tokens only; the wrapping model reads
-    them with :meth:`take`.
+    ``attn`` is the block's own timm ``Attention`` running its own ``forward``; the [CLS] maps are read
+    around it by :func:`sarvit.models.capture.capturing`.
     """
 
-    def __init__(self, block: Block, num_prefix_tokens: int, config: SARConfig) -> None:
+    def __init__(self, block: Block, config: SARConfig) -> None:
         super().__init__()
-        attn = block.attn
-        for required in ("qkv", "num_heads", "head_dim", "scale", "proj"):
-            if not hasattr(attn, required):
-                raise SarvitError(
-                    f"the last block's attention ({type(attn).__name__}) has no '{required}': "
-                    "SAR needs timm's standard Attention with a fused qkv projection"
-                )
-        self.norm1, self.attn, self.ls1, self.drop_path1 = block.norm1, attn, block.ls1, block.drop_path1
+        if not isinstance(block.attn, Attention):
+            raise SarvitError(
+                f"the last block's attention is a {type(block.attn).__name__}; SAR needs timm's Attention"
+            )
+        self.norm1, self.attn, self.ls1, self.drop_path1 = block.norm1, block.attn, block.ls1, block.drop_path1
         self.norm2 = nn.Identity() if config.remove_last_norm else block.norm2
         self.mlp, self.ls2, self.drop_path2 = block.mlp, block.ls2, block.drop_path2
-        self.num_prefix_tokens = num_prefix_tokens
         self.config = config
-        self._want_maps = self._want_attention = False
-        self._captured: dict[str, torch.Tensor] = {}
-
-    def capture(self, maps: bool, attention: bool) -> None:
-        self._want_maps, self._want_attention = maps, attention
-
-    def take(self) -> dict[str, torch.Tensor]:
-        captured, self._captured = self._captured, {}
-        self._want_maps = self._want_attention = False
-        return captured
-
-    def _attention(self, x: torch.Tensor) -> torch.Tensor:
-        attn = self.attn
-        batch, tokens, _ = x.shape
-        gate = attn.gate(x).sigmoid() if getattr(attn, "gate", None) is not None else None
-        qkv = attn.qkv(x).reshape(batch, tokens, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        q, k = attn.q_norm(q), attn.k_norm(k)
-        if self._want_maps or self._want_attention:
-            self._capture(q[:, :, 0], k, attn.scale)
-        out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=attn.attn_drop.p if self.training else 0.0, scale=attn.scale
-        )
-        out = out.transpose(1, 2).reshape(batch, tokens, attn.num_heads * attn.head_dim)
-        out = attn.norm(out) if hasattr(attn, "norm") else out
-        if gate is not None:
-            out = out * gate
-        return attn.proj_drop(attn.proj(out))
-
-    def _capture(self, q_cls: torch.Tensor, k: torch.Tensor, scale: float) -> None:
-        """``q_cls [B, H, D]``, ``k [B, H, N, D]`` -> the [CLS] row over all keys, in float32."""
-        logits = torch.einsum("bhd,bhnd->bhn", q_cls.float(), k.float()) * scale
-        if self._want_maps:
-            patch_keys = k[:, :, self.num_prefix_tokens:].float()
-            if self.config.similarity == "cosine":
-                # Eq. 15: no scale, unit-norm query and keys.
-                self._captured["maps"] = torch.einsum(
-                    "bhd,bhnd->bhn", F.normalize(q_cls.float(), dim=-1), F.normalize(patch_keys, dim=-1)
-                )
-            else:
-                self._captured["maps"] = logits[:, :, self.num_prefix_tokens:]
-        if self._want_attention:
-            self._captured["attention"] = logits.softmax(dim=-1)[:, :, self.num_prefix_tokens:]
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
         if attn_mask is not None or is_causal:
             raise SarvitError("the SAR last block does not support attention masks or causal attention")
         # Stochastic depth drops a residual branch; a branch without its skip is the whole signal, so it stays.
-        attended = self.ls1(self._attention(self.norm1(x)))
+        attended = self.ls1(self.attn(self.norm1(x)))
         x = attended if self.config.remove_last_skip else x + self.drop_path1(attended)
         mlp_out = self.ls2(self.mlp(self.norm2(x)))
         return mlp_out if self.config.remove_last_mlp_skip else x + self.drop_path2(mlp_out)
 
 
 class _SARForward:
-    """Mixed into the model's own class: ``forward(x, return_maps=False, return_attention=False)``."""
+    """Mixed into the model's own class: ``forward(x, return_maps=False, return_attention=False, capture=None)``."""
 
-    def forward(self, x: torch.Tensor, return_maps: bool = False, return_attention: bool = False, **kwargs):
+    def forward(
+        self,
+        x: torch.Tensor,
+        return_maps: bool = False,
+        return_attention: bool = False,
+        capture: Capture | None = None,
+        **kwargs,
+    ):
         dynamic = getattr(self, "dynamic_img_size", False)
         expected = self.patch_embed.img_size
         if x.dim() != 4 or (not dynamic and expected is not None and tuple(x.shape[-2:]) != tuple(expected)):
@@ -129,21 +90,18 @@ class _SARForward:
                 f"{type(self).__name__} expects images [B, C, {size}], got shape {tuple(x.shape)}; "
                 "build the model with img_size= to change its grid"
             )
-        block: SARBlock = self.blocks[-1]
-        block.capture(return_maps, return_attention)
-        try:
+        as_tuple = return_maps or return_attention
+        if as_tuple:
+            if capture is not None:
+                raise SarvitError("pass either capture= or return_maps/return_attention, not both")
+            capture = Capture(maps=return_maps, cls_attention=return_attention)
+        if capture is None:
+            return super().forward(x, **kwargs)
+        with capturing(self, capture, patch_grid(self, x), similarity=self.blocks[-1].config.similarity) as captured:
             logits = super().forward(x, **kwargs)
-        finally:
-            captured = block.take()
-        if not (return_maps or return_attention):
-            return logits
-        grid = self.patch_embed.dynamic_feat_size(x.shape[-2:]) if dynamic else self.patch_embed.grid_size
-        outputs = [logits]
-        for key, wanted in (("maps", return_maps), ("attention", return_attention)):
-            if wanted:
-                value = captured[key]
-                outputs.append(value.reshape(value.shape[0], value.shape[1], *grid))
-        return tuple(outputs)
+        if as_tuple:
+            return (logits, *(captured[key] for key in ("maps", "cls_attention") if key in captured))
+        return logits, captured
 
 
 _SAR_CLASSES: dict[type, type] = {}
@@ -183,11 +141,15 @@ def create_model(
         ``forward(x, return_maps=True)`` returns ``(logits, S)`` with ``S [B, H, k, k]`` the
         pre-softmax similarity of the [CLS] query with each patch key;
         ``return_attention=True`` adds the post-softmax [CLS] attention over patch tokens
-        ``[B, H, k, k]`` (order: logits, S, attention).
+        ``[B, H, k, k]`` (order: logits, S, attention);
+        ``forward(x, capture=Capture(...))`` returns ``(logits, captured)`` with ``captured`` a dict of
+        what was asked (see :class:`sarvit.models.Capture`).
 
     Example:
         >>> model = create_model("vit_tiny_patch16_224", img_size=64, patch_size=8, num_classes=10)
         >>> logits, S = model(torch.randn(2, 3, 64, 64), return_maps=True)  # S: [2, 3, 8, 8]
+        >>> logits, captured = model(torch.randn(2, 3, 64, 64), capture=Capture(attention_blocks=(0,), tokens=True))
+        >>> captured["attention"][0].shape, captured["tokens"].shape  # [2, 3, 65, 65], [2, 192, 8, 8]
     """
     if similarity not in SIMILARITIES:
         raise SarvitError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
@@ -219,8 +181,9 @@ def create_model(
         raise SarvitError(
             f"{name!r} ends with a {type(last).__name__}; SAR supports timm's pre-norm Block only"
         )
-    model.blocks[-1] = SARBlock(last, model.num_prefix_tokens, config)
+    model.blocks[-1] = SARBlock(last, config)
     model.__class__ = _sar_class(type(model))
+    enable_capture(model)  # idle hooks from the start, so a compiled model has them in its first trace
     return model
 
 
