@@ -194,7 +194,10 @@ def run_grid(plans: Sequence[RunPlan], jobs: int = 1, train_command: Sequence[st
             done = len(outcome.skipped) + len(outcome.completed) + len(outcome.failed)
             say(f"[{done}/{len(plans)}] {plan.label} {verdict}{_eta(durations, len(plans) - done, jobs)}")
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         for future in [pool.submit(run_one, plan) for plan in todo]:
             future.result()
+    finally:  # on Ctrl-C the running runs stop with it (same process group); queued ones must not start
+        pool.shutdown(wait=True, cancel_futures=True)
     return outcome
