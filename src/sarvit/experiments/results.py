@@ -9,7 +9,7 @@ from .grids import Grid
 from .runner import run_state
 from .stats import paired_difference, summarize
 
-__all__ = ["METRICS", "read_history", "run_metrics", "collect"]
+__all__ = ["METRICS", "read_history", "run_metrics", "collect", "to_json"]
 
 # (key, label, log.jsonl key, how): "max" over epochs, or the "final" epoch's value
 METRICS = (
