@@ -1,8 +1,9 @@
 """`sarvit` command: a thin layer that hands each subcommand to its room.
 
 Subcommands register themselves: ``sarvit.train.commands.register`` adds ``train`` and ``eval``,
-``sarvit.analysis.commands.register`` adds ``segment-eval``, ``visualize`` and ``analyze``. Each
-sets ``run`` (a function of the parsed namespace returning an exit code) as a parser default.
+``sarvit.analysis.commands.register`` adds ``segment-eval``, ``visualize`` and ``analyze``,
+``sarvit.experiments.commands.register`` adds ``experiment``. Each sets ``run`` (a function of the
+parsed namespace returning an exit code) as a parser default.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from .errors import SarvitError
 
 def build_parser() -> argparse.ArgumentParser:
     from .analysis.commands import register as register_analysis
+    from .experiments.commands import register as register_experiment
     from .train.commands import register as register_train
 
     parser = argparse.ArgumentParser(
@@ -23,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     register_train(subparsers)
     register_analysis(subparsers)
+    register_experiment(subparsers)
     return parser
 
 

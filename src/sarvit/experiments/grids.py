@@ -1,0 +1,177 @@
+"""The named grids of `sarvit experiment`: which `sarvit train` runs each one makes, and the papers' figures.
+
+A grid is a list of cells; a cell is one arm of the comparison (a set of `sarvit train` flags) and names the
+cell it is compared against (its baseline, paired by seed). The scale flags (``tiny``, ``small``, ``paper``)
+come first on every run's command line, the cell's flags after them, the user's pass-through options last.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..errors import SarvitError
+
+__all__ = ["Cell", "Grid", "GRIDS", "SCALES", "get_grid", "scale_flags", "describe_grids"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One arm: its folder name, its `sarvit train` flags, the cell it is compared with, a plot position."""
+
+    name: str
+    flags: tuple[str, ...]
+    baseline: Optional[str] = None     # None: this cell is a baseline
+    arm: str = ""                      # the series it belongs to in plots (default: its name)
+    x: Optional[float] = None          # subset ratio or lambda, for the x-axis of a sweep plot
+
+    @property
+    def series(self) -> str:
+        return self.arm or self.name
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """A figure quoted from the papers, labelled with where it comes from."""
+
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    description: str
+    cells: tuple[Cell, ...]
+    paper_epochs: int                  # the schedule of the papers' table, used by --scale paper
+    sweep: Optional[str] = None        # x-axis name of a sweep plot ("subset ratio", "lambda")
+    paper_source: str = ""
+    paper_rows: tuple[PaperRow, ...] = field(default_factory=tuple)
+
+    def cell(self, name: str) -> Cell:
+        for cell in self.cells:
+            if cell.name == name:
+                return cell
+        raise KeyError(name)
+
+
+_BASELINE = ("--no-sar",)
+_SAR = ("--sar",)
+
+_ABLATION = Grid(
+    name="ablation",
+    description="Tab. 1c: the parts of SAR one at a time (rows A-F)",
+    cells=(
+        Cell("A-baseline", _BASELINE),
+        Cell("B-no-msa-skip", ("--remove-last-skip",), baseline="A-baseline"),
+        Cell("C-no-msa-skip-no-ln", ("--use-nosn",), baseline="A-baseline"),
+        Cell("D-C-no-mlp-skip", ("--use-nosn", "--remove-last-mlp-skip"), baseline="A-baseline"),
+        Cell("E-loss-only", ("--use-blob",), baseline="A-baseline"),
+        Cell("F-sar", _SAR, baseline="A-baseline"),
+    ),
+    paper_epochs=100,
+    paper_source="SAR journal / ICLR draft, Tab. 1c: ViT-S/16 on ImageNet-100, 100 epochs, top-1 %",
+    paper_rows=(PaperRow("A baseline", "74.22"), PaperRow("B A + no MSA skip", "74.64 (+0.42)"),
+                PaperRow("C B + no LN", "75.72 (+1.5)"), PaperRow("D C + no MLP skip", "73.76 (-0.46)"),
+                PaperRow("E A + spatial entropy loss", "74.78 (+0.56)"), PaperRow("F A + SAR", "76.72 (+2.5)")),
+)
+
+_LAMBDAS = (0.0, 0.001, 0.01, 0.1)
+_LAMBDA = Grid(
+    name="lambda",
+    description="Tab. 1a: the loss weight lambda with the last-block surgery on (lambda 0 = row C)",
+    cells=tuple(Cell(f"lambda-{lam:g}", ("--sar", "--lambda", f"{lam:g}"),
+                     baseline=None if lam == 0 else "lambda-0", arm="SAR", x=lam) for lam in _LAMBDAS),
+    paper_epochs=100,
+    sweep="lambda",
+    paper_source="SAR journal / ICLR draft, Tab. 1a: ViT-S/16 + SAR on ImageNet-100, 100 epochs, top-1 %",
+    paper_rows=(PaperRow("lambda 0", "75.72"), PaperRow("lambda 0.001", "75.82"), PaperRow("lambda 0.005", "76.16"),
+                PaperRow("lambda 0.01", "76.72"), PaperRow("lambda 0.05", "76.22"), PaperRow("lambda 0.1", "75.88")),
+)
+
+_RATIOS = (0.25, 0.5, 0.75, 1.0)
+_SUBSET_ARMS = (("baseline", _BASELINE), ("sar", _SAR), ("drloc", ("--no-sar", "--reg", "drloc")),
+                ("sar+drloc", ("--sar", "--reg", "drloc")))
+_SUBSETS = Grid(
+    name="subsets",
+    description="Tab. 3: a fraction of the training set; SAR, DRLoc and both against the baseline at each ratio",
+    cells=tuple(Cell(f"{arm}-r{ratio:g}", (*flags, "--subset-ratio", f"{ratio:g}"),
+                     baseline=None if arm == "baseline" else f"baseline-r{ratio:g}", arm=arm, x=ratio)
+                for ratio in _RATIOS for arm, flags in _SUBSET_ARMS),
+    paper_epochs=100,
+    sweep="subset ratio",
+    paper_source="SAR ICLR draft Tab. 8 / journal Tab. 3: ViT-S/16 on ImageNet-100 subsets, 100 epochs, top-1 % "
+                 "(the journal adds DRLoc; its text gives SAR - DRLoc = 6.9 points at 75 %)",
+    paper_rows=(PaperRow("25 %: baseline / SAR", "21.66 / 29.06 (+7.4)"),
+                PaperRow("50 %: baseline / SAR", "29.86 / 38.02 (+8.16)"),
+                PaperRow("75 %: baseline / SAR", "35.62 / 46.12 (+10.5)"),
+                PaperRow("100 %: baseline / SAR", "74.22 / 76.72 (+2.5)")),
+)
+
+REGULARIZER_NAMES = ("spatial-entropy", "tv", "nonspatial-entropy", "drloc", "distance", "patch-similarity")
+_REGULARIZERS = Grid(
+    name="regularizers",
+    description="each --reg regularizer (plain architecture, loss added) against the baseline",
+    cells=(Cell("baseline", _BASELINE),
+           *(Cell(name, ("--no-sar", "--reg", name), baseline="baseline") for name in REGULARIZER_NAMES)),
+    paper_epochs=100,
+    paper_source="SAR ICLR draft Tab. 13: ViT-S/16 on ImageNet-1K, 300 epochs, top-1 % (App. B: TV 'drastically "
+                 "underperforms' the spatial entropy loss, no figure given)",
+    paper_rows=(PaperRow("baseline", "79.8"), PaperRow("+ DRLoc", "80.2 (+0.4)"), PaperRow("+ SAR", "80.7 (+0.9)")),
+)
+
+_JACCARD = Grid(
+    name="jaccard",
+    description="Tab. 11: attention Jaccard against the object masks, SAR against the baseline",
+    cells=(Cell("baseline", _BASELINE), Cell("sar", _SAR, baseline="baseline")),
+    paper_epochs=300,
+    paper_source="SAR journal Tab. 11 / ICLR draft Tab. 6: ViT-S/16 trained on ImageNet-1K, Jaccard % on "
+                 "PASCAL VOC-12 (60 % attention mass, best head)",
+    paper_rows=(PaperRow("ViT-S/16", "19.18"), PaperRow("ViT-S/16 + SAR", "31.19 (+12.01)")),
+)
+
+GRIDS: dict[str, Grid] = {grid.name: grid for grid in (_ABLATION, _LAMBDA, _SUBSETS, _REGULARIZERS, _JACCARD)}
+
+# tiny: a CPU runs a whole grid in minutes; small: the synthetic quick-demo defaults of `sarvit train`
+# (minutes per run); paper: ViT-S/16 at 224 px with DeiT's recipe and the papers' schedule.
+_TINY = ("--input-size", "32", "--patch-size", "4", "--depth", "2", "--embed-dim", "64", "--num-heads", "2",
+         "--epochs", "4", "--batch-size", "32", "--warmup-epochs", "1")
+_TINY_SYNTHETIC = ("--num-samples", "600")
+_PAPER_MODEL = ("--model", "deit_small_patch16_224", "--input-size", "224", "--patch-size", "16", "--depth", "12",
+                "--embed-dim", "384", "--num-heads", "6")
+# DeiT's recipe, spelled out so that it also replaces the synthetic set's quick-demo defaults.
+_DEIT_RECIPE = ("--batch-size", "64", "--lr", "5e-4", "--warmup-epochs", "5", "--min-lr", "1e-5", "--drop-path", "0.1",
+                "--mixup", "0.8", "--cutmix", "1.0", "--model-ema", "--repeated-aug", "--reprob", "0.25",
+                "--aa", "rand-m9-mstd0.5-inc1")
+SCALES = ("tiny", "small", "paper")
+
+
+def scale_flags(scale: str, grid: Grid, data_set: str) -> tuple[str, ...]:
+    """The `sarvit train` flags of a scale for this grid and data set."""
+    synthetic = data_set == "synthetic"
+    if scale == "tiny":
+        return _TINY + (_TINY_SYNTHETIC if synthetic else ())
+    if scale == "small":
+        return () if synthetic else ("--model", "vit_tiny_patch16_224", "--input-size", "64", "--patch-size", "8",
+                                     "--epochs", "100")
+    if scale == "paper":
+        return _PAPER_MODEL + _DEIT_RECIPE + ("--epochs", str(grid.paper_epochs))
+    raise SarvitError(f"--scale: expected one of {', '.join(SCALES)}, got {scale!r}")
+
+
+def get_grid(name: str) -> Grid:
+    if name not in GRIDS:
+        raise SarvitError(f"unknown grid {name!r}; expected one of {', '.join(GRIDS)} (`sarvit experiment --list`)")
+    return GRIDS[name]
+
+
+def describe_grids() -> str:
+    """`sarvit experiment --list`: every grid, its cells and their flags."""
+    lines = []
+    for grid in GRIDS.values():
+        lines.append(f"{grid.name}: {grid.description}")
+        for cell in grid.cells:
+            against = f"   (vs {cell.baseline})" if cell.baseline else "   (baseline)"
+            lines.append(f"  {cell.name:<22} {' '.join(cell.flags)}{against}")
+    lines.append("scales: tiny (CPU minutes per grid), small (the synthetic quick demo), paper (ViT-S/16, DeiT "
+                 "recipe, the papers' epochs)")
+    return "\n".join(lines)

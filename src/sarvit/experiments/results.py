@@ -1,0 +1,81 @@
+"""Read a grid's run folders into per-run metrics, and gather them into per-cell statistics."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .grids import Grid
+from .runner import run_state
+from .stats import paired_difference, summarize
+
+__all__ = ["METRICS", "read_history", "run_metrics", "collect", "to_json"]
+
+# (key, label, log.jsonl key, how): "max" over epochs, or the "final" epoch's value
+METRICS = (
+    ("best_top1", "best top-1 (%)", "val_top1", "max"),
+    ("final_top1", "final top-1 (%)", "val_top1", "final"),
+    ("entropy", "spatial entropy", "val_entropy", "final"),
+    ("jaccard", "attention Jaccard (%)", "val_jaccard", "final"),
+)
+
+
+def read_history(folder: Path) -> list[dict]:
+    """The epochs of a run's ``log.jsonl`` (a line cut short by a crash ends it)."""
+    path = Path(folder) / "log.jsonl"
+    history = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                history.append(json.loads(line))
+            except ValueError:
+                break
+    return history
+
+
+def run_metrics(history: Sequence[dict]) -> dict[str, Optional[float]]:
+    """Best and final val top-1, final spatial entropy and Jaccard of one run (None where not logged)."""
+    out: dict[str, Optional[float]] = {}
+    for key, _, source, how in METRICS:
+        values = [line[source] for line in history if line.get(source) is not None]
+        out[key] = (max(values) if how == "max" else values[-1]) if values else None
+    return out
+
+
+def collect(grid: Grid, exp_dir: Path, seeds: Sequence[int]) -> dict:
+    """Per cell: each finished seed's metrics and curve, mean ± std, and the paired difference to its baseline."""
+    exp_dir = Path(exp_dir)
+    cells, missing = {}, []
+    for cell in grid.cells:
+        runs, curves = {}, {}
+        for seed in seeds:
+            folder = exp_dir / cell.name / f"seed{seed}"
+            if run_state(folder) != "finished":
+                missing.append(f"{cell.name}/seed{seed}")
+                continue
+            history = read_history(folder)
+            runs[seed] = run_metrics(history)
+            curves[seed] = [line.get("val_top1") for line in history]
+        cells[cell.name] = {"flags": list(cell.flags), "baseline": cell.baseline, "arm": cell.series, "x": cell.x,
+                            "runs": runs, "curves": curves,
+                            "summary": {key: summarize([r[key] for r in runs.values()]) for key, *_ in METRICS}}
+    for name, cell in cells.items():
+        base = cells.get(cell["baseline"]) if cell["baseline"] else None
+        cell["vs_baseline"] = {} if base is None else {
+            key: paired_difference({s: r[key] for s, r in cell["runs"].items()},
+                                   {s: r[key] for s, r in base["runs"].items()}) for key, *_ in METRICS}
+    return {"grid": grid.name, "cells": cells, "missing": missing}
+
+
+def to_json(results: dict) -> dict:
+    """``results`` as plain data (summaries and differences become dicts, seeds become strings)."""
+    cells = {}
+    for name, cell in results["cells"].items():
+        cells[name] = {
+            "flags": cell["flags"], "baseline": cell["baseline"], "arm": cell["arm"], "x": cell["x"],
+            "runs": {f"seed{s}": metrics for s, metrics in cell["runs"].items()},
+            "summary": {key: value.to_dict() for key, value in cell["summary"].items()},
+            "vs_baseline": {key: (value.to_dict() if value is not None else None)
+                            for key, value in cell["vs_baseline"].items()},
+        }
+    return {**{k: v for k, v in results.items() if k != "cells"}, "cells": cells}

@@ -1,0 +1,195 @@
+"""`sarvit experiment`: statistics against hand-computed values, the report from fake run folders, resumability."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sarvit.errors import SarvitError
+from sarvit.experiments import GRIDS, get_grid, paired_difference, plan_runs, run_state, scale_flags, summarize
+from sarvit.experiments.commands import parse_seeds, register, run_experiment
+from sarvit.experiments.report import write_report
+
+T_975_DF2 = 4.302652729911275   # Student t, two-sided 95 %, 2 degrees of freedom (tables: 4.303)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sarvit")
+    register(parser.add_subparsers(dest="command"))
+    return parser
+
+
+# ---- statistics ----
+
+def test_summarize_mean_and_sample_std():
+    summary = summarize([1.0, 2.0, 3.0, 4.0])
+    assert summary.n == 4 and summary.mean == pytest.approx(2.5)
+    assert summary.std == pytest.approx(math.sqrt(5 / 3))        # sum of squares 5, n - 1 = 3
+    assert summarize([7.0]).std is None and summarize([]).n == 0
+
+
+def test_paired_difference_against_hand_computed_interval():
+    arm, base = {0: 3.0, 1: 5.0, 2: 4.0}, {0: 1.0, 1: 2.0, 2: 2.0}   # differences 2, 3, 2
+    difference = paired_difference(arm, base)
+    std = math.sqrt(1 / 3)                                             # ((1/9 + 4/9 + 1/9) / 2) ** 0.5
+    half = T_975_DF2 * std / math.sqrt(3)
+    assert difference.n == 3 and difference.mean == pytest.approx(7 / 3) and difference.std == pytest.approx(std)
+    assert (difference.ci_low, difference.ci_high) == pytest.approx((7 / 3 - half, 7 / 3 + half))
+    assert difference.within_noise is False and "higher" in difference.verdict()
+
+
+def test_paired_difference_within_noise_and_pairs_only_common_seeds():
+    difference = paired_difference({0: 11.0, 1: 9.0, 2: 10.5, 5: 99.0}, {0: 10.0, 1: 10.0, 2: 10.0})
+    assert difference.n == 3 and difference.mean == pytest.approx(0.5 / 3)   # seed 5 has no baseline
+    assert difference.within_noise is True and "within noise" in difference.verdict()
+    single = paired_difference({0: 2.0}, {0: 1.0})
+    assert single.n == 1 and single.ci_low is None and single.within_noise is None
+
+
+# ---- grids ----
+
+def _resolved(flags):
+    from sarvit.train.config import add_train_options, resolve_config
+
+    parser = argparse.ArgumentParser()
+    add_train_options(parser)
+    return resolve_config(vars(parser.parse_args(list(flags))))
+
+
+@pytest.mark.parametrize("row, expected", [
+    ("A-baseline", (False, False, False, False)), ("B-no-msa-skip", (False, True, False, False)),
+    ("C-no-msa-skip-no-ln", (False, True, True, False)), ("D-C-no-mlp-skip", (False, True, True, True)),
+    ("E-loss-only", (True, False, False, False)), ("F-sar", (True, True, True, False))])
+def test_ablation_rows_switch_the_parts_of_table_1c(row, expected):
+    config = _resolved(get_grid("ablation").cell(row).flags + scale_flags("tiny", get_grid("ablation"), "synthetic"))
+    assert (config["sar_loss"], config["remove_last_skip"], config["remove_last_norm"],
+            config["remove_last_mlp_skip"]) == expected
+
+
+@pytest.mark.parametrize("scale", ["tiny", "small", "paper"])
+def test_every_cell_parses_as_train_options(scale):
+    from sarvit.train.config import OPTION_NAMES
+
+    for grid in GRIDS.values():
+        for cell in grid.cells:
+            if "--reg" in cell.flags and "reg" not in OPTION_NAMES:
+                continue  # `sarvit train --reg` arrives with the regularizer registry
+            config = _resolved(scale_flags(scale, grid, "synthetic") + cell.flags)
+            if scale == "paper":
+                assert config["epochs"] == grid.paper_epochs and config["embed_dim"] == 384
+
+
+def test_seeds_and_pass_through_options():
+    assert parse_seeds("3") == [0, 1, 2] and parse_seeds("0,4,7") == [0, 4, 7]
+    with pytest.raises(SarvitError):
+        parse_seeds("1,1")
+    args = _parser().parse_args(["experiment", "ablation", "--seeds", "2", "--", "--lr", "1e-3", "--epochs", "5"])
+    assert (args.name, args.seeds, args.train_args) == ("ablation", "2", ["--lr", "1e-3", "--epochs", "5"])
+    with pytest.raises(SarvitError, match="--seed is set by the experiment"):
+        plan_runs(get_grid("jaccard"), Path("x"), [0], (), ["--seed", "4"])
+
+
+# ---- report from fake run folders ----
+
+def _fake_run(folder: Path, top1: list, entropy: float, jaccard: float, epochs: int) -> None:
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({"epochs": epochs}))
+    lines = [{"epoch": e, "val_top1": v, "val_entropy": entropy, "val_jaccard": jaccard} for e, v in enumerate(top1)]
+    (folder / "log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_report_from_fake_run_folders(tmp_path):
+    grid = get_grid("jaccard")
+    for seed, (base, sar) in enumerate([(30.0, 34.0), (32.0, 35.0), (31.0, 36.0)]):
+        _fake_run(tmp_path / "baseline" / f"seed{seed}", [base - 5, base, base - 1], 0.5, 40.0 + seed, epochs=3)
+        _fake_run(tmp_path / "sar" / f"seed{seed}", [sar - 5, sar - 2, sar], 0.1, 50.0 + seed, epochs=3)
+    _fake_run(tmp_path / "sar" / "seed3", [10.0, 11.0], 0.1, 50.0, epochs=3)   # interrupted: left out
+    paths = write_report(grid, tmp_path, [0, 1, 2, 3])
+    results = json.loads(paths["results"].read_text())
+    baseline, sar = results["cells"]["baseline"], results["cells"]["sar"]
+    assert baseline["summary"]["best_top1"]["mean"] == pytest.approx(31.0)
+    assert baseline["summary"]["final_top1"]["mean"] == pytest.approx(30.0)
+    assert sar["summary"]["best_top1"] == pytest.approx({"n": 3, "mean": 35.0, "std": 1.0})
+    difference = sar["vs_baseline"]["best_top1"]                      # 4, 3, 5: mean 4, std 1
+    half = T_975_DF2 / math.sqrt(3)
+    assert (difference["mean"], difference["ci_low"], difference["ci_high"]) == pytest.approx((4, 4 - half, 4 + half))
+    assert difference["within_noise"] is False
+    assert sar["vs_baseline"]["jaccard"]["mean"] == pytest.approx(10.0)
+    assert results["missing"] == ["baseline/seed3", "sar/seed3"]
+    assert results["papers"]["rows"]["ViT-S/16 + SAR"] == "31.19 (+12.01)"
+    report = paths["report"].read_text()
+    assert "| sar | `--sar` | 3 | 35.00 ± 1.00 |" in report and "beyond the noise: sar (+4.00)" in report
+    for name in ("bars", "curves"):
+        assert paths[name].stat().st_size > 0
+
+
+def test_sweep_plot_for_subset_grid(tmp_path):
+    grid = get_grid("subsets")
+    for cell in grid.cells:
+        for seed in (0, 1):
+            _fake_run(tmp_path / cell.name / f"seed{seed}", [10 * cell.x + seed], 1.0, 30.0, epochs=1)
+    paths = write_report(grid, tmp_path, [0, 1])
+    assert paths["accuracy_vs_subset_ratio"].is_file()
+    assert "within noise" in paths["report"].read_text()   # every arm equals its baseline at each ratio
+
+
+# ---- resumability with a fake `sarvit train` ----
+
+FAKE_TRAIN = textwrap.dedent("""
+    import json, os, sys
+    from pathlib import Path
+    args = sys.argv[1:]
+    def value(flag):
+        return args[len(args) - 1 - args[::-1].index(flag) + 1]
+    out, epochs, seed = Path(value("--output-dir")), int(value("--epochs")), value("--seed")
+    with open(os.environ["FAKE_CALLS"], "a") as calls:
+        calls.write(f"{out.parent.name}/seed{seed}{' resume' if '--resume' in args else ''}\\n")
+    start = 0
+    if "--resume" in args:
+        start = len((out / "log.jsonl").read_text().splitlines())
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(f"epochs: {epochs}\\n")
+        (out / "log.jsonl").write_text("")
+    for epoch in range(start, epochs):
+        with open(out / "log.jsonl", "a") as log:
+            log.write(json.dumps({"epoch": epoch, "val_top1": 10.0 + epoch + int(seed)}) + "\\n")
+        (out / "last.pth").write_text("checkpoint")
+        if os.environ.get("FAKE_CRASH") == f"{out.parent.name}/seed{seed}" and "--resume" not in args:
+            sys.exit(3)
+""")
+
+
+def test_interrupted_grid_resumes_and_reruns_nothing_finished(tmp_path, monkeypatch, capsys):
+    script, calls = tmp_path / "fake_train.py", tmp_path / "calls.txt"
+    script.write_text(FAKE_TRAIN)
+    monkeypatch.setenv("FAKE_CALLS", str(calls))
+    argv = ["experiment", "jaccard", "--seeds", "2", "--jobs", "2", "--exp-dir", str(tmp_path / "exp"), "--",
+            "--epochs", "3"]
+
+    def experiment(*extra):
+        calls.write_text("")
+        code = run_experiment(_parser().parse_args(argv + list(extra)), train_command=[sys.executable, str(script)])
+        return code, sorted(calls.read_text().split("\n")[:-1])
+
+    monkeypatch.setenv("FAKE_CRASH", "sar/seed1")
+    code, ran = experiment()
+    assert code == 1 and ran == ["baseline/seed0", "baseline/seed1", "sar/seed0", "sar/seed1"]
+    assert "sar/seed1 (exit code 3)" in capsys.readouterr().out
+    assert run_state(tmp_path / "exp" / "sar" / "seed1") == "resumable"
+    monkeypatch.delenv("FAKE_CRASH")
+    code, ran = experiment()
+    assert code == 0 and ran == ["sar/seed1 resume"]
+    assert run_state(tmp_path / "exp" / "sar" / "seed1") == "finished"
+    code, ran = experiment()
+    assert code == 0 and ran == []
+    results = json.loads((tmp_path / "exp" / "results.json").read_text())
+    assert results["cells"]["sar"]["summary"]["final_top1"]["n"] == 2 and results["missing"] == []
+    with pytest.raises(SarvitError, match="started with other options"):
+        experiment("--lr", "0.1")
