@@ -1,5 +1,4 @@
 """`sarvit segment-eval | visualize | analyze` end to end on a tiny model, the built-in data and a tiny VOC tree."""
-import argparse
 import json
 
 import numpy as np
@@ -10,21 +9,15 @@ from PIL import Image
 import sarvit
 from sarvit import SarvitError
 from sarvit.analysis import jaccard, load_model_for_analysis, mass_threshold, upsample_maps
-from sarvit.analysis.commands import register
+from sarvit.cli import main, parse_args
 from sarvit.models import sar_config
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, num_classes=5)
 FAST = ["--num-workers", "0", "--device", "cpu"]
 
 
-def parse(argv):
-    parser = argparse.ArgumentParser(prog="sarvit")
-    register(parser.add_subparsers(dest="command"))
-    return parser.parse_args(argv)
-
-
 def run(argv):
-    args = parse(argv)
+    args = parse_args(argv)
     return args.run(args)
 
 
@@ -83,17 +76,19 @@ def write_voc(root, sizes=((40, 48), (36, 36), (50, 30))):
 
 
 def test_reference_spellings_parse(checkpoint, tmp_path):
-    args = parse(["segment-eval", "--pretraining", "supervised", "--pretrained_weights", str(checkpoint),
-                  "--voc_path", str(tmp_path), "--output_dir", str(tmp_path)])
+    args = parse_args(["segment-eval", "--pretraining", "supervised", "--pretrained_weights", str(checkpoint),
+                       "--voc_path", str(tmp_path), "--output_dir", str(tmp_path)])
     assert args.weights == str(checkpoint) and args.data_path == str(tmp_path) and args.pretraining == "supervised"
-    assert args.threshold == 0.6 and args.data_set is None
-    args = parse(["visualize", "--pretraining", "supervised", "--pretrained_weights", str(checkpoint),
-                  "--test-dir", str(tmp_path), "--output_dir", str(tmp_path)])
+    assert args.threshold == 0.6 and args.data_set == "voc"  # --voc_path DIR is --data-set voc --data-path DIR
+    args = parse_args(["visualize", "--pretraining", "supervised", "--pretrained_weights", str(checkpoint),
+                       "--test-dir", str(tmp_path), "--output_dir", str(tmp_path)])
     assert args.test_dir == [str(tmp_path)]
-    args = parse(["analyze", "--resume", str(checkpoint), "--data_set", "synthetic", "--batch_size", "4"])
+    args = parse_args(["analyze", "--weights", str(checkpoint), "--data_set", "synthetic", "--batch_size", "4"])
     assert args.weights == str(checkpoint) and args.data_set == "synthetic" and args.batch_size == 4
-    with pytest.raises(SystemExit):
-        parse(["segment-eval", "--pretrained_weights", "x", "--pretraining", "dino"])
+    for wrong in (["--pretrained_weights", "x", "--pretraining", "dino"],
+                  ["--resume", "x"]):  # --resume continues a training run; it is not an analysis option
+        with pytest.raises(SystemExit):
+            parse_args(["segment-eval", *wrong])
 
 
 def test_segment_eval_synthetic(checkpoint, tmp_path, capsys):
@@ -221,10 +216,8 @@ def test_analyze_voc_and_plain_state_dict(checkpoint, tmp_path):
 
 
 def test_through_the_sarvit_command(checkpoint, tmp_path, capsys):
-    cli = pytest.importorskip("sarvit.cli")
-    pytest.importorskip("sarvit.train.commands")
-    assert cli.main(["analyze", "--weights", str(checkpoint), "--num-samples", "4", "--output_dir", str(tmp_path),
+    assert main(["analyze", "--weights", str(checkpoint), "--num-samples", "4", "--output_dir", str(tmp_path),
                      *FAST]) == 0
     assert (tmp_path / "analyze.json").is_file()
-    assert cli.main(["segment-eval", "--weights", str(tmp_path / "missing.pth"), *FAST]) == 2
+    assert main(["segment-eval", "--weights", str(tmp_path / "missing.pth"), *FAST]) == 2
     assert "does not exist" in capsys.readouterr().err

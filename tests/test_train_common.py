@@ -1,12 +1,10 @@
 """Shared helpers of the training tests (a tiny ViT on a tiny synthetic set), and a check of the helpers."""
 from __future__ import annotations
 
-import argparse
-
 import pytest
 import torch
 
-from sarvit.train.commands import register
+from sarvit.cli import parse_args
 from sarvit.train.config import resolve_config
 
 TINY = [
@@ -26,15 +24,9 @@ def one_cpu_thread():
     torch.set_num_threads(threads)
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="sarvit")
-    register(root.add_subparsers(dest="command"))
-    return root
-
-
 def config_of(*argv: str, command: str = "train") -> dict:
     """The resolved configuration of ``sarvit <command> argv`` (no checkpoint is opened)."""
-    given = {k: v for k, v in vars(parser().parse_args([command, *argv])).items() if k not in ("run", "command")}
+    given = {k: v for k, v in vars(parse_args([command, *argv])).items() if k not in ("run", "command")}
     return resolve_config(given)
 
 

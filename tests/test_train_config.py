@@ -12,28 +12,43 @@ from test_train_common import one_cpu_thread, config_of  # noqa: F401 (autouse f
 ALIASES = [
     (["--use-blob"], ["--sar-loss"]),
     (["--use-nosn"], ["--remove-last-skip", "--remove-last-norm"]),
-    (["--use-blob", "--use-nosn"], ["--sar"]),
     (["--blob-weight", "0.05"], ["--lambda", "0.05"]),
     (["--data-set", "cifar10", "--data-path", "/d"], ["--dataset", "cifar10", "--data-path", "/d"]),
     (["--data_set", "CIFAR10"], ["--data-set", "cifar10"]),
-    (["--resume", "x.pth"], ["--resume", "x.pth"]),
-    (["--no-repeated-aug"], ["--no-repeated-aug"]),
-    (["--no-pin-mem"], ["--no-pin-mem"]),
     (["--warmup-epochs", "3"], ["--warmup_epochs", "3"]),
-    (["--finetune", "w.pth"], ["--finetune", "w.pth"]),
     (["--output_dir", "out"], ["--output-dir", "out"]),
     (["--batch-size", "128"], ["--batch_size", "128"]),
-    (["--epochs", "7"], ["--epochs", "7"]),
-    (["--lr", "5e-4"], ["--lr", "0.0005"]),
     (["--num_workers", "3"], ["--num-workers", "3"]),
     (["--drop_path", "0.2"], ["--drop-path", "0.2"]),
     (["--model_ema"], ["--model-ema"]),
+    (["--img-size", "48"], ["--input-size", "48"]),
 ]
 
 
 @pytest.mark.parametrize("reference,new", ALIASES, ids=[" ".join(r) for r, _ in ALIASES])
 def test_reference_alias_same_config(reference, new):
-    assert config_of(*reference) == config_of(*new)
+    config = config_of(*reference)
+    assert config == config_of(*new)
+    assert config != config_of(), "the option must change the configuration"
+
+
+# Reference spellings without a second spelling: each sets its value, which is not the one it gets without it.
+CIFAR = ("--data-set", "cifar10")  # DeiT's defaults (repeated augmentation on)
+REFERENCE_VALUES = [
+    (["--resume", "x.pth"], "resume", "x.pth"),
+    (["--finetune", "w.pth"], "finetune", "w.pth"),
+    (["--weights", "w.pth"], "weights", "w.pth"),
+    (["--no-repeated-aug"], "repeated_aug", False),
+    (["--no-pin-mem"], "pin_mem", False),
+    (["--epochs", "7"], "epochs", 7),
+    (["--lr", "5e-3"], "lr", 5e-3),
+]
+
+
+@pytest.mark.parametrize("argv,key,value", REFERENCE_VALUES, ids=[" ".join(a) for a, _, _ in REFERENCE_VALUES])
+def test_reference_option_sets_its_value(argv, key, value):
+    assert config_of(*CIFAR, *argv)[key] == value
+    assert config_of(*CIFAR)[key] != value
 
 
 def test_reference_readme_commands_parse():
@@ -51,6 +66,7 @@ def test_reference_readme_commands_parse():
 
 def test_sar_switch_semantics():
     full = config_of()
+    assert config_of("--use-blob", "--use-nosn") == config_of("--sar") == full  # the reference's SAR is the default
     assert (full["sar_loss"], full["remove_last_skip"], full["remove_last_norm"]) == (True, True, True)
     off = config_of("--no-sar")
     assert (off["sar"], off["sar_loss"], off["remove_last_skip"], off["remove_last_norm"]) == (False,) * 4
@@ -96,5 +112,7 @@ def test_yaml_config_errors(tmp_path):
         config_of("--config", str(tmp_path / "missing.yaml"))
     with pytest.raises(SarvitError, match="unknown dataset"):
         config_of("--data-set", "mnist")
-    with pytest.raises(SarvitError, match="not both"):
+    with pytest.raises(SarvitError, match="not --resume and --finetune"):
         config_of("--resume", "a", "--finetune", "b")
+    with pytest.raises(SarvitError, match="not --finetune and --weights"):
+        config_of("--finetune", "a", "--weights", "b")

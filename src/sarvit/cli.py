@@ -1,40 +1,61 @@
-"""`sarvit` command: a thin layer that hands each subcommand to its room.
+"""`sarvit` command: parsers built from the option table (:mod:`sarvit.options`), each command run in its room.
 
-Subcommands register themselves: ``sarvit.train.commands.register`` adds ``train`` and ``eval``,
-``sarvit.analysis.commands.register`` adds ``segment-eval``, ``visualize`` and ``analyze``,
-``sarvit.experiments.commands.register`` adds ``experiment``. Each sets ``run`` (a function of the
-parsed namespace returning an exit code) as a parser default.
+Building the parsers imports neither torch nor timm, so ``--help``, ``--version`` and argument errors answer
+at once; a command's room (``sarvit.train.commands``, ``sarvit.analysis.commands``) is imported when it runs.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from typing import Optional
 
+from . import __version__
 from .errors import SarvitError
+from .options import COMMANDS, LEARN, add_options, defaults
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .analysis.commands import register as register_analysis
-    from .experiments.commands import register as register_experiment
-    from .train.commands import register as register_train
-
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The ``sarvit`` parser and its subcommand parsers by name."""
     parser = argparse.ArgumentParser(
-        prog="sarvit",
-        description="Spatial Attention-based Regularization (SAR) for Vision Transformers.",
-    )
+        prog="sarvit", description="Spatial Attention-based Regularization (SAR) for Vision Transformers.")
+    parser.add_argument("--version", action="version", version=f"sarvit {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    register_train(subparsers)
-    register_analysis(subparsers)
-    register_experiment(subparsers)
-    return parser
+    commands = {}
+    for name, command in COMMANDS.items():
+        commands[name] = subparsers.add_parser(name, help=command.help, description=command.description)
+        add_options(commands[name], name)
+    return parser, commands
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "run", None) is None:
-        parser.print_help()
-        return 2
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    """Parse a command line; ``args.run(args)`` runs it. Bad arguments exit 2 with the subcommand's usage.
+
+    ``train`` and ``eval`` get only what was typed (``sarvit.train.config`` layers the defaults); the
+    other commands get the table's defaults filled in.
+    """
+    parser, commands = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        parser.exit(2)
+    command = commands[args.command]
+    if unknown:
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    missing = [f"--{name.replace('_', '-')}" for name in COMMANDS[args.command].required if not hasattr(args, name)]
+    if missing:
+        command.error(f"the following arguments are required: {', '.join(missing)}")
+    if args.command not in LEARN:
+        for dest, value in defaults(args.command).items():
+            if not hasattr(args, dest):
+                setattr(args, dest, value)
+    module, function = COMMANDS[args.command].run.split(":")
+    args.run = getattr(importlib.import_module(module), function)
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except SarvitError as error:

@@ -1,11 +1,11 @@
 """``sarvit segment-eval | visualize | analyze``: thin command-line layers over :mod:`sarvit.analysis`.
 
-Flag spellings of the reference scripts are accepted as aliases (``--pretrained_weights``, ``--voc_path``,
-``--pretraining supervised``, ``--test-dir``, ``--output_dir``, ``--data_set``, ``--resume``).
+Their options (with the reference scripts' spellings ``--pretrained_weights``, ``--voc_path``,
+``--pretraining supervised``, ``--test-dir``, ``--output_dir``, ``--data_set``) are rows of
+:mod:`sarvit.options`; :mod:`sarvit.cli` parses them and calls these functions.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -22,127 +22,11 @@ from .loading import load_model_for_analysis, model_image_size
 from .report import HeadStatsMeter, format_head_table
 from .segmentation import JaccardMeter, segmentation_jaccard
 
-__all__ = ["register", "run_segment_eval", "run_visualize", "run_analyze"]
+__all__ = ["run_segment_eval", "run_visualize", "run_analyze"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MASK_DATASETS = ("voc", "synthetic")
 DEFAULT_SYNTHETIC_SAMPLES = 500
-
-
-# --------------------------------------------------------------------------------------------- flags
-def _model_flags() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("model")
-    group.add_argument(
-        "--weights", "--pretrained_weights", "--pretrained-weights", "--resume", dest="weights", required=True,
-        metavar="CKPT",
-        help="a sarvit checkpoint (weights + build config) or a plain timm/DeiT state dict (then give --model)",
-    )
-    group.add_argument(
-        "--model", "--arch", dest="model", default=None,
-        help="timm model name; required for plain state dicts, overrides a checkpoint's stored name",
-    )
-    group.add_argument(
-        "--img-size", "--img_size", "--input-size", "--input_size", "--image_size", dest="img_size", type=int,
-        default=None, help="input side; default: the checkpoint's (or read from the weights' position embedding)",
-    )
-    group.add_argument("--patch-size", "--patch_size", dest="patch_size", type=int, default=None,
-                       help="patch side; default: read from the weights")
-    group.add_argument(
-        "--sar", action=argparse.BooleanOptionalAction, default=None,
-        help="force the SAR last-block surgery on/off; default: the checkpoint's config, or on when the weights' "
-        "last block has no norm2 (trained with it)",
-    )
-    group.add_argument("--use-nosn", "--use_nosn", dest="sar", action="store_const", const=True,
-                       help="the reference code's spelling of --sar")
-    group.add_argument(
-        "--pretraining", choices=("supervised",), default="supervised",
-        help="accepted for compatibility with the reference scripts: the weights are evaluated as trained "
-        "(supervised, with or without SAR); there is no other mode",
-    )
-    group.add_argument("--device", default="auto",
-                       help="'auto' (CUDA when available, the default), 'cpu', 'cuda', 'cuda:N'")
-    group.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=32,
-                       help="images per forward pass (default: %(default)s)")
-    group.add_argument("--num-workers", "--num_workers", dest="num_workers", type=int, default=2,
-                       help="data loading processes (default: %(default)s)")
-    group.add_argument("--threshold", type=float, default=0.6,
-                       help="mass fraction kept by the attention threshold (DINO's --threshold, default 0.6)")
-    return parent
-
-
-def _data_flags(choices_help: str, default_samples: str) -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("data")
-    group.add_argument(
-        "--data-set", "--data_set", "--dataset", dest="data_set", default=None,
-        help=f"{choices_help}; default: voc when --data-path is given, else synthetic",
-    )
-    group.add_argument("--data-path", "--data_path", "--voc_path", "--voc-path", dest="data_path", default=None,
-                       help="dataset folder (for voc: VOC2012, VOCdevkit, or the folder holding VOCdevkit)")
-    group.add_argument("--split", default="val", help="voc image list (ImageSets/Segmentation/<split>.txt), default val")
-    group.add_argument("--num-samples", "--num_samples", dest="num_samples", type=int, default=None,
-                       help=f"images to use; {default_samples}")
-    group.add_argument("--seed", type=int, default=0, help="synthetic dataset seed (default: %(default)s)")
-    return parent
-
-
-def _output_flags(default_dir: str | None, json_name: str | None) -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("output")
-    group.add_argument("--output_dir", "--output-dir", dest="output_dir", default=default_dir,
-                       help=f"folder for the results (default: {default_dir or 'the current folder'})")
-    if json_name:
-        group.add_argument("--json", dest="json", default=None, metavar="PATH",
-                           help=f"where to write the JSON results (default: OUTPUT_DIR/{json_name})")
-    return parent
-
-
-def register(subparsers) -> None:
-    """Add ``segment-eval``, ``visualize`` and ``analyze`` to the ``sarvit`` command's subparsers."""
-    model = _model_flags()
-
-    segment = subparsers.add_parser(
-        "segment-eval",
-        parents=[model, _data_flags("voc or synthetic (built-in, needs no files)",
-                                    f"default: all of voc, {DEFAULT_SYNTHETIC_SAMPLES} synthetic"),
-                 _output_flags(".", "segment_eval.json")],
-        help="Jaccard of thresholded [CLS] attention with object masks (DINO's protocol)",
-        description="DINO's attention-segmentation protocol: per image and head, the last block's post-softmax "
-        "[CLS] attention over the patches is thresholded to keep --threshold of its mass, upsampled (nearest) to "
-        "the image, and compared with the ground-truth foreground (Jaccard, void pixels ignored); the best head "
-        "counts per image; the mean over the set is printed and saved as JSON.",
-    )
-    segment.set_defaults(run=run_segment_eval)
-
-    visualize = subparsers.add_parser(
-        "visualize",
-        parents=[model, _data_flags("without --test-dir: voc or synthetic images with their masks",
-                                    "default 8 without --test-dir"),
-                 _output_flags("attention_maps", None)],
-        help="PNGs of every head's attention map, raw and thresholded with its components coloured",
-        description="One PNG per image: the image (with the ground-truth outline when known), then for every head "
-        "the raw last-block [CLS] attention (titled with the head's spatial entropy) and the --threshold-mass "
-        "thresholded map with each connected component in its own colour.",
-    )
-    visualize.add_argument(
-        "--test-dir", "--test_dir", "--image_path", "--image-path", "--images", dest="test_dir", nargs="+",
-        default=None, metavar="PATH", help="image files and/or folders of images (default: a dataset, see --data-set)",
-    )
-    visualize.add_argument("--dpi", type=int, default=100, help="PNG resolution (default: %(default)s)")
-    visualize.set_defaults(run=run_visualize)
-
-    analyze = subparsers.add_parser(
-        "analyze",
-        parents=[model, _data_flags(
-            "synthetic, voc, or a training dataset name (cifar10, cifar100, flowers, pets, imagenet, imnet-100, folder)",
-            f"default: {DEFAULT_SYNTHETIC_SAMPLES} synthetic, all of any other"), _output_flags(".", "analyze.json")],
-        help="per-head mean spatial entropy and number of components over a dataset",
-        description="Per head: the mean spatial entropy (Eq. 5-8) of the last block's [CLS] similarity maps S and "
-        "the mean number of 8-connected components of S > mean(S) over a dataset, as a table and JSON. A SAR "
-        "model's heads are a few blobs (low entropy, few components); a plain model's are scattered.",
-    )
-    analyze.set_defaults(run=run_analyze)
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -152,8 +36,8 @@ def _load(args):
     if args.batch_size < 1:
         raise SarvitError(f"--batch-size: expected a positive number, got {args.batch_size}")
     model, info = load_model_for_analysis(
-        args.weights, args.device, model_name=args.model, img_size=args.img_size,
-        patch_size=args.patch_size, sar=args.sar,
+        args.weights, args.device, model_name=args.model, img_size=args.input_size,
+        patch_size=args.patch_size, sar=True if args.use_nosn else args.sar,
     )
     print(f"loaded {info['weights']} ({info['source']}): {info['model']} {info['timm_kwargs']}, "
           f"SAR {info['sar'] or 'off'}, on {info['device']}", file=sys.stderr)
@@ -161,8 +45,6 @@ def _load(args):
 
 
 def _dataset_name(args) -> str:
-    if args.data_set is None:
-        return "voc" if args.data_path else "synthetic"
     return args.data_set.strip().lower().replace("_", "-")
 
 
@@ -225,7 +107,9 @@ def _image_ids(dataset: Dataset) -> list[str] | None:
 
 
 def _loader(dataset: Dataset, args, device: torch.device) -> DataLoader:
-    return DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=max(0, args.num_workers),
+    cpus = os.cpu_count() or 1  # --num-workers is capped as in training: all CPUs, a quarter of them on a CPU device
+    workers = max(0, min(args.num_workers, max(1, cpus // 4) if device.type == "cpu" else cpus))
+    return DataLoader(dataset, batch_size=args.batch_size, shuffle=False, num_workers=workers,
                       pin_memory=device.type == "cuda")
 
 

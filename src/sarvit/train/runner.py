@@ -118,6 +118,8 @@ class _Run:
         self.scaler = torch.amp.GradScaler(info.device.type) if self.amp == torch.float16 else None
         if config["finetune"]:
             self._load_finetune(config["finetune"])
+        if config["weights"]:
+            self._load_start_weights(config["weights"])
         ema_state = self._load_resume(config["resume"]) if config["resume"] else None
         self.ema = None
         if config["model_ema"]:  # a copy of the weights as loaded, or the resumed run's own average
@@ -134,6 +136,14 @@ class _Run:
         state = load_checkpoint(path)["model"]
         report = load_weights(self.model, _finetune_weights(self.model, state), new_head=True)
         _say(self.info, f"fine-tuning from {path}: {report}")
+
+    def _load_start_weights(self, path: str) -> None:
+        state = load_checkpoint(path)["model"]
+        try:
+            report = load_weights(self.model, _finetune_weights(self.model, state))
+        except SarvitError as error:
+            raise SarvitError(f"--weights {path}: {error} (for a new head use --finetune)") from None
+        _say(self.info, f"starting from the weights in {path}: {report}")
 
     def _load_resume(self, path: str) -> Optional[dict]:
         """Load a checkpoint to continue from; returns its EMA weights (None if it has none)."""
@@ -165,7 +175,7 @@ class _Run:
             raise SarvitError(
                 f"--resume {path}: that run has finished {self.start_epoch} epochs and --epochs is "
                 f"{self.config['epochs']}, so there is nothing to train; pass --epochs N with N > "
-                f"{self.start_epoch} to extend it, or use `sarvit eval --resume {path}`")
+                f"{self.start_epoch} to extend it, or use `sarvit eval --weights {path}`")
         self.global_step = int(checkpoint["global_step"])
         self.best_top1, self.best_epoch = float(checkpoint["best_top1"]), int(checkpoint["best_epoch"])
         self.history = list(checkpoint.get("history", []))
@@ -321,14 +331,14 @@ def _cpu_threads(config: dict[str, Any], info: DistInfo):
 
 
 def evaluate_checkpoint(config: dict[str, Any], checkpoint: Optional[dict] = None) -> dict:
-    """Evaluate ``config["resume"]`` on the data set's evaluation split: ``{top1, top5, loss, entropy, images}``.
+    """Evaluate ``config["weights"]`` on the data set's evaluation split: ``{top1, top5, loss, entropy, images}``.
 
     A sarvit checkpoint rebuilds its own model; plain weights use the model options of ``config``.
     """
     info = setup_distributed(config.get("device"))
-    path = config.get("resume")
+    path = config.get("weights")
     if not path:
-        raise SarvitError("nothing to evaluate: give the checkpoint with --resume CKPT")
+        raise SarvitError("nothing to evaluate: give the checkpoint with --weights CKPT")
     checkpoint = checkpoint if checkpoint is not None else load_checkpoint(path)
     spec = checkpoint.get("model_config")
     if spec is not None:

@@ -1,0 +1,314 @@
+"""The one option table of the `sarvit` command: every subcommand's options, each with one name, meaning, default.
+
+A leaf module (standard library only, importable without torch), so that ``sarvit --help`` and argument
+errors answer at once and every room may read the table. A row names the commands that take it; every
+long spelling is accepted with ``-`` and with ``_`` (generated, not listed). Adding an option is one row::
+
+    Option("hflip", ROOM_AUGMENT, "horizontal flip probability (0: off)", TRAIN, type=float, default=0.5,
+           metavar="P"),
+
+Parsers carry no defaults (``argparse.SUPPRESS``): the namespace holds what the user typed, and
+:func:`defaults` gives the table's values (``train`` / ``eval`` layer them in ``sarvit.train.config``).
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+__all__ = ["COMMANDS", "OPTIONS", "Command", "Option", "add_options", "defaults", "dest_of_spelling", "options_of", "spellings"]
+
+TRAIN, EVAL = ("train",), ("eval",)
+ANALYSIS = ("segment-eval", "visualize", "analyze")
+LEARN = TRAIN + EVAL              # the commands whose configuration is layered by sarvit.train.config
+ALL = LEARN + ANALYSIS
+
+# Help sections, in the order `--help` shows them.
+ROOM_RUN, ROOM_DATA, ROOM_MODEL, ROOM_SAR = "run", "data", "model", "SAR (naming a component switches on only the components named; see README)"
+ROOM_OPTIM, ROOM_AUGMENT, ROOM_ANALYSIS = "optimisation (DeiT)", "augmentation (DeiT)", "analysis"
+ROOMS = (ROOM_RUN, ROOM_DATA, ROOM_MODEL, ROOM_SAR, ROOM_OPTIM, ROOM_AUGMENT, ROOM_ANALYSIS)
+
+
+def float_list(text: str) -> list[float]:
+    """``"0.9,0.999"`` or ``"0.9 0.999"`` -> ``[0.9, 0.999]``."""
+    return [float(x) for x in text.replace(",", " ").split()]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One row: ``name`` is the canonical long spelling without dashes.
+
+    ``aliases``: other spellings (long ones without dashes, short ones as ``"-b"``). A ``switch`` is a
+    boolean: ``name``/``aliases`` turn it on, ``off`` spellings turn it off. ``sets``: other values the
+    option also sets when given (``--voc-path DIR`` is ``--data-set voc --data-path DIR``).
+    """
+
+    name: str
+    room: str
+    help: str
+    commands: tuple[str, ...]
+    default: Any = None
+    aliases: tuple[str, ...] = ()
+    dest: str = ""
+    switch: bool = False
+    off: tuple[str, ...] = ()
+    type: Optional[Callable[[str], Any]] = None
+    choices: Optional[tuple] = None
+    metavar: Optional[str] = None
+    nargs: Optional[str] = None
+    sets: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.dest:
+            object.__setattr__(self, "dest", self.name.replace("-", "_"))
+
+
+O = Option
+OPTIONS: tuple[Option, ...] = (
+    # run
+    O("config", ROOM_RUN, "options from a YAML file; the command line wins", LEARN, metavar="YAML"),
+    O("output-dir", ROOM_RUN, "where results go (train: output/<data set>-<time>; segment-eval, analyze: the "
+      "current folder; visualize: attention_maps)", ALL, metavar="DIR"),
+    O("weights", ROOM_RUN, "load these weights into the model (a sarvit checkpoint, which also brings its "
+      "architecture, or a timm/DeiT state dict, then give --model); train: start from them, same head", ALL,
+      aliases=("pretrained-weights", "checkpoint"), metavar="CKPT"),
+    O("resume", ROOM_RUN, "continue a run from its checkpoint (or its folder)", TRAIN, metavar="CKPT"),
+    O("finetune", ROOM_RUN, "start from these weights (sarvit or timm), new head for the data set's classes",
+      TRAIN, metavar="CKPT"),
+    O("eval", ROOM_RUN, "only evaluate --resume CKPT (as `sarvit eval --weights CKPT`)", TRAIN, default=False,
+      switch=True),
+    O("ema", ROOM_RUN, "evaluate the checkpoint's EMA weights", EVAL, default=False, switch=True, dest="use_ema"),
+    O("json", ROOM_RUN, "also write the results to this JSON file (segment-eval, analyze: default "
+      "OUTPUT_DIR/<command>.json)", EVAL + ("segment-eval", "analyze"), metavar="FILE"),
+    O("device", ROOM_RUN, "cpu, cuda or cuda:N (default: cuda when available)", ALL, metavar="DEV"),
+    O("seed", ROOM_RUN, "random seed (also of the synthetic images)", ALL, type=int, default=0),
+    O("amp", ROOM_RUN, "mixed precision (default: on with CUDA, off on CPU)", LEARN, switch=True, off=("no-amp",)),
+    O("amp-dtype", ROOM_RUN, "autocast dtype; fp16 uses a gradient scaler", LEARN, default="bf16",
+      choices=("bf16", "fp16")),
+    O("skip-nonfinite", ROOM_RUN, "skip and count steps whose loss is NaN/inf instead of stopping "
+      "(one host sync per step)", TRAIN, default=False, switch=True),
+    O("deterministic", ROOM_RUN, "deterministic algorithms (slower on GPU)", TRAIN, default=False, switch=True),
+    O("log-interval", ROOM_RUN, "steps between progress updates and non-finite checks", TRAIN, type=int,
+      default=50, metavar="STEPS"),
+    O("tensorboard", ROOM_RUN, "write TensorBoard events", TRAIN, default=True, switch=True,
+      off=("no-tensorboard",)),
+    # data
+    O("data-set", ROOM_DATA, "synthetic (built in), cifar10, cifar100, flowers, pets, imagenet, imnet-100, folder; "
+      "voc (segment-eval, visualize, analyze)", ALL, default="synthetic", aliases=("dataset",), metavar="NAME"),
+    O("data-path", ROOM_DATA, "root folder of the data set (voc: VOC2012, VOCdevkit or the folder holding it)", ALL,
+      metavar="DIR"),
+    O("voc-path", ROOM_DATA, "the reference spelling of --data-set voc --data-path DIR", ANALYSIS, dest="data_path",
+      metavar="DIR", sets={"data_set": "voc"}),
+    O("split", ROOM_DATA, "voc image list (ImageSets/Segmentation/<split>.txt)", ANALYSIS, default="val"),
+    O("subset-ratio", ROOM_DATA, "train on this class-balanced fraction of the training set", LEARN, type=float,
+      default=1.0, metavar="R"),
+    O("download", ROOM_DATA, "download torchvision data sets", LEARN, default=False, switch=True),
+    O("num-samples", ROOM_DATA, "number of images: train, eval: the synthetic set's training images (validation: a "
+      "fifth); segment-eval, analyze: 500 synthetic or all; visualize: 8", ALL, type=int, metavar="N"),
+    O("num-classes", ROOM_DATA, "synthetic only: number of shape classes (default: all 10)", LEARN, type=int,
+      metavar="K"),
+    O("num-workers", ROOM_DATA, "data-loading processes per process, capped by its CPUs (a quarter of them on a "
+      "CPU device)", ALL, type=int, default=10, aliases=("workers", "-j"), metavar="N"),
+    O("pin-mem", ROOM_DATA, "pin host memory for faster host-to-GPU copies", LEARN, default=True, switch=True,
+      off=("no-pin-mem",)),
+    O("batch-size", ROOM_DATA, "images per process and step", ALL, type=int, default=64, aliases=("-b",),
+      metavar="N"),
+    O("test-dir", ROOM_DATA, "image files and/or folders of images (instead of a data set)", ("visualize",),
+      aliases=("image-path", "images"), nargs="+", metavar="PATH"),
+    # model
+    O("model", ROOM_MODEL, "timm ViT name (default: a checkpoint's; else deit_small_patch16_224, "
+      "vit_tiny_patch16_224 on synthetic)", ALL, aliases=("arch",), metavar="NAME"),
+    O("input-size", ROOM_MODEL, "image side (default: a checkpoint's, read from the weights; else 224, 32 on "
+      "synthetic)", ALL, type=int, aliases=("img-size", "image-size"), metavar="PX"),
+    O("patch-size", ROOM_MODEL, "override the model's patch side", ALL, type=int, metavar="N"),
+    O("depth", ROOM_MODEL, "override the model's number of blocks", LEARN, type=int, metavar="N"),
+    O("embed-dim", ROOM_MODEL, "override the model's width", LEARN, type=int, metavar="N"),
+    O("num-heads", ROOM_MODEL, "override the model's number of heads", LEARN, type=int, metavar="N"),
+    O("drop", ROOM_MODEL, "dropout rate", LEARN, type=float, default=0.0, metavar="P"),
+    O("drop-path", ROOM_MODEL, "stochastic depth rate", LEARN, type=float, default=0.1, metavar="P"),
+    # SAR
+    O("sar", ROOM_SAR, "SAR: spatial-entropy loss + last-block skip and LayerNorm removal (default: a "
+      "checkpoint's; else on)", ALL, switch=True, off=("no-sar",)),
+    O("lambda", ROOM_SAR, "weight of the spatial-entropy loss", LEARN, type=float, default=0.01,
+      aliases=("blob-weight",), dest="lam", metavar="W"),
+    O("sar-loss", ROOM_SAR, "add lambda * spatial entropy to the loss", LEARN, switch=True, aliases=("use-blob",),
+      off=("no-sar-loss",)),
+    O("remove-last-skip", ROOM_SAR, "remove the last block's attention skip connection (Eq. 10)", LEARN,
+      switch=True, off=("keep-last-skip",)),
+    O("remove-last-norm", ROOM_SAR, "remove the LayerNorm before the last MLP (Eq. 11)", LEARN, switch=True,
+      off=("keep-last-norm",)),
+    O("use-nosn", ROOM_SAR, "reference spelling of --remove-last-skip --remove-last-norm", ALL, default=False,
+      switch=True),
+    O("remove-last-mlp-skip", ROOM_SAR, "also remove the last MLP skip (ablation, not SAR)", LEARN, default=False,
+      switch=True),
+    O("similarity", ROOM_SAR, "similarity of the [CLS] query with the patch keys", LEARN, default="dot",
+      choices=("dot", "cosine")),
+    # optimisation
+    O("epochs", ROOM_OPTIM, "training epochs", TRAIN, type=int, default=300, metavar="N"),
+    O("opt", ROOM_OPTIM, "timm optimizer name", TRAIN, default="adamw", metavar="NAME"),
+    O("opt-eps", ROOM_OPTIM, "optimizer eps", TRAIN, type=float, default=1e-8, metavar="EPS"),
+    O("opt-betas", ROOM_OPTIM, "optimizer betas", TRAIN, type=float_list, metavar="B1,B2"),
+    O("momentum", ROOM_OPTIM, "SGD momentum", TRAIN, type=float, default=0.9, metavar="M"),
+    O("weight-decay", ROOM_OPTIM, "weight decay", TRAIN, type=float, default=0.05, metavar="WD"),
+    O("clip-grad", ROOM_OPTIM, "clip gradient norm", TRAIN, type=float, metavar="NORM"),
+    O("sched", ROOM_OPTIM, "timm scheduler (cosine, step, ...)", TRAIN, default="cosine", metavar="NAME"),
+    O("lr", ROOM_OPTIM, "learning rate for a global batch of 512, scaled linearly to the real one", TRAIN,
+      type=float, default=5e-4, metavar="LR"),
+    O("unscale-lr", ROOM_OPTIM, "use --lr as given, unscaled", TRAIN, default=False, switch=True),
+    O("warmup-lr", ROOM_OPTIM, "warmup start lr", TRAIN, type=float, default=1e-6, metavar="LR"),
+    O("min-lr", ROOM_OPTIM, "final lr", TRAIN, type=float, default=1e-5, metavar="LR"),
+    O("warmup-epochs", ROOM_OPTIM, "linear warmup epochs", TRAIN, type=int, default=5, metavar="N"),
+    O("decay-epochs", ROOM_OPTIM, "step scheduler: epochs between decays", TRAIN, type=float, default=30,
+      metavar="N"),
+    O("decay-rate", ROOM_OPTIM, "step scheduler: decay factor", TRAIN, type=float, default=0.1, aliases=("dr",),
+      metavar="R"),
+    O("model-ema", ROOM_OPTIM, "keep an exponential moving average of the weights (timm ModelEmaV3)", TRAIN,
+      default=True, switch=True, off=("no-model-ema",)),
+    O("model-ema-decay", ROOM_OPTIM, "EMA decay per step", TRAIN, type=float, default=0.99996, metavar="D"),
+    # augmentation
+    O("color-jitter", ROOM_AUGMENT, "colour jitter", TRAIN, type=float, default=0.3, metavar="F"),
+    O("aa", ROOM_AUGMENT, "timm auto-augment policy or none", TRAIN, default="rand-m9-mstd0.5-inc1",
+      metavar="POLICY"),
+    O("smoothing", ROOM_AUGMENT, "label smoothing", TRAIN, type=float, default=0.1, metavar="E"),
+    O("train-interpolation", ROOM_AUGMENT, "resize interpolation", TRAIN, default="bicubic",
+      choices=("bicubic", "bilinear", "nearest")),
+    O("repeated-aug", ROOM_AUGMENT, "repeated augmentation (3 views per image across processes)", TRAIN,
+      default=True, switch=True, off=("no-repeated-aug",)),
+    O("reprob", ROOM_AUGMENT, "random erasing probability", TRAIN, type=float, default=0.25, metavar="P"),
+    O("remode", ROOM_AUGMENT, "random erasing mode", TRAIN, default="pixel"),
+    O("recount", ROOM_AUGMENT, "random erasing count", TRAIN, type=int, default=1),
+    O("mixup", ROOM_AUGMENT, "mixup alpha (0: off)", TRAIN, type=float, default=0.8, metavar="ALPHA"),
+    O("cutmix", ROOM_AUGMENT, "cutmix alpha (0: off)", TRAIN, type=float, default=1.0, metavar="ALPHA"),
+    O("cutmix-minmax", ROOM_AUGMENT, "cutmix box ratio range (overrides --cutmix)", TRAIN, type=float_list,
+      metavar="MIN,MAX"),
+    O("mixup-prob", ROOM_AUGMENT, "probability of mixup or cutmix per batch", TRAIN, type=float, default=1.0,
+      metavar="P"),
+    O("mixup-switch-prob", ROOM_AUGMENT, "probability of cutmix instead of mixup when both are on", TRAIN,
+      type=float, default=0.5, metavar="P"),
+    O("mixup-mode", ROOM_AUGMENT, "mixup granularity", TRAIN, default="batch", choices=("batch", "pair", "elem")),
+    # analysis
+    O("threshold", ROOM_ANALYSIS, "mass fraction kept by the attention threshold (DINO's --threshold)", ANALYSIS,
+      type=float, default=0.6),
+    O("pretraining", ROOM_ANALYSIS, "accepted for the reference scripts: the weights are evaluated as trained",
+      ANALYSIS, default="supervised", choices=("supervised",)),
+    O("dpi", ROOM_ANALYSIS, "PNG resolution", ("visualize",), type=int, default=100),
+)
+del O
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its help, the options it requires, and ``run`` as ``"module:function"`` (imported when run)."""
+
+    help: str
+    description: str
+    run: str
+    required: tuple[str, ...] = ()
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command(
+        "train (or fine-tune, or resume) a ViT with SAR",
+        "Train a timm ViT with SAR (spatial-entropy loss + last-block surgery) using DeiT's recipe. With no options: "
+        "a small ViT with SAR on the built-in synthetic data set, a few minutes on a CPU (its quick defaults replace "
+        "DeiT's where you give no value; see README). The reference code's spellings are accepted (--use-blob, "
+        "--use-nosn, --blob-weight, --data-set, ...).",
+        "sarvit.train.commands:run_train"),
+    "eval": Command(
+        "evaluate a checkpoint (top-1/top-5, loss, spatial entropy)",
+        "Evaluate a checkpoint on a data set's evaluation split. A sarvit checkpoint rebuilds its own model and "
+        "defaults to the data set it was trained on; plain timm/DeiT weights use --model and the SAR options.",
+        "sarvit.train.commands:run_eval", required=("weights",)),
+    "segment-eval": Command(
+        "Jaccard of thresholded [CLS] attention with object masks (DINO's protocol)",
+        "DINO's attention-segmentation protocol: per image and head, the last block's post-softmax [CLS] attention "
+        "over the patches is thresholded to keep --threshold of its mass, upsampled (nearest) to the image, and "
+        "compared with the ground-truth foreground (Jaccard, void pixels ignored); the best head counts per image; "
+        "the mean over the set is printed and saved as JSON. Data sets with masks: synthetic (default) and voc.",
+        "sarvit.analysis.commands:run_segment_eval", required=("weights",)),
+    "visualize": Command(
+        "PNGs of every head's attention map, raw and thresholded with its components coloured",
+        "One PNG per image: the image (with the ground-truth outline when known), then for every head the raw "
+        "last-block [CLS] attention (titled with the head's spatial entropy) and the --threshold-mass thresholded "
+        "map with each connected component in its own colour. Images: --test-dir, or synthetic / voc with masks.",
+        "sarvit.analysis.commands:run_visualize", required=("weights",)),
+    "analyze": Command(
+        "per-head mean spatial entropy and number of components over a dataset",
+        "Per head: the mean spatial entropy (Eq. 5-8) of the last block's [CLS] similarity maps S and the mean "
+        "number of 8-connected components of S > mean(S) over a dataset, as a table and JSON. A SAR model's heads "
+        "are a few blobs (low entropy, few components); a plain model's are scattered.",
+        "sarvit.analysis.commands:run_analyze", required=("weights",)),
+}
+
+
+def spellings(option: Option, names: tuple[str, ...] = ()) -> list[str]:
+    """Every command-line spelling of ``names`` (default: the option's on-spellings), with ``-`` and ``_``."""
+    found: list[str] = []
+    for name in names or (option.name, *option.aliases):
+        variants = [name] if name.startswith("-") else [f"--{name}", f"--{name.replace('-', '_')}",
+                                                         f"--{name.replace('_', '-')}"]
+        found += [spelling for spelling in variants if spelling not in found]
+    return found
+
+
+def options_of(command: str) -> list[Option]:
+    """The rows of ``command``, in table order."""
+    if command not in COMMANDS:
+        raise KeyError(f"unknown command {command!r}; expected one of {', '.join(COMMANDS)}")
+    return [option for option in OPTIONS if command in option.commands]
+
+
+def defaults(command: str) -> dict[str, Any]:
+    """``{dest: default}`` of ``command``'s options (the first row of a dest gives its default)."""
+    out: dict[str, Any] = {}
+    for option in options_of(command):
+        out.setdefault(option.dest, option.default)
+    return out
+
+
+def dest_of_spelling(command: str) -> dict[str, str]:
+    """Each long spelling of ``command``'s options without dashes (``blob-weight``, ``blob_weight``, ``lam``) -> dest."""
+    names: dict[str, str] = {}
+    for option in options_of(command):
+        for spelling in spellings(option, (option.name, *option.aliases, *option.off)) + [option.dest]:
+            if spelling.startswith("--") or not spelling.startswith("-"):
+                names.setdefault(spelling.lstrip("-"), option.dest)
+    return names
+
+
+def _shown(value: Any) -> str:
+    return "off" if value is False else "on" if value is True else str(value)
+
+
+class _StoreAndSet(argparse.Action):
+    """Store the value and the row's ``sets`` (e.g. ``--voc-path DIR`` also sets ``data_set = "voc"``)."""
+
+    def __init__(self, *args, sets: dict, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sets = sets
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        for dest, value in self.sets.items():
+            setattr(namespace, dest, value)
+
+
+def add_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add ``command``'s rows to ``parser``, one argument group per room; no defaults on the parser."""
+    used = {option.room for option in options_of(command)}
+    groups = {room: parser.add_argument_group(room) for room in ROOMS if room in used}
+    for option in options_of(command):
+        group = groups[option.room]
+        shown = option.help if option.default is None else f"{option.help} (default: {_shown(option.default)})"
+        common = dict(dest=option.dest, default=argparse.SUPPRESS)
+        if option.switch:
+            group.add_argument(*spellings(option), action="store_true", help=shown, **common)
+            if option.off:
+                group.add_argument(*spellings(option, option.off), action="store_false", help="turn off: " +
+                                   option.help, **common)
+            continue
+        kwargs = {key: getattr(option, key) for key in ("type", "choices", "metavar", "nargs")
+                  if getattr(option, key) is not None}
+        if option.sets:
+            kwargs.update(action=_StoreAndSet, sets=option.sets)
+        group.add_argument(*spellings(option), help=shown, **common, **kwargs)
