@@ -44,7 +44,7 @@ def test_two_process_gloo_run_trains_one_model(tmp_path):
     assert len(log) == 2 and not (out / "rank1").exists()
     # distributed evaluation saw every image once: a single process gets the same figures
     single = tmp_path / "single.json"
-    assert main(["eval", "--resume", str(out / "last.pth"), "--json", str(single), "--num-workers", "0"]) == 0
+    assert main(["eval", "--weights", str(out / "last.pth"), "--json", str(single), "--num-workers", "0"]) == 0
     metrics = json.loads(single.read_text())
     assert metrics["top1"] == log[-1]["val_top1"] and metrics["images"] == 19
     assert abs(metrics["loss"] - log[-1]["val_loss"]) < 1e-5

@@ -84,13 +84,13 @@ def test_rng_state_round_trips_through_weights_only(tmp_path):
 def test_unsafe_or_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"not a checkpoint")
-    assert main(["eval", "--resume", str(corrupt)]) == 2
+    assert main(["eval", "--weights", str(corrupt)]) == 2
     assert "could not load" in capsys.readouterr().err
     pickled = tmp_path / "pickled.pth"
     torch.save({"model": {"w": torch.ones(1)}, "hook": NotPlainData()}, pickled)
-    assert main(["eval", "--resume", str(pickled)]) == 2
+    assert main(["eval", "--weights", str(pickled)]) == 2
     assert "weights_only=True" in capsys.readouterr().err
-    assert main(["eval", "--resume", str(tmp_path / "missing.pth")]) == 2
+    assert main(["eval", "--weights", str(tmp_path / "missing.pth")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -118,7 +118,7 @@ def test_other_architecture_names_the_keys(tmp_path, capsys):
     assert main(["train", *tiny_argv(tmp_path / "ft", "--finetune", str(weights))]) == 2
     err = capsys.readouterr().err
     assert "blocks.2" in err and "keys the model does not have" in err
-    assert main(["eval", "--resume", str(weights), "--model", "vit_tiny_patch16_224", "--input-size", "32",
+    assert main(["eval", "--weights", str(weights), "--model", "vit_tiny_patch16_224", "--input-size", "32",
                  "--patch-size", "8", "--depth", "2", "--embed-dim", "64", "--num-heads", "4", "--num-classes", "4",
                  "--num-samples", "20", "--num-workers", "0"]) == 2
     err = capsys.readouterr().err

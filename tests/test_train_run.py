@@ -89,7 +89,7 @@ def test_eval_reproduces_logged_accuracy(tmp_path, capsys):
     best = max(read_log(out), key=lambda line: line["val_top1"])
     capsys.readouterr()
     result = tmp_path / "eval.json"
-    assert main(["eval", "--resume", str(out / "best.pth"), "--json", str(result), "--num-workers", "0"]) == 0
+    assert main(["eval", "--weights", str(out / "best.pth"), "--json", str(result), "--num-workers", "0"]) == 0
     metrics = json.loads(result.read_text())
     assert metrics["top1"] == pytest.approx(best["val_top1"]) and metrics["top5"] == pytest.approx(best["val_top5"])
     assert metrics["loss"] == pytest.approx(best["val_loss"], rel=1e-5)
@@ -98,6 +98,13 @@ def test_eval_reproduces_logged_accuracy(tmp_path, capsys):
     # the reference spelling: main.py --eval --resume CKPT
     assert main(["train", "--eval", "--resume", str(out / "best.pth"), "--num-workers", "0"]) == 0
     assert f"top-1 {best['val_top1']:.2f}%" in capsys.readouterr().out
+    # --weights starts a new run from them (same head): with a zero learning rate they come out unchanged
+    again = tmp_path / "again"
+    assert main(["train", *tiny_argv(again, "--weights", str(out / "best.pth"), "--epochs", "1", "--lr", "0",
+                                     "--min-lr", "0")]) == 0
+    assert "starting from the weights in" in capsys.readouterr().out
+    before = torch.load(out / "best.pth", weights_only=True)["model"]
+    assert state_equal(before, torch.load(again / "last.pth", weights_only=True)["model"])
 
 
 @pytest.mark.parametrize("pretrain,finetune,expect", [
