@@ -128,7 +128,7 @@ OPTIONS: tuple[Option, ...] = (
     O("drop-path", ROOM_MODEL, "stochastic depth rate", LEARN, type=float, default=0.1, metavar="P"),
     # SAR
     O("sar", ROOM_SAR, "SAR: spatial-entropy loss + last-block skip and LayerNorm removal (default: a "
-      "checkpoint's; else on)", ALL, switch=True, off=("no-sar",)),
+      "checkpoint's; analysis of plain weights: read from them; else on)", ALL, switch=True, off=("no-sar",)),
     O("lambda", ROOM_SAR, "weight of the spatial-entropy loss", LEARN, type=float, default=0.01,
       aliases=("blob-weight",), dest="lam", metavar="W"),
     O("sar-loss", ROOM_SAR, "add lambda * spatial entropy to the loss", LEARN, switch=True, aliases=("use-blob",),
