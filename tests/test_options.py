@@ -37,6 +37,7 @@ CASES = [(command, option) for command in COMMANDS for option in options_of(comm
 def test_every_option_parses_in_both_spellings(command, option):
     words, value = _value(option)
     long = [s for s in spellings(option) if s.startswith("--")]
+    assert len(set(long)) == len(long), long
     assert f"--{option.name}" in long and f"--{option.name.replace('-', '_')}" in long
     parsed = []
     for spelling in long:

@@ -12,7 +12,7 @@ from typing import Optional
 
 from . import __version__
 from .errors import SarvitError
-from .options import COMMANDS, LEARN, add_options, defaults
+from .options import COMMANDS, LEARN, HelpFormatter, add_options, defaults
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -23,7 +23,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands = {}
     for name, command in COMMANDS.items():
-        commands[name] = subparsers.add_parser(name, help=command.help, description=command.description)
+        commands[name] = subparsers.add_parser(
+            name, help=command.help, description=command.description, formatter_class=HelpFormatter,
+            epilog="Every option is also accepted with _ in place of - (--data_set, --drop_path, ...).")
         add_options(commands[name], name)
     return parser, commands
 

@@ -16,7 +16,7 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-__all__ = ["COMMANDS", "OPTIONS", "Command", "Option", "add_options", "defaults", "dest_of_spelling", "options_of", "spellings"]
+__all__ = ["COMMANDS", "OPTIONS", "Command", "HelpFormatter", "Option", "add_options", "defaults", "dest_of_spelling", "options_of", "spellings"]
 
 TRAIN, EVAL = ("train",), ("eval",)
 ANALYSIS = ("segment-eval", "visualize", "analyze")
@@ -247,8 +247,21 @@ def spellings(option: Option, names: tuple[str, ...] = ()) -> list[str]:
     for name in names or (option.name, *option.aliases):
         variants = [name] if name.startswith("-") else [f"--{name}", f"--{name.replace('-', '_')}",
                                                          f"--{name.replace('_', '-')}"]
-        found += [spelling for spelling in variants if spelling not in found]
+        for spelling in variants:
+            if spelling not in found:
+                found.append(spelling)
     return found
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows each option by its table spellings only (its generated ``_``/``-`` twins are accepted, not listed)."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        shown = getattr(action, "shown", None)
+        if not shown:
+            return super()._format_action_invocation(action)
+        metavar = self._format_args(action, action.dest.upper()) if action.nargs != 0 else ""
+        return ", ".join(f"{spelling} {metavar}".rstrip() for spelling in shown)
 
 
 def options_of(command: str) -> list[Option]:
@@ -302,13 +315,20 @@ def add_options(parser: argparse.ArgumentParser, command: str) -> None:
         shown = option.help if option.default is None else f"{option.help} (default: {_shown(option.default)})"
         common = dict(dest=option.dest, default=argparse.SUPPRESS)
         if option.switch:
-            group.add_argument(*spellings(option), action="store_true", help=shown, **common)
+            on = group.add_argument(*spellings(option), action="store_true", help=shown, **common)
+            on.shown = _listed((option.name, *option.aliases))
             if option.off:
-                group.add_argument(*spellings(option, option.off), action="store_false", help="turn off: " +
-                                   option.help, **common)
+                off = group.add_argument(*spellings(option, option.off), action="store_false",
+                                         help="turn off: " + option.help, **common)
+                off.shown = _listed(option.off)
             continue
         kwargs = {key: getattr(option, key) for key in ("type", "choices", "metavar", "nargs")
                   if getattr(option, key) is not None}
         if option.sets:
             kwargs.update(action=_StoreAndSet, sets=option.sets)
-        group.add_argument(*spellings(option), help=shown, **common, **kwargs)
+        action = group.add_argument(*spellings(option), help=shown, **common, **kwargs)
+        action.shown = _listed((option.name, *option.aliases))
+
+
+def _listed(names: tuple[str, ...]) -> list[str]:
+    return [name if name.startswith("-") else f"--{name}" for name in names]
