@@ -106,3 +106,13 @@ def test_building_the_parser_imports_no_torch():
             "print(heavy)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_import_sarvit_is_light_and_still_registers_timm_models():
+    code = ("import sys, sarvit\n"
+            "assert 'torch' not in sys.modules and 'timm' not in sys.modules\n"
+            "import timm\n"  # imported after sarvit: sarvit's timm models are registered all the same
+            "print(timm.is_model('arvit_base'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
