@@ -1,7 +1,6 @@
 """`sarvit experiment`: statistics against hand-computed values, the report from fake run folders, resumability."""
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -13,16 +12,11 @@ import yaml
 
 from sarvit.errors import SarvitError
 from sarvit.experiments import GRIDS, get_grid, paired_difference, plan_runs, run_state, scale_flags, summarize
-from sarvit.experiments.commands import parse_seeds, register, run_experiment
+from sarvit.cli import parse_args
+from sarvit.experiments.commands import parse_seeds, run_experiment
 from sarvit.experiments.report import write_report
 
 T_975_DF2 = 4.302652729911275   # Student t, two-sided 95 %, 2 degrees of freedom (tables: 4.303)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sarvit")
-    register(parser.add_subparsers(dest="command"))
-    return parser
 
 
 # ---- statistics ----
@@ -55,11 +49,10 @@ def test_paired_difference_within_noise_and_pairs_only_common_seeds():
 # ---- grids ----
 
 def _resolved(flags):
-    from sarvit.train.config import add_train_options, resolve_config
+    from sarvit.train.config import resolve_config
 
-    parser = argparse.ArgumentParser()
-    add_train_options(parser)
-    return resolve_config(vars(parser.parse_args(list(flags))))
+    given = vars(parse_args(["train", *flags]))
+    return resolve_config({key: value for key, value in given.items() if key not in ("run", "command")})
 
 
 @pytest.mark.parametrize("row, expected", [
@@ -89,7 +82,7 @@ def test_seeds_and_pass_through_options():
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("0,4,7") == [0, 4, 7]
     with pytest.raises(SarvitError):
         parse_seeds("1,1")
-    args = _parser().parse_args(["experiment", "ablation", "--seeds", "2", "--", "--lr", "1e-3", "--epochs", "5"])
+    args = parse_args(["experiment", "ablation", "--seeds", "2", "--", "--lr", "1e-3", "--epochs", "5"])
     assert (args.name, args.seeds, args.train_args) == ("ablation", "2", ["--lr", "1e-3", "--epochs", "5"])
     with pytest.raises(SarvitError, match="--seed is set by the experiment"):
         plan_runs(get_grid("jaccard"), Path("x"), [0], (), ["--seed", "4"])
@@ -175,7 +168,7 @@ def test_interrupted_grid_resumes_and_reruns_nothing_finished(tmp_path, monkeypa
 
     def experiment(*extra):
         calls.write_text("")
-        code = run_experiment(_parser().parse_args(argv + list(extra)), train_command=[sys.executable, str(script)])
+        code = run_experiment(parse_args(argv + list(extra)), train_command=[sys.executable, str(script)])
         return code, sorted(calls.read_text().split("\n")[:-1])
 
     monkeypatch.setenv("FAKE_CRASH", "sar/seed1")

@@ -8,7 +8,7 @@ import pytest
 
 from sarvit import __version__
 from sarvit.cli import build_parser
-from sarvit.options import COMMANDS, OPTIONS, Option, defaults, float_list, options_of, spellings
+from sarvit.options import ANALYSIS, COMMANDS, OPTIONS, Option, defaults, float_list, options_of, spellings
 
 PARSER, SUBPARSERS = build_parser()
 REQUIRED = ["--weights", "w.pth"]
@@ -62,7 +62,8 @@ def test_one_default_per_name():
     shared = ("weights", "input_size", "batch_size", "data_set", "data_path", "output_dir", "device", "seed",
               "num_workers")
     for dest in shared:
-        assert len({repr(defaults(command)[dest]) for command in COMMANDS}) == 1, dest
+        assert len({repr(defaults(command)[dest]) for command in COMMANDS if dest in defaults(command)}) == 1, dest
+        assert all(dest in defaults(command) for command in ("train", "eval", *ANALYSIS)), dest
     assert defaults("analyze")["batch_size"] == defaults("train")["batch_size"] == 64
 
 
@@ -95,6 +96,7 @@ def test_version_and_help_groups():
     result = _sarvit("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"sarvit {__version__}"
     help_text = _sarvit("train", "--help").stdout
+    assert "\nexperiment:" in _sarvit("experiment", "--help").stdout
     for room in ("run:", "data:", "model:", "SAR (", "optimisation (DeiT):", "augmentation (DeiT):"):
         assert f"\n{room}" in help_text, room
     assert "\nanalysis:" in _sarvit("visualize", "--help").stdout
@@ -116,3 +118,9 @@ def test_import_sarvit_is_light_and_still_registers_timm_models():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
+
+
+def test_experiment_scales_match_the_grids():
+    from sarvit.experiments.grids import SCALES
+
+    assert next(option for option in OPTIONS if option.name == "scale").choices == SCALES

@@ -37,6 +37,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     other commands get the table's defaults filled in.
     """
     parser, commands = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    tail = None
+    if argv and argv[0] in COMMANDS and COMMANDS[argv[0]].passthrough and "--" in argv:
+        argv, tail = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     args, unknown = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
@@ -51,6 +55,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         for dest, value in defaults(args.command).items():
             if not hasattr(args, dest):
                 setattr(args, dest, value)
+        for dest, nargs, _, _ in COMMANDS[args.command].positional:
+            if not hasattr(args, dest):
+                setattr(args, dest, None if nargs == "?" else [])
+    if COMMANDS[args.command].passthrough:
+        setattr(args, COMMANDS[args.command].passthrough, tail or [])
     module, function = COMMANDS[args.command].run.split(":")
     args.run = getattr(importlib.import_module(module), function)
     return args

@@ -20,13 +20,16 @@ __all__ = ["COMMANDS", "OPTIONS", "Command", "HelpFormatter", "Option", "add_opt
 
 TRAIN, EVAL = ("train",), ("eval",)
 ANALYSIS = ("segment-eval", "visualize", "analyze")
+EXPERIMENT = ("experiment",)
 LEARN = TRAIN + EVAL              # the commands whose configuration is layered by sarvit.train.config
 ALL = LEARN + ANALYSIS
+DATA_USERS = ALL + EXPERIMENT     # the commands that name a data set
 
 # Help sections, in the order `--help` shows them.
 ROOM_RUN, ROOM_DATA, ROOM_MODEL, ROOM_SAR = "run", "data", "model", "SAR (naming a component switches on only the components named; see README)"
 ROOM_OPTIM, ROOM_AUGMENT, ROOM_ANALYSIS = "optimisation (DeiT)", "augmentation (DeiT)", "analysis"
-ROOMS = (ROOM_RUN, ROOM_DATA, ROOM_MODEL, ROOM_SAR, ROOM_OPTIM, ROOM_AUGMENT, ROOM_ANALYSIS)
+ROOM_EXPERIMENT = "experiment"
+ROOMS = (ROOM_RUN, ROOM_DATA, ROOM_MODEL, ROOM_SAR, ROOM_OPTIM, ROOM_AUGMENT, ROOM_ANALYSIS, ROOM_EXPERIMENT)
 
 
 def float_list(text: str) -> list[float]:
@@ -68,7 +71,9 @@ OPTIONS: tuple[Option, ...] = (
     # run
     O("config", ROOM_RUN, "options from a YAML file; the command line wins", LEARN, metavar="YAML"),
     O("output-dir", ROOM_RUN, "where results go (train: output/<data set>-<time>; segment-eval, analyze: the "
-      "current folder; visualize: attention_maps)", ALL, metavar="DIR"),
+      "current folder; visualize: attention_maps; experiment: output/experiments/<grid>-<scale>-<data set>)",
+      DATA_USERS, metavar="DIR"),
+    O("exp-dir", ROOM_RUN, "the experiment folder: --output-dir", EXPERIMENT, dest="output_dir", metavar="DIR"),
     O("weights", ROOM_RUN, "load these weights into the model (a sarvit checkpoint, which also brings its "
       "architecture, or a timm/DeiT state dict, then give --model); train: start from them, same head", ALL,
       aliases=("pretrained-weights", "checkpoint"), metavar="CKPT"),
@@ -94,9 +99,9 @@ OPTIONS: tuple[Option, ...] = (
       off=("no-tensorboard",)),
     # data
     O("data-set", ROOM_DATA, "synthetic (built in), cifar10, cifar100, flowers, pets, imagenet, imnet-100, folder; "
-      "voc (segment-eval, visualize, analyze)", ALL, default="synthetic", aliases=("dataset",), metavar="NAME"),
-    O("data-path", ROOM_DATA, "root folder of the data set (voc: VOC2012, VOCdevkit or the folder holding it)", ALL,
-      metavar="DIR"),
+      "voc (segment-eval, visualize, analyze)", DATA_USERS, default="synthetic", aliases=("dataset",), metavar="NAME"),
+    O("data-path", ROOM_DATA, "root folder of the data set (voc: VOC2012, VOCdevkit or the folder holding it)",
+      DATA_USERS, metavar="DIR"),
     O("voc-path", ROOM_DATA, "the reference spelling of --data-set voc --data-path DIR", ANALYSIS, dest="data_path",
       metavar="DIR", sets={"data_set": "voc"}),
     O("split", ROOM_DATA, "voc image list (ImageSets/Segmentation/<split>.txt)", ANALYSIS, default="val"),
@@ -192,18 +197,38 @@ OPTIONS: tuple[Option, ...] = (
     O("pretraining", ROOM_ANALYSIS, "accepted for the reference scripts: the weights are evaluated as trained",
       ANALYSIS, default="supervised", choices=("supervised",)),
     O("dpi", ROOM_ANALYSIS, "PNG resolution", ("visualize",), type=int, default=100),
+    # experiment
+    O("list", ROOM_EXPERIMENT, "show every grid's cells and their train flags", EXPERIMENT, default=False,
+      switch=True),
+    O("seeds", ROOM_EXPERIMENT, "seeds per cell: a count (seeds 0..N-1) or a comma list", EXPERIMENT, default="3",
+      metavar="N|S1,S2,.."),
+    O("scale", ROOM_EXPERIMENT, "tiny: a CPU runs a grid in minutes; small: the synthetic quick demo; paper: "
+      "ViT-S/16 with DeiT's recipe and the papers' epochs", EXPERIMENT, default="tiny",
+      choices=("tiny", "small", "paper")),
+    O("jobs", ROOM_EXPERIMENT, "runs at once (CPU: processes sharing the cores; GPUs: CUDA_VISIBLE_DEVICES "
+      "round-robin)", EXPERIMENT, type=int, default=1, metavar="N"),
+    O("report-only", ROOM_EXPERIMENT, "train nothing; report the finished runs", EXPERIMENT, default=False,
+      switch=True),
+    O("dry-run", ROOM_EXPERIMENT, "print each run's `sarvit train` command and stop", EXPERIMENT, default=False,
+      switch=True),
 )
 del O
 
 
 @dataclass(frozen=True)
 class Command:
-    """A subcommand: its help, the options it requires, and ``run`` as ``"module:function"`` (imported when run)."""
+    """A subcommand: its help, the options it requires, and ``run`` as ``"module:function"`` (imported when run).
+
+    ``positional``: ``(dest, nargs, metavar, help)`` of its positional arguments. ``passthrough``: the dest that
+    receives, verbatim, every word after the first ``--``.
+    """
 
     help: str
     description: str
     run: str
     required: tuple[str, ...] = ()
+    positional: tuple[tuple[str, str, str, str], ...] = ()
+    passthrough: Optional[str] = None
 
 
 COMMANDS: dict[str, Command] = {
@@ -238,6 +263,14 @@ COMMANDS: dict[str, Command] = {
         "number of 8-connected components of S > mean(S) over a dataset, as a table and JSON. A SAR model's heads "
         "are a few blobs (low entropy, few components); a plain model's are scattered.",
         "sarvit.analysis.commands:run_analyze", required=("weights",)),
+    "experiment": Command(
+        "run a named grid of training runs with seeds and a report",
+        "Run a named grid of `sarvit train` runs (every cell x every seed), each an ordinary run folder "
+        "<exp-dir>/<cell>/seed<N>/, then write report.md, results.json and PNGs into <exp-dir>. Starting the same "
+        "command again reruns nothing that finished and resumes what was interrupted. Options after `--` go to "
+        "every `sarvit train` run (e.g. `-- --epochs 50 --lr 1e-3`). `sarvit experiment --list` shows the grids.",
+        "sarvit.experiments.commands:run_experiment",
+        positional=(("name", "?", "NAME", "the grid (see --list)"),), passthrough="train_args"),
 }
 
 
@@ -308,6 +341,8 @@ class _StoreAndSet(argparse.Action):
 
 def add_options(parser: argparse.ArgumentParser, command: str) -> None:
     """Add ``command``'s rows to ``parser``, one argument group per room; no defaults on the parser."""
+    for dest, nargs, metavar, help in COMMANDS[command].positional:
+        parser.add_argument(dest, nargs=nargs, metavar=metavar, help=help, default=argparse.SUPPRESS)
     used = {option.room for option in options_of(command)}
     groups = {room: parser.add_argument_group(room) for room in ROOMS if room in used}
     for option in options_of(command):

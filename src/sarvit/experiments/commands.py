@@ -1,4 +1,8 @@
-"""`sarvit experiment NAME [options] [-- sarvit train options]`: run a named grid, then write its report."""
+"""`sarvit experiment NAME [options] [-- sarvit train options]`: run a named grid, then write its report.
+
+Its options are rows of :mod:`sarvit.options`; :mod:`sarvit.cli` parses them (the words after ``--`` as
+``args.train_args``) and calls :func:`run_experiment`.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,52 +12,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import SarvitError
-from .grids import GRIDS, SCALES, describe_grids, get_grid, scale_flags
+from .grids import GRIDS, describe_grids, get_grid, scale_flags
 
-__all__ = ["register", "run_experiment", "parse_seeds"]
-
-_HELP = """\
-Run a named grid of `sarvit train` runs (every cell x every seed), each an ordinary run folder
-<exp-dir>/<cell>/seed<N>/, then write report.md, results.json and PNGs into <exp-dir>.
-Starting the same command again reruns nothing that finished and resumes what was interrupted.
-Options after `--` go to every `sarvit train` run (e.g. `-- --epochs 50 --lr 1e-3`).
-Grids: """ + ", ".join(GRIDS) + " (`sarvit experiment --list` shows their cells and flags)."
-
-
-class _PassThroughParser(argparse.ArgumentParser):
-    """Everything after the first ``--`` is kept verbatim as ``train_args`` for the runs."""
-
-    def parse_known_args(self, args=None, namespace=None):
-        args = list(args or [])
-        head, tail = (args[:args.index("--")], args[args.index("--") + 1:]) if "--" in args else (args, [])
-        namespace, extras = super().parse_known_args(head, namespace)
-        namespace.train_args = tail
-        return namespace, extras
-
-
-def register(subparsers) -> None:
-    """Add ``experiment`` to the ``sarvit`` command."""
-    parser = subparsers.add_parser("experiment", help="run a named grid of training runs with seeds and a report",
-                                   description=_HELP)
-    parser.__class__ = _PassThroughParser
-    parser.add_argument("name", nargs="?", metavar="NAME", help=f"the grid: {', '.join(GRIDS)}")
-    parser.add_argument("--list", action="store_true", help="show every grid's cells and their train flags")
-    parser.add_argument("--seeds", default="3", metavar="N|S1,S2,..",
-                        help="seeds per cell: a count (seeds 0..N-1) or a comma list (default: 3)")
-    parser.add_argument("--scale", choices=SCALES, default="tiny",
-                        help="tiny: a CPU runs a grid in minutes; small: the synthetic quick demo; paper: ViT-S/16 "
-                             "with DeiT's recipe and the papers' epochs (default: tiny)")
-    parser.add_argument("--data-set", "--data_set", "--dataset", dest="data_set", default="synthetic",
-                        metavar="NAME", help="any data set `sarvit train` reads (default: synthetic)")
-    parser.add_argument("--data-path", "--data_path", dest="data_path", metavar="DIR", help="its root folder")
-    parser.add_argument("--exp-dir", "--output-dir", dest="exp_dir", metavar="DIR",
-                        help="experiment folder (default: output/experiments/<grid>-<scale>-<data set>)")
-    parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="runs at once (CPU: processes sharing the cores; GPUs: CUDA_VISIBLE_DEVICES "
-                             "round-robin) (default: 1)")
-    parser.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
-    parser.add_argument("--dry-run", action="store_true", help="print each run's `sarvit train` command and stop")
-    parser.set_defaults(run=run_experiment, train_args=[])
+__all__ = ["run_experiment", "parse_seeds"]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -88,7 +49,7 @@ def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[st
     grid = get_grid(args.name)
     seeds = parse_seeds(str(args.seeds))
     data_set = _data_set(args.data_set)
-    exp_dir = Path(args.exp_dir or Path("output") / "experiments" / f"{grid.name}-{args.scale}-{data_set}")
+    exp_dir = Path(args.output_dir or Path("output") / "experiments" / f"{grid.name}-{args.scale}-{data_set}")
     data_flags = ("--data-set", data_set) + (("--data-path", args.data_path) if args.data_path else ())
     base = (*data_flags, *scale_flags(args.scale, grid, data_set))
     plans = plan_runs(grid, exp_dir, seeds, base, list(args.train_args))
