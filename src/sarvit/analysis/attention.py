@@ -1,4 +1,4 @@
-"""Last-block [CLS] attention maps: capture from a model, the DINO mass threshold, upsampling to pixels."""
+"""Last-block [CLS] attention maps: capture from a model, upsampling to pixels."""
 from __future__ import annotations
 
 import torch
@@ -7,7 +7,7 @@ from torch import nn
 
 from ..losses import check_maps
 
-__all__ = ["attention_maps", "mass_threshold", "upsample_maps"]
+__all__ = ["attention_maps", "upsample_maps"]
 
 
 @torch.no_grad()
@@ -39,47 +39,6 @@ def attention_maps(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor
     return logits, S.float(), A.float()
 
 
-def mass_threshold(attention: torch.Tensor, keep: float = 0.6) -> torch.Tensor:
-    """DINO's mass threshold: per map, the smallest set of top values holding ``keep`` of the map's mass.
-
-    Each map's values are sorted in decreasing order and normalised by the map's sum; a value is kept
-    while the mass of the values *before* it is below ``keep`` (so the kept set's mass reaches
-    ``keep``: exactly DINO's ``cumsum(sorted ascending / sum) > 1 - keep``).
-
-    Ties are resolved by value, never by position: every element equal to the smallest kept value
-    is kept too, so the result is a plain threshold ``attention >= t`` per map and does not depend
-    on sort stability or device. A uniform map is therefore kept entirely. Negative entries count
-    as zero mass and a map whose mass is zero keeps nothing. The cumulative mass is computed in
-    float64.
-
-    Args:
-        attention: ``[B, H, h, w]`` non-negative maps (post-softmax attention).
-        keep: mass fraction to keep, in ``(0, 1]`` (DINO's ``--threshold``, 0.6).
-
-    Returns:
-        ``[B, H, h, w]`` bool mask of the kept positions.
-
-    Example:
-        >>> a = torch.tensor([0.5, 0.3, 0.1, 0.1]).reshape(1, 1, 2, 2)
-        >>> mass_threshold(a, 0.6).flatten().tolist()  # 0.5 < 0.6, 0.5 + 0.3 >= 0.6
-        [True, True, False, False]
-    """
-    check_maps(attention, "attention")
-    if not 0.0 < float(keep) <= 1.0:
-        raise ValueError(f"keep must be a mass fraction in (0, 1], got {keep!r}")
-    batch, heads, h, w = attention.shape
-    values = attention.detach().reshape(batch, heads, h * w).to(torch.float64).clamp_min(0.0)
-    ordered, _ = values.sort(dim=-1, descending=True)
-    cumulative = ordered.cumsum(dim=-1)
-    total = cumulative[..., -1:]
-    before = cumulative - ordered  # mass strictly before each sorted position
-    kept_sorted = before < keep * total  # a prefix of the sorted order (``before`` is non-decreasing)
-    count = kept_sorted.sum(dim=-1, keepdim=True)
-    smallest_kept = ordered.gather(-1, (count - 1).clamp_min(0))
-    mask = (values >= smallest_kept) & (count > 0)
-    return mask.reshape(batch, heads, h, w)
-
-
 def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     """Nearest-neighbour upsampling of patch-grid maps ``[B, H, k, k]`` to pixels ``[B, H, *size]``.
 
@@ -92,9 +51,3 @@ def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tens
     source = maps.to(torch.uint8) if maps.dtype == torch.bool else maps
     out = F.interpolate(source, size=size, mode="nearest")
     return out.bool() if maps.dtype == torch.bool else out
-
-
-def nearest_index(source: int, target: int, device: torch.device | None = None) -> torch.Tensor:
-    """``[target]`` int64: the source row each of ``target`` rows takes under ``F.interpolate(mode="nearest")``."""
-    rows = torch.arange(source, dtype=torch.float32, device=device).reshape(1, 1, source, 1)
-    return F.interpolate(rows, size=(target, 1), mode="nearest").reshape(target).long()

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from ..ops import connected_components
-from .attention import mass_threshold, upsample_maps
+from ..metrics import mass_threshold
+from .attention import upsample_maps
 
 __all__ = ["attention_figure", "denormalize", "save_figure", "COMPONENT_COLOURS"]
 

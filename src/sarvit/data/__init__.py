@@ -1,17 +1,30 @@
-"""Datasets by name, DeiT's transforms, the built-in synthetic object dataset and PASCAL VOC foreground masks."""
+"""Datasets by name, DeiT's transforms, the built-in synthetic object dataset and PASCAL VOC foreground masks.
+
+Two kinds of dataset come from the registry: :func:`build_dataset` gives ``(image, target)`` items,
+:func:`build_mask_dataset` (``synthetic``, ``voc``) gives ``(image, target, foreground, valid)``.
+"""
 from .loading import load_rgb_image
-from .registry import DATASET_ALIASES, DATASET_NAMES, build_dataset, canonical_dataset_name, per_class_subset, sample_targets
-from .synthetic import SHAPES, SyntheticObjects
-from .transforms import build_transform
+from .masks import NO_TARGET, MaskedDataset
+from .registry import (DATASET_ALIASES, DATASET_NAMES, MASK_DATASET_NAMES, build_dataset, build_mask_dataset,
+                       canonical_dataset_name)
+from .subsets import per_class_subset, sample_targets
+from .synthetic import SHAPES, SyntheticMasks, SyntheticObjects
+from .transforms import build_mask_transform, build_transform
 from .voc import VOCForeground, find_voc2012
 
 __all__ = [
     "DATASET_ALIASES",
     "DATASET_NAMES",
+    "MASK_DATASET_NAMES",
+    "NO_TARGET",
     "SHAPES",
+    "MaskedDataset",
+    "SyntheticMasks",
     "SyntheticObjects",
     "VOCForeground",
     "build_dataset",
+    "build_mask_dataset",
+    "build_mask_transform",
     "build_transform",
     "canonical_dataset_name",
     "find_voc2012",

@@ -97,3 +97,19 @@ def build_transform(
         steps.append(T.CenterCrop(input_size))
     steps += [T.ToTensor(), T.Normalize(mean, std)]
     return T.Compose(steps)
+
+
+def build_mask_transform(
+    input_size: int,
+    *,
+    mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
+    std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
+    interpolation: str = "bilinear",
+):
+    """PIL image -> normalised tensor ``[3, input_size, input_size]`` by a plain resize (timm's eval transform
+    with ``crop_mode="squash"``, ``crop_pct=1``): no crop, so pixel masks resized the same way stay aligned.
+    Used for datasets with masks and for the analysis commands' own image files (with the model's mean/std)."""
+    if interpolation not in _INTERPOLATIONS:
+        raise SarvitError(f"interpolation must be one of {', '.join(_INTERPOLATIONS)}, got {interpolation!r}")
+    return create_transform(input_size=input_size, is_training=False, interpolation=interpolation, crop_pct=1.0,
+                            crop_mode="squash", mean=tuple(mean), std=tuple(std))

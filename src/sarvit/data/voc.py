@@ -4,15 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Union
 
+from typing import Callable, Optional
+
 import numpy as np
-import torch
 from PIL import Image
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from torch.utils.data import Dataset
-from torchvision.transforms import functional as TF
 
 from ..errors import SarvitError
 from .loading import load_rgb_image
+from .masks import NO_TARGET, MaskedDataset
 
 VOC_SPLITS = ("train", "val", "trainval")
 VOID_LABEL = 255  # object boundaries and ambiguous pixels, excluded from the Jaccard
@@ -32,11 +31,11 @@ def find_voc2012(root: Union[str, Path]) -> Path:
     )
 
 
-class VOCForeground(Dataset):
+class VOCForeground(MaskedDataset):
     """PASCAL VOC 2012 segmentation images with their foreground and valid masks, resized for a ViT.
 
-    The image is resized to ``img_size x img_size`` (bilinear) and normalised; the masks are resized with
-    nearest-neighbour so labels are never blended. Foreground = any object label (1..254); the void label 255
+    The image goes through ``transform`` (default: a bilinear resize to ``img_size x img_size`` and ImageNet
+    normalisation); the masks are resized with nearest-neighbour so labels are never blended. Foreground = any object label (1..254); the void label 255
     (object boundaries) is neither foreground nor valid. Masks come from ``SegmentationObject`` when that folder
     exists, else from ``SegmentationClass`` (both give the same foreground).
 
@@ -44,9 +43,9 @@ class VOCForeground(Dataset):
         root: the ``VOC2012`` folder, its parent (``VOCdevkit``) or the parent of ``VOCdevkit``.
         split: ``"train"``, ``"val"`` or ``"trainval"`` (``ImageSets/Segmentation/<split>.txt``).
         img_size: side S of the returned image and masks.
-        mean, std: normalisation of the image.
+        transform: PIL image -> ``[3, S, S]`` tensor without cropping (see :func:`sarvit.data.build_mask_transform`).
 
-    Items: ``(image [3, S, S] float, foreground [S, S] bool, valid [S, S] bool)``;
+    Items: ``(image [3, S, S] float, -1 (no image-level class), foreground [S, S] bool, valid [S, S] bool)``;
     ``image_ids[i]`` names item ``i`` (e.g. ``"2007_000033"``).
     """
 
@@ -55,8 +54,7 @@ class VOCForeground(Dataset):
         root: Union[str, Path],
         split: str = "val",
         img_size: int = 224,
-        mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
-        std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
+        transform: Optional[Callable] = None,
     ) -> None:
         if split not in VOC_SPLITS:
             raise SarvitError(f"voc: split must be one of {', '.join(VOC_SPLITS)}, got {split!r}")
@@ -76,7 +74,7 @@ class VOCForeground(Dataset):
                 if not path.is_file():
                     raise SarvitError(f"voc: {list_file.name} lists {image_id!r}, expected the file {path}, not found")
         self.img_size = img_size
-        self.mean, self.std = tuple(mean), tuple(std)
+        super().__init__(img_size, transform)
 
     def _image_path(self, image_id: str) -> Path:
         return self.voc_dir / "JPEGImages" / f"{image_id}.jpg"
@@ -87,15 +85,11 @@ class VOCForeground(Dataset):
     def __len__(self) -> int:
         return len(self.image_ids)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def load(self, index: int):
         image_id = self.image_ids[index]
-        size = (self.img_size, self.img_size)
-        image = load_rgb_image(self._image_path(image_id)).resize(size, Image.BILINEAR)
-        labels = np.asarray(self._load_labels(self._mask_path(image_id)).resize(size, Image.NEAREST))
-        image_tensor = TF.normalize(TF.to_tensor(image), self.mean, self.std)
-        valid = torch.from_numpy(labels != VOID_LABEL)
-        foreground = torch.from_numpy(labels != 0) & valid
-        return image_tensor, foreground, valid
+        labels = np.asarray(self._load_labels(self._mask_path(image_id)))
+        valid = labels != VOID_LABEL
+        return load_rgb_image(self._image_path(image_id)), NO_TARGET, (labels != 0) & valid, valid
 
     @staticmethod
     def _load_labels(path: Path) -> Image.Image:

@@ -1,7 +1,9 @@
-"""timm ViTs with SAR's last-block surgery, capture from one forward pass, ARViT, and weight loading."""
+"""timm ViTs with SAR's last-block surgery, capture from one forward pass, ARViT, weight loading and the model
+description (ModelSpec)."""
 from .arvit import ARViT  # also registers "arvit_base" with timm
 from .capture import Capture, capturing, enable_capture, patch_grid
 from .sar_vit import SIMILARITIES, SARBlock, SARConfig, create_model, sar_config
+from .spec import ModelSpec, infer_model_kwargs
 from .weights import LoadReport, load_weights
 
 __all__ = [
@@ -9,11 +11,13 @@ __all__ = [
     "ARViT",
     "Capture",
     "LoadReport",
+    "ModelSpec",
     "SARBlock",
     "SARConfig",
     "capturing",
     "create_model",
     "enable_capture",
+    "infer_model_kwargs",
     "load_weights",
     "patch_grid",
     "sar_config",

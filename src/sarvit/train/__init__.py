@@ -4,12 +4,11 @@
 * :func:`evaluate_checkpoint` - top-1/top-5/loss/spatial entropy of a checkpoint.
 * :func:`train_one_epoch` / :func:`evaluate` - the loop itself, for custom scripts.
 """
-from .checkpoint import load_checkpoint, save_atomic
 from .config import DEFAULTS, QUICK_DEFAULTS, resolve_config
 from .loop import NonFiniteLoss, StepSettings, evaluate, train_one_epoch
 from .runner import TrainResult, evaluate_checkpoint, train
 
 __all__ = [
     "DEFAULTS", "QUICK_DEFAULTS", "NonFiniteLoss", "StepSettings", "TrainResult", "evaluate", "evaluate_checkpoint",
-    "load_checkpoint", "resolve_config", "save_atomic", "train", "train_one_epoch",
+    "resolve_config", "train", "train_one_epoch",
 ]

@@ -11,31 +11,25 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..data import build_dataset, build_transform
+from ..data import build_dataset, build_mask_dataset, build_transform
 from ..errors import SarvitError
-from ..models import create_model
+from ..models import ModelSpec
 from .distributed import DistInfo, ShardSampler
 
-__all__ = ["model_config", "build_model", "build_datasets", "train_loader", "eval_loader", "build_optimizer",
+__all__ = ["model_spec", "build_datasets", "train_loader", "eval_loader", "build_optimizer",
            "build_scheduler", "build_mixup", "build_criterion", "amp_dtype", "scaled_lr", "cpu_threads"]
 
 _ARCH_OVERRIDES = ("patch_size", "depth", "embed_dim", "num_heads")
 
 
-def model_config(config: dict[str, Any], num_classes: int) -> dict[str, Any]:
-    """Everything needed to rebuild the model, stored in every checkpoint."""
+def model_spec(config: dict[str, Any], num_classes: int) -> ModelSpec:
+    """The model a run trains, as the :class:`ModelSpec` every checkpoint stores."""
     timm_kwargs = {"img_size": config["input_size"], "num_classes": num_classes,
                    "drop_rate": config["drop"], "drop_path_rate": config["drop_path"]}
     timm_kwargs.update({key: config[key] for key in _ARCH_OVERRIDES if config.get(key) is not None})
     sar = {"remove_last_skip": bool(config["remove_last_skip"]), "remove_last_norm": bool(config["remove_last_norm"]),
            "remove_last_mlp_skip": bool(config["remove_last_mlp_skip"]), "similarity": config["similarity"]}
-    return {"name": config["model"], "timm_kwargs": timm_kwargs, "sar": sar, "num_classes": num_classes,
-            "input_size": config["input_size"]}
-
-
-def build_model(spec: dict[str, Any]) -> torch.nn.Module:
-    """A SAR ViT from :func:`model_config`'s dict."""
-    return create_model(spec["name"], sar=False, **spec["sar"], **spec["timm_kwargs"])
+    return ModelSpec(config["model"], sar, timm_kwargs)
 
 
 def _synthetic_kwargs(config: dict[str, Any], train: bool) -> dict[str, Any]:
@@ -63,12 +57,12 @@ def build_datasets(config: dict[str, Any], train: bool = True, evaluation: bool 
             seed=config["seed"], **common, **_synthetic_kwargs(config, True))
     if evaluation:
         if config["data_set"] == "synthetic":
-            # drawn at the input size already; with its masks, evaluation also scores the attention (Jaccard)
-            transform, extra = None, {"return_mask": True}
+            # with its masks, evaluation also scores the attention (Jaccard); drawn at the input size already
+            val_set, num_classes = build_mask_dataset("synthetic", **_synthetic_kwargs(config, False))
         else:
-            transform, extra = build_transform(False, config["input_size"], interpolation=config["train_interpolation"]), {}
-        val_set, num_classes = build_dataset(config["data_set"], train=False, transform=transform, **common,
-                                             **_synthetic_kwargs(config, False), **extra)
+            transform = build_transform(False, config["input_size"], interpolation=config["train_interpolation"])
+            val_set, num_classes = build_dataset(config["data_set"], train=False, transform=transform, **common,
+                                                 **_synthetic_kwargs(config, False))
     return train_set, val_set, num_classes
 
 

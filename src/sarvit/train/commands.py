@@ -9,7 +9,7 @@ import argparse
 import os
 from typing import Any, Optional
 
-from .checkpoint import FORMAT, load_checkpoint
+from ..checkpoints import FORMAT, load_checkpoint
 from .config import ARCH_KEYS, INVOCATION_KEYS, resolve_config
 from .distributed import cleanup_distributed
 

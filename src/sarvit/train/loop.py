@@ -26,8 +26,8 @@ from timm.utils import accuracy
 from torch import nn
 
 from ..errors import SarvitError
-from ..analysis.segmentation import segmentation_jaccard
 from ..losses import spatial_entropy
+from ..metrics import AttentionJaccard
 from .distributed import DistInfo, all_reduce_sum
 
 __all__ = ["StepSettings", "NonFiniteLoss", "train_one_epoch", "evaluate", "autocast_context"]
@@ -209,41 +209,43 @@ def _backward_and_step(loss, optimizer, params, clip_grad: Optional[float], scal
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, info: DistInfo, amp_dtype: Optional[torch.dtype] = None) -> dict:
+def evaluate(model: nn.Module, loader, info: DistInfo, amp_dtype: Optional[torch.dtype] = None,
+             jaccard: Optional[AttentionJaccard] = None) -> dict:
     """Top-1/top-5 accuracy (%), mean cross-entropy and mean spatial entropy of the [CLS] maps.
 
-    When the loader also yields foreground masks (the synthetic set does), the mean best-head Jaccard
-    (%) of the 60 %-mass thresholded [CLS] attention with the masks is added (``jaccard``), from the
-    same forward pass. Each process evaluates its shard; the sums are added over the processes, so the
-    figures are those of the whole set exactly once.
+    With ``jaccard`` (an :class:`~sarvit.metrics.AttentionJaccard`, for a loader of a dataset with masks,
+    items ``(image, target, foreground, valid)``) the mean best-head Jaccard (%) of the thresholded [CLS]
+    attention with the masks is added (``jaccard``), from the same forward pass. Each process evaluates its
+    shard; the sums are added over the processes, so the figures are those of the whole set exactly once.
     """
     model.eval()
     device = info.device
-    sums = torch.zeros(6, device=device, dtype=torch.float64)  # loss, top1, top5, entropy, jaccard, count
-    has_masks = False
-    for batch in batches(loader):
-        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
-        has_masks = len(batch) == 3
+    sums = torch.zeros(5, device=device, dtype=torch.float64)  # loss, top1, top5, entropy, count
+    if jaccard is not None:
+        jaccard.reset()
+        jaccard.to(device)
+    for images, targets, *masks in batches(loader):
+        x, y = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         with autocast_context(device, amp_dtype):
-            logits, maps, *attention = model(x, return_maps=True, return_attention=has_masks)
+            logits, maps, *attention = model(x, return_maps=True, return_attention=jaccard is not None)
         logits = logits.float()
         top1, top5 = accuracy(logits, y, topk=(1, min(5, logits.shape[1])))
         size = y.shape[0]
-        jaccard = (segmentation_jaccard(attention[0].float(), batch[2].to(device)).best.sum().double()
-                   if has_masks else sums.new_zeros(()))
+        if jaccard is not None:
+            foreground, valid = (mask.to(device, non_blocking=True) for mask in masks)
+            jaccard.update(attention[0].float(), foreground, valid)
         sums += torch.stack([
             F.cross_entropy(logits, y, reduction="sum").double(),
             (top1 * size / 100.0).double().round(),
             (top5 * size / 100.0).double().round(),
             spatial_entropy(maps, check_finite=False).mean(dim=1).sum().double(),
-            jaccard,
             torch.tensor(float(size), device=device, dtype=torch.float64),
         ])
-    loss, top1, top5, entropy, jaccard, count = all_reduce_sum(sums, info).tolist()
+    loss, top1, top5, entropy, count = all_reduce_sum(sums, info).tolist()
     if count == 0:
         raise SarvitError("evaluation: the validation set is empty")
     metrics = {"loss": loss / count, "top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count,
                "entropy": entropy / count, "images": int(count)}
-    if has_masks:
-        metrics["jaccard"] = 100.0 * jaccard / count
+    if jaccard is not None:
+        metrics["jaccard"] = 100.0 * jaccard.compute()["jaccard"]
     return metrics

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import random
 import sys
 import time
@@ -17,14 +16,18 @@ from timm.layers import resample_abs_pos_embed
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 
+from ..checkpoints import (FORMAT, checkpoint_content, load_checkpoint, model_from_checkpoint, save_atomic,
+                           stored_spec, write_json)
+from ..data import MaskedDataset
 from ..errors import SarvitError
-from ..models import load_weights, sar_config
+from ..metrics import AttentionJaccard
+from ..models import ModelSpec, load_weights, sar_config
 from . import build
-from .checkpoint import FORMAT, load_checkpoint, rng_state, save_atomic, set_rng_state
 from .config import save_config
 from .distributed import DistInfo, barrier, broadcast_object, setup_distributed
 from .loop import NonFiniteLoss, StepSettings, evaluate, train_one_epoch
 from .records import RunLog, plot_curves
+from .rng import rng_state, set_rng_state
 
 __all__ = ["TrainResult", "train", "evaluate_checkpoint", "default_output_dir"]
 
@@ -60,12 +63,12 @@ def _say(info: DistInfo, message: str) -> None:
         print(message, flush=True)
 
 
-def _check_fits(spec: dict, checkpoint: dict, path: str) -> None:
+def _check_fits(spec: ModelSpec, checkpoint: dict, path: str) -> None:
     """A resumed checkpoint must have been trained with the same last-block surgery."""
-    stored = checkpoint.get("model_config", {}).get("sar")
-    if stored is not None and stored != spec["sar"]:
+    stored = stored_spec(checkpoint)
+    if stored is not None and stored.sar != spec.sar:
         raise SarvitError(
-            f"--resume {path}: the checkpoint's last block was trained with {stored}, this run asks for {spec['sar']}; "
+            f"--resume {path}: the checkpoint's last block was trained with {stored.sar}, this run asks for {spec.sar}; "
             "resume with the same SAR switches, or start a new run from these weights with --finetune")
 
 
@@ -107,8 +110,9 @@ class _Run:
         self.num_classes = num_classes
         self.train_loader = build.train_loader(train_set, config, info)
         self.val_loader = build.eval_loader(val_set, config, info)
-        self.spec = build.model_config(config, num_classes)
-        self.model = build.build_model(self.spec).to(info.device)
+        self.spec = build.model_spec(config, num_classes)
+        self.model = self.spec.build().to(info.device)
+        self.jaccard = _attention_jaccard(val_set, self.model)
         self.lr = build.scaled_lr(config, info.world_size)
         self.optimizer = build.build_optimizer(self.model, config, self.lr)
         self.scheduler = build.build_scheduler(self.optimizer, config, len(self.train_loader))
@@ -203,18 +207,16 @@ class _Run:
             states = gathered
         else:
             states = [states]
-        content = {
-            "format": FORMAT, "version": 1, "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "epoch": epoch, "global_step": self.global_step, "best_top1": self.best_top1,
-            "best_epoch": self.best_epoch, "metrics": line, "history": self.history + [line], "rng": states,
-            "model_config": self.spec, "config": dict(self.config),
-        }
+        extra = {}
         if self.scaler is not None:
-            content["scaler"] = self.scaler.state_dict()
+            extra["scaler"] = self.scaler.state_dict()
         if self.ema is not None:
-            content["model_ema"] = self.ema.module.state_dict()
-        return content
+            extra["model_ema"] = self.ema.module.state_dict()
+        return checkpoint_content(
+            self.model.state_dict(), self.spec, optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(), epoch=epoch, global_step=self.global_step,
+            best_top1=self.best_top1, best_epoch=self.best_epoch, metrics=line, history=self.history + [line],
+            rng=states, config=dict(self.config), **extra)
 
     def fit(self) -> None:
         config, info = self.config, self.info
@@ -240,7 +242,7 @@ class _Run:
             self._end_epoch(epoch, train_metrics)
 
     def _end_epoch(self, epoch: int, train_metrics: dict) -> None:
-        val = evaluate(self.model, self.val_loader, self.info, self.amp)
+        val = evaluate(self.model, self.val_loader, self.info, self.amp, self.jaccard)
         line = {"epoch": epoch, **{f"train_{k}": v for k, v in train_metrics.items() if k not in ("lr", "img_per_s")},
                 "lr": train_metrics["lr"], "img_per_s": train_metrics["img_per_s"],
                 **{f"val_{k}": v for k, v in val.items() if k != "images"}}
@@ -330,6 +332,11 @@ def _cpu_threads(config: dict[str, Any], info: DistInfo):
         torch.set_num_threads(before)
 
 
+def _attention_jaccard(dataset, model: torch.nn.Module) -> Optional[AttentionJaccard]:
+    """The attention Jaccard metric when the evaluation set has masks (the synthetic set does)."""
+    return AttentionJaccard(model.blocks[-1].attn.num_heads) if isinstance(dataset, MaskedDataset) else None
+
+
 def evaluate_checkpoint(config: dict[str, Any], checkpoint: Optional[dict] = None) -> dict:
     """Evaluate ``config["weights"]`` on the data set's evaluation split: ``{top1, top5, loss, entropy, images}``.
 
@@ -340,24 +347,20 @@ def evaluate_checkpoint(config: dict[str, Any], checkpoint: Optional[dict] = Non
     if not path:
         raise SarvitError("nothing to evaluate: give the checkpoint with --weights CKPT")
     checkpoint = checkpoint if checkpoint is not None else load_checkpoint(path)
-    spec = checkpoint.get("model_config")
+    spec = stored_spec(checkpoint)
     if spec is not None:
-        config = {**config, "input_size": spec["input_size"]}
+        config = {**config, "input_size": spec.input_size}
     _, val_set, num_classes = build.build_datasets(config, train=False)
     if spec is None:
-        spec = build.model_config(config, num_classes)
-    elif spec["num_classes"] != num_classes:
+        spec = build.model_spec(config, num_classes)
+    elif spec.num_classes != num_classes:
         raise SarvitError(
-            f"{path} classifies {spec['num_classes']} classes, the {config['data_set']} evaluation set has "
+            f"{path} classifies {spec.num_classes} classes, the {config['data_set']} evaluation set has "
             f"{num_classes}; evaluate on the data set it was trained on (or fine-tune it with --finetune)")
-    model = build.build_model(spec)
-    state = checkpoint["model"]
-    if config.get("use_ema"):
-        if "model_ema" not in checkpoint:
-            raise SarvitError(f"--ema: {path} holds no EMA weights (the run had --no-model-ema)")
-        state = checkpoint["model_ema"]
+    if config.get("use_ema") and "model_ema" not in checkpoint:
+        raise SarvitError(f"--ema: {path} holds no EMA weights (the run had --no-model-ema)")
     try:
-        report = load_weights(model, state)
+        model, report = model_from_checkpoint(checkpoint, spec, weights="model_ema" if config.get("use_ema") else "model")
     except SarvitError as error:
         raise SarvitError(f"{path}: {error}") from None
     if report.removed_by_surgery:
@@ -365,9 +368,9 @@ def evaluate_checkpoint(config: dict[str, Any], checkpoint: Optional[dict] = Non
     model.to(info.device)
     loader = build.eval_loader(val_set, config, info)
     with _cpu_threads(config, info):
-        metrics = evaluate(model, loader, info, build.amp_dtype(config, info.device))
-    metrics.update({"checkpoint": str(path), "data_set": config["data_set"], "model": spec["name"],
+        metrics = evaluate(model, loader, info, build.amp_dtype(config, info.device), _attention_jaccard(val_set, model))
+    metrics.update({"checkpoint": str(path), "data_set": config["data_set"], "model": spec.name,
                     "sar": sar_config(model)})
     if info.is_main and config.get("json"):
-        Path(config["json"]).write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json(metrics, config["json"])
     return metrics

@@ -1,40 +1,37 @@
-"""Checkpoints: plain tensors and data only (``torch.load(weights_only=True)``), written atomically.
+"""Checkpoint and results files: atomic writes, safe reads (``torch.load(weights_only=True)``).
 
-A sarvit checkpoint is a dict::
+A sarvit checkpoint is a dict of tensors and plain data::
 
-    format: "sarvit-checkpoint", version: 1
-    model: state dict            model_ema: state dict (when EMA is on)
-    optimizer, scheduler, scaler: their state dicts (absent when not used)
-    epoch: last finished epoch (0-based)       global_step: optimizer steps so far
-    best_top1, best_epoch                      metrics: that epoch's log line
-    rng: {"torch", "cuda", "numpy", "python"}  the random states at the end of that epoch
-    model_config: {name, timm_kwargs, sar, num_classes, input_size}   enough to rebuild the model
-    config: the resolved run configuration
+    format: "sarvit-checkpoint", version: 2 (0.1 wrote 1; both load)
+    model: state dict                          model_config: ModelSpec.to_dict() - enough to rebuild the model
+    ... whatever else the writer adds (a training run: optimizer, scheduler, epoch, rng states, config, ...)
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
-import random
 import tempfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
-import numpy as np
 import torch
 
 from ..errors import SarvitError
+from ..models import ModelSpec
 
-__all__ = ["FORMAT", "save_atomic", "load_checkpoint", "extract_state_dict", "rng_state", "set_rng_state",
-           "resolve_checkpoint_path"]
+__all__ = ["FORMAT", "VERSION", "PathLike", "checkpoint_content", "save_atomic", "write_json", "write_checkpoint",
+           "load_checkpoint",
+           "extract_state_dict", "resolve_checkpoint_path"]
 
 FORMAT = "sarvit-checkpoint"
+VERSION = 2
 PathLike = Union[str, os.PathLike]
 
 
-def save_atomic(obj: Any, path: PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``.
+def _write_atomic(path: PathLike, write: Callable, mode: str) -> Path:
+    """Write through ``write(file)`` to a temporary file beside ``path``, fsync, then rename over ``path``.
 
     A crash at any moment leaves either the previous file or the new one, never a torn file.
     """
@@ -42,8 +39,8 @@ def save_atomic(obj: Any, path: PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
+        with os.fdopen(handle, mode) as file:
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp, path)
@@ -52,6 +49,31 @@ def save_atomic(obj: Any, path: PathLike) -> Path:
             os.unlink(temp)
         raise
     return path
+
+
+def save_atomic(obj: Any, path: PathLike) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (see :func:`_write_atomic`)."""
+    return _write_atomic(path, lambda file: torch.save(obj, file), "wb")
+
+
+def write_json(payload: Any, path: PathLike) -> Path:
+    """``payload`` as indented JSON at ``path``, atomically: the one writer of sarvit's result files."""
+    def dump(file) -> None:
+        json.dump(payload, file, indent=2)
+        file.write("\n")
+
+    return _write_atomic(path, dump, "w")
+
+
+def write_checkpoint(path: PathLike, model: dict, spec: ModelSpec, **content: Any) -> Path:
+    """Write a sarvit checkpoint: the ``model`` state dict, ``spec`` as ``model_config``, and ``content``
+    (tensors and plain data only, so :func:`load_checkpoint` reads it with ``weights_only=True``)."""
+    return save_atomic(checkpoint_content(model, spec, **content), path)
+
+
+def checkpoint_content(model: dict, spec: ModelSpec, **content: Any) -> dict:
+    """What :func:`write_checkpoint` writes, for a caller that writes the same content to several files."""
+    return {**content, "format": FORMAT, "version": VERSION, "model": model, "model_config": spec.to_dict()}
 
 
 def resolve_checkpoint_path(path: PathLike) -> Path:
@@ -118,32 +140,3 @@ def extract_state_dict(data: dict, path: PathLike = "checkpoint") -> dict:
         if all(key.startswith(prefix) for key in data):
             data = {key[len(prefix):]: value for key, value in data.items()}
     return data
-
-
-def rng_state() -> dict:
-    """Every random state the training draws from, as tensors and plain Python data."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": {"version": int(version), "internal": list(internal), "gauss_next": gauss_next},
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` captured."""
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
-    if "cuda" in state and torch.cuda.is_available():
-        cuda_states = state["cuda"]
-        if len(cuda_states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda_states)

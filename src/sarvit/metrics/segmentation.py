@@ -1,20 +1,62 @@
 """Segmentation quality of thresholded attention maps: the Jaccard protocol of DINO (Caron et al., 2021).
 
 Per image and head: the last block's post-softmax [CLS] attention over the patches, thresholded to keep
-60 % of its mass (:func:`~sarvit.analysis.mass_threshold`), upsampled (nearest) to the image; the
-Jaccard index (IoU) of that foreground with the ground-truth foreground, void pixels ignored; the best
-head per image; the mean over the set (:class:`JaccardMeter`).
+60 % of its mass (:func:`mass_threshold`), upsampled (nearest) to the image; the Jaccard index (IoU) of that
+foreground with the ground-truth foreground, void pixels ignored; the best head per image; the mean over the
+set (:class:`AttentionJaccard`, a torchmetrics ``Metric``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from torchmetrics import Metric
 
 from ..losses import check_maps
-from .attention import mass_threshold, nearest_index
 
-__all__ = ["jaccard", "segmentation_jaccard", "SegmentationJaccard", "JaccardMeter"]
+__all__ = ["mass_threshold", "jaccard", "segmentation_jaccard", "SegmentationJaccard", "AttentionJaccard"]
+
+
+def mass_threshold(attention: torch.Tensor, keep: float = 0.6) -> torch.Tensor:
+    """DINO's mass threshold: per map, the smallest set of top values holding ``keep`` of the map's mass.
+
+    Each map's values are sorted in decreasing order and normalised by the map's sum; a value is kept
+    while the mass of the values *before* it is below ``keep`` (so the kept set's mass reaches
+    ``keep``: exactly DINO's ``cumsum(sorted ascending / sum) > 1 - keep``).
+
+    Ties are resolved by value, never by position: every element equal to the smallest kept value
+    is kept too, so the result is a plain threshold ``attention >= t`` per map and does not depend
+    on sort stability or device. A uniform map is therefore kept entirely. Negative entries count
+    as zero mass and a map whose mass is zero keeps nothing. The cumulative mass is computed in
+    float64.
+
+    Args:
+        attention: ``[B, H, h, w]`` non-negative maps (post-softmax attention).
+        keep: mass fraction to keep, in ``(0, 1]`` (DINO's ``--threshold``, 0.6).
+
+    Returns:
+        ``[B, H, h, w]`` bool mask of the kept positions.
+
+    Example:
+        >>> a = torch.tensor([0.5, 0.3, 0.1, 0.1]).reshape(1, 1, 2, 2)
+        >>> mass_threshold(a, 0.6).flatten().tolist()  # 0.5 < 0.6, 0.5 + 0.3 >= 0.6
+        [True, True, False, False]
+    """
+    check_maps(attention, "attention")
+    if not 0.0 < float(keep) <= 1.0:
+        raise ValueError(f"keep must be a mass fraction in (0, 1], got {keep!r}")
+    batch, heads, h, w = attention.shape
+    values = attention.detach().reshape(batch, heads, h * w).to(torch.float64).clamp_min(0.0)
+    ordered, _ = values.sort(dim=-1, descending=True)
+    cumulative = ordered.cumsum(dim=-1)
+    total = cumulative[..., -1:]
+    before = cumulative - ordered  # mass strictly before each sorted position
+    kept_sorted = before < keep * total  # a prefix of the sorted order (``before`` is non-decreasing)
+    count = kept_sorted.sum(dim=-1, keepdim=True)
+    smallest_kept = ordered.gather(-1, (count - 1).clamp_min(0))
+    mask = (values >= smallest_kept) & (count > 0)
+    return mask.reshape(batch, heads, h, w)
 
 
 def _check_mask(mask: torch.Tensor, name: str) -> None:
@@ -154,86 +196,72 @@ def segmentation_jaccard(
     return SegmentationJaccard(per_head=per_head, best=best, best_head=best_head, masks=masks)
 
 
-class JaccardMeter:
-    """Accumulates :func:`segmentation_jaccard` over a dataset: the mean best-head IoU and per-head IoUs.
+class AttentionJaccard(Metric):
+    """DINO's number over a dataset: the mean best-head IoU of :func:`segmentation_jaccard`, and per-head means.
 
-    Sums stay on the device of the first batch; nothing is synchronised with the host until
-    :meth:`compute`, so it can run inside a training loop's validation pass without slowing it.
+    States are device sums reduced over processes by torchmetrics (``dist_reduce_fx="sum"``); ``update``
+    never reads a value back to the host, so it runs inside a training loop's validation pass for free.
+
+    Args:
+        num_heads: heads of the attention maps (``H`` of ``[B, H, k, k]``).
+        keep: mass fraction kept by :func:`mass_threshold` (DINO: 0.6).
 
     Example:
-        >>> meter = JaccardMeter(keep=0.6)
-        >>> for images, _, masks in loader:                  # SyntheticObjects(return_mask=True)
-        ...     _, A = model(images.to(device), return_attention=True)
-        ...     meter.update(A, masks)
-        >>> meter.compute()["jaccard"]                       # mean over images of the best head's IoU
+        >>> metric = AttentionJaccard(num_heads=6).to(device)
+        >>> for images, _, foreground, valid in loader:       # any dataset with masks
+        ...     _, _, A = model(images.to(device), return_maps=True, return_attention=True)
+        ...     metric.update(A, foreground, valid)
+        >>> metric.compute()["jaccard"]                          # summed over processes under torchrun
     """
 
-    def __init__(self, keep: float = 0.6) -> None:
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, num_heads: int, keep: float = 0.6, **kwargs) -> None:
+        super().__init__(**kwargs)
         if not 0.0 < float(keep) <= 1.0:
             raise ValueError(f"keep must be a mass fraction in (0, 1], got {keep!r}")
-        self.keep = float(keep)
-        self.reset()
+        if int(num_heads) < 1:
+            raise ValueError(f"num_heads must be a positive number, got {num_heads!r}")
+        self.num_heads, self.keep = int(num_heads), float(keep)
+        self.add_state("best_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("head_sum", torch.zeros(self.num_heads, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("best_head_count", torch.zeros(self.num_heads, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
-    def reset(self) -> None:
-        self._best_sum: torch.Tensor | None = None
-        self._head_sum: torch.Tensor | None = None
-        self._best_head_count: torch.Tensor | None = None
-        self._count = 0
-
-    def update(
-        self, attention: torch.Tensor, foreground: torch.Tensor, valid: torch.Tensor | None = None
-    ) -> SegmentationJaccard:
-        """Add a batch (shapes as in :func:`segmentation_jaccard`); returns that batch's result."""
-        result = segmentation_jaccard(attention, foreground, valid, self.keep)
-        self.add(result)
-        return result
+    def update(self, attention: torch.Tensor, foreground: torch.Tensor, valid: torch.Tensor | None = None) -> None:
+        """Add a batch: ``attention [B, H, k, k]``, ``foreground``/``valid [B, S, S]`` bool (as in
+        :func:`segmentation_jaccard`)."""
+        self.add(segmentation_jaccard(attention, foreground, valid, self.keep))
 
     def add(self, result: SegmentationJaccard) -> None:
-        """Add an already computed :class:`SegmentationJaccard`."""
-        batch, heads = result.per_head.shape
-        best_sum = result.best.detach().double().sum()
-        head_sum = result.per_head.detach().double().sum(dim=0)
+        """Add an already computed :class:`SegmentationJaccard` (say, one a caller also keeps per image)."""
+        heads = result.per_head.shape[1]
+        if heads != self.num_heads:
+            raise ValueError(f"AttentionJaccard was built for {self.num_heads} heads, got maps of {heads}")
+        self.best_sum += result.best.detach().double().sum()
+        self.head_sum += result.per_head.detach().double().sum(dim=0)
         # a comparison, not bincount: bincount on CUDA reads the max back to the host to size its output
         heads_range = torch.arange(heads, device=result.best_head.device)
-        best_head_count = (result.best_head.detach()[:, None] == heads_range).sum(dim=0)
-        if self._head_sum is None:
-            self._best_sum, self._head_sum, self._best_head_count = best_sum, head_sum, best_head_count
-        else:
-            if head_sum.shape != self._head_sum.shape:
-                raise ValueError(f"JaccardMeter got {heads} heads after {self._head_sum.shape[0]}; reset() between models")
-            self._best_sum = self._best_sum + best_sum.to(self._best_sum.device)
-            self._head_sum = self._head_sum + head_sum.to(self._head_sum.device)
-            self._best_head_count = self._best_head_count + best_head_count.to(self._best_head_count.device)
-        self._count += batch
-
-    @property
-    def count(self) -> int:
-        return self._count
-
-    def synchronize(self) -> None:
-        """Sum the accumulators over the processes of ``torch.distributed`` (no-op without it); call
-        before :meth:`compute` when each process evaluated its own shard. Every process must have
-        called :meth:`update` at least once."""
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()) or self._head_sum is None:
-            return
-        count = torch.tensor([float(self._count)], dtype=torch.float64, device=self._head_sum.device)
-        packed = torch.cat([self._best_sum.reshape(1), self._head_sum, self._best_head_count.double(), count])
-        dist.all_reduce(packed)
-        heads = self._head_sum.shape[0]
-        self._best_sum, self._head_sum = packed[0], packed[1:1 + heads]
-        self._best_head_count = packed[1 + heads:1 + 2 * heads].round().long()
-        self._count = int(packed[-1].item())
+        self.best_head_count += (result.best_head.detach()[:, None] == heads_range).sum(dim=0)
+        self.count += result.best.shape[0]
 
     def compute(self) -> dict:
         """``{"jaccard": mean best-head IoU, "per_head": [mean IoU of each head], "best_head_counts":
         [how often each head was the best], "count": images}`` as plain Python numbers (NaN when empty)."""
-        if not self._count:
+        count = int(self.count)
+        if not count:
             return {"jaccard": float("nan"), "per_head": [], "best_head_counts": [], "count": 0}
         return {
-            "jaccard": float(self._best_sum) / self._count,
-            "per_head": [float(v) / self._count for v in self._head_sum.cpu()],
-            "best_head_counts": [int(v) for v in self._best_head_count.cpu()],
-            "count": self._count,
+            "jaccard": float(self.best_sum) / count,
+            "per_head": [float(v) / count for v in self.head_sum.cpu()],
+            "best_head_counts": [int(v) for v in self.best_head_count.cpu()],
+            "count": count,
         }
+
+
+def nearest_index(source: int, target: int, device: torch.device | None = None) -> torch.Tensor:
+    """``[target]`` int64: the source row each of ``target`` rows takes under ``F.interpolate(mode="nearest")``."""
+    rows = torch.arange(source, dtype=torch.float32, device=device).reshape(1, 1, source, 1)
+    return F.interpolate(rows, size=(target, 1), mode="nearest").reshape(target).long()

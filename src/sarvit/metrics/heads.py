@@ -1,0 +1,132 @@
+"""Per-head spatial statistics of the similarity maps: the numbers that tell a SAR model from a plain one.
+
+A SAR-trained head concentrates its [CLS] similarity map in a few blobs: low spatial entropy, few
+connected components of ``S > mean``. A plainly trained head scatters it: many components, high entropy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchmetrics import Metric
+
+from ..losses import check_maps, spatial_entropy
+from ..ops import connected_components
+
+__all__ = ["HeadStatistics", "head_statistics", "HeadStats"]
+
+
+@dataclass
+class HeadStatistics:
+    """Per-map statistics from :func:`head_statistics` (tensors on the maps' device).
+
+    Attributes:
+        entropy: ``[B, H]`` float32 spatial entropy (Eq. 5-8, :func:`sarvit.spatial_entropy`).
+        components: ``[B, H]`` int64 number of connected components of ``S > mean(S)``.
+    """
+
+    entropy: torch.Tensor
+    components: torch.Tensor
+
+
+@torch.no_grad()
+def head_statistics(S: torch.Tensor, connectivity: int = 8) -> HeadStatistics:
+    """Spatial entropy and component count of every map, with the loss's own definition of a component.
+
+    The components are those of ``S > mean(S)`` per map (``connectivity``-connected, 8 as in the
+    papers), found by :func:`sarvit.connected_components`; their number is the largest label of the
+    map (labels are 1..n). A map with nothing above its mean has 0 components and entropy 0.
+
+    Args:
+        S: ``[B, H, h, w]`` pre-softmax [CLS] similarity maps (``model(x, return_maps=True)[1]``).
+        connectivity: 8 or 4.
+
+    Returns:
+        :class:`HeadStatistics` with ``entropy [B, H]`` and ``components [B, H]``.
+
+    Example:
+        >>> S = torch.zeros(1, 1, 4, 4); S[0, 0, 0, 0] = S[0, 0, 3, 3] = 1.0
+        >>> stats = head_statistics(S)  # two one-pixel blobs
+        >>> stats.components, stats.entropy  # tensor([[2]]), tensor([[0.6931]])
+    """
+    check_maps(S)
+    maps = S.detach().float()
+    entropy = spatial_entropy(maps, connectivity)
+    above = maps > maps.mean(dim=(-2, -1), keepdim=True)
+    labels = connected_components(above, connectivity)
+    components = labels.flatten(-2).amax(dim=-1)
+    return HeadStatistics(entropy=entropy, components=components)
+
+
+class HeadStats(Metric):
+    """Per-head means of :func:`head_statistics` over a dataset, summed over processes by torchmetrics.
+
+    Args:
+        num_heads: heads of the maps (``H`` of ``[B, H, h, w]``).
+        connectivity: 8 or 4.
+
+    Example:
+        >>> metric = HeadStats(num_heads=6).to(device)
+        >>> for images, *_ in loader:
+        ...     _, S = model(images.to(device), return_maps=True)
+        ...     metric.update(S)
+        >>> metric.compute()["per_head"][0]  # {"head": 0, "spatial_entropy": ..., "components": ...}
+    """
+
+    is_differentiable = False
+    full_state_update = False
+
+    def __init__(self, num_heads: int, connectivity: int = 8, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if int(num_heads) < 1:
+            raise ValueError(f"num_heads must be a positive number, got {num_heads!r}")
+        self.num_heads, self.connectivity = int(num_heads), connectivity
+        for name in ("entropy", "entropy_sq", "components", "single"):
+            self.add_state(name, torch.zeros(self.num_heads, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, S: torch.Tensor) -> None:
+        """Add a batch of maps ``S [B, H, h, w]``."""
+        self.add(head_statistics(S, self.connectivity))
+
+    def add(self, stats: HeadStatistics) -> None:
+        """Add an already computed :class:`HeadStatistics`."""
+        heads = stats.entropy.shape[1]
+        if heads != self.num_heads:
+            raise ValueError(f"HeadStats was built for {self.num_heads} heads, got maps of {heads}")
+        entropy = stats.entropy.double()
+        self.entropy += entropy.sum(dim=0)
+        self.entropy_sq += (entropy * entropy).sum(dim=0)
+        self.components += stats.components.double().sum(dim=0)
+        self.single += (stats.components == 1).double().sum(dim=0)
+        self.count += stats.entropy.shape[0]
+
+    def compute(self) -> dict:
+        """Plain-data summary: ``{"count", "per_head": [{"head", "spatial_entropy", "spatial_entropy_std",
+        "components", "single_component"}], "mean": {"spatial_entropy", "components", "single_component"}}``.
+
+        ``single_component`` is the fraction of maps that are one blob.
+        """
+        n = int(self.count)
+        if not n:
+            return {"count": 0, "per_head": [], "mean": {}}
+        entropy = (self.entropy / n).cpu()
+        std = ((self.entropy_sq / n).cpu() - entropy**2).clamp_min(0.0).sqrt()
+        components = (self.components / n).cpu()
+        single = (self.single / n).cpu()
+        per_head = [
+            {
+                "head": head,
+                "spatial_entropy": float(entropy[head]),
+                "spatial_entropy_std": float(std[head]),
+                "components": float(components[head]),
+                "single_component": float(single[head]),
+            }
+            for head in range(self.num_heads)
+        ]
+        mean = {
+            "spatial_entropy": float(entropy.mean()),
+            "components": float(components.mean()),
+            "single_component": float(single.mean()),
+        }
+        return {"count": n, "per_head": per_head, "mean": mean}

@@ -1,0 +1,67 @@
+"""The rooms of src/sarvit import only downwards: ops <- losses <- models <- data/metrics/checkpoints <- train
+<- analysis/experiments <- cli (read from the source with ast, so a lazy import inside a function counts too)."""
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sarvit"
+# A room may import rooms of a strictly lower level; errors.py is the floor everyone stands on.
+LEVELS = {"errors": 0, "ops": 1, "losses": 2, "models": 3, "data": 4, "metrics": 4, "checkpoints": 4, "train": 5,
+          "analysis": 6, "experiments": 6, "cli": 7, "__main__": 8, "__init__": 8}
+
+
+def _room(module: str) -> str:
+    """``sarvit.train.loop`` -> ``train``; ``sarvit`` itself -> ``__init__``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _module_name(path: Path, package: Path = PACKAGE) -> str:
+    relative = path.relative_to(package.parent).with_suffix("")
+    parts = list(relative.parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, root: Path = PACKAGE) -> list[str]:
+    """Every sarvit module ``path`` imports, relative imports resolved."""
+    module = _module_name(path, root)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names if alias.name.split(".")[0] == "sarvit"]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] == "sarvit":
+                # ``from . import build`` names a module: count the names as submodules of the target
+                found += [f"{target}.{alias.name}" for alias in node.names] if not node.module else [target]
+    return found
+
+
+SOURCES = sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_room_has_a_level():
+    rooms = {_room(_module_name(path)) for path in SOURCES}
+    assert rooms <= set(LEVELS), f"rooms without a level: {rooms - set(LEVELS)}"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_down(path):
+    room = _room(_module_name(path))
+    upward = [target for target in _imports(path)
+              if _room(target) != room and LEVELS[_room(target)] >= LEVELS[room]]
+    assert not upward, f"{path.relative_to(PACKAGE)} ({room}) imports a room at its level or above: {upward}"
+
+
+def test_the_checker_sees_an_upward_import(tmp_path):
+    """The rule is not vacuous: a train module importing analysis and the cli is caught."""
+    fake = tmp_path / "sarvit" / "train" / "fake.py"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("from ..analysis import attention_maps\nimport sarvit.cli\nfrom . import build\n")
+    assert _imports(fake, tmp_path / "sarvit") == ["sarvit.analysis", "sarvit.cli", "sarvit.train.build"]
