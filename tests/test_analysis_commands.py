@@ -8,9 +8,10 @@ from PIL import Image
 
 import sarvit
 from sarvit import SarvitError
-from sarvit.analysis import jaccard, load_model_for_analysis, mass_threshold, upsample_maps
+from sarvit.analysis import upsample_maps
+from sarvit.checkpoints import load_model
 from sarvit.cli import main, parse_args
-from sarvit.models import sar_config
+from sarvit.metrics import jaccard, mass_threshold
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, num_classes=5)
 FAST = ["--num-workers", "0", "--device", "cpu"]
@@ -22,57 +23,11 @@ def run(argv):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A sarvit checkpoint of a tiny SAR model in the train room's format."""
+def checkpoint(tmp_path_factory, write_model_checkpoint):
+    """A checkpoint of a tiny SAR model, written as `sarvit train` writes them."""
     torch.manual_seed(0)
     model = sarvit.create_model("vit_tiny_patch16_224", **TINY).eval()
-    path = tmp_path_factory.mktemp("ckpt") / "checkpoint.pth"
-    torch.save({
-        "format": "sarvit-checkpoint", "version": 1, "model": model.state_dict(), "epoch": 0,
-        "model_config": {"name": "vit_tiny_patch16_224", "timm_kwargs": dict(TINY), "sar": sar_config(model),
-                         "num_classes": 5, "input_size": 32},
-    }, path)
-    return path
-
-
-def voc_palette():
-    palette = []
-    for label in range(256):
-        r = g = b_ = 0
-        for bit in range(8):
-            r |= ((label >> (3 * bit)) & 1) << (7 - bit)
-            g |= ((label >> (3 * bit + 1)) & 1) << (7 - bit)
-            b_ |= ((label >> (3 * bit + 2)) & 1) << (7 - bit)
-        palette += [r, g, b_]
-    return palette
-
-
-def write_voc(root, sizes=((40, 48), (36, 36), (50, 30))):
-    """VOCdevkit/VOC2012 with JPEGImages, SegmentationObject + SegmentationClass (palette PNGs, 255 = void
-    boundaries) and ImageSets/Segmentation/val.txt; returns the image ids."""
-    voc = root / "VOCdevkit" / "VOC2012"
-    for folder in ("JPEGImages", "SegmentationObject", "SegmentationClass", "ImageSets/Segmentation"):
-        (voc / folder).mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    ids = []
-    for index, (height, width) in enumerate(sizes):
-        image_id = f"2007_{index:06d}"
-        ids.append(image_id)
-        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(voc / "JPEGImages" / f"{image_id}.jpg")
-        objects = np.zeros((height, width), dtype=np.uint8)
-        objects[height // 4: height // 2, width // 4: 3 * width // 4] = 1
-        objects[2 * height // 3:, : width // 3] = 2
-        boundary = np.zeros_like(objects, dtype=bool)
-        boundary[height // 4 - 1, :] = True  # a void line along an object edge
-        objects[boundary] = 255
-        classes = np.where(objects == 255, 255, np.where(objects > 0, 15, 0)).astype(np.uint8)
-        for folder, labels in (("SegmentationObject", objects), ("SegmentationClass", classes)):
-            mask = Image.fromarray(labels, mode="P")
-            mask.putpalette(voc_palette())
-            mask.save(voc / folder / f"{image_id}.png")
-    (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(ids) + "\n")
-    return ids
+    return write_model_checkpoint(tmp_path_factory.mktemp("ckpt") / "checkpoint.pth", model, epoch=0)
 
 
 def test_reference_spellings_parse(checkpoint, tmp_path):
@@ -105,8 +60,8 @@ def test_segment_eval_synthetic(checkpoint, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("masks", ["SegmentationObject", "SegmentationClass"])
-def test_segment_eval_voc_tree(checkpoint, tmp_path, capsys, masks):
-    ids = write_voc(tmp_path / "data")
+def test_segment_eval_voc_tree(checkpoint, tmp_path, capsys, masks, data_writers):
+    ids = data_writers.voc_objects(tmp_path / "data")
     if masks == "SegmentationClass":  # a download with class masks only
         import shutil
 
@@ -120,7 +75,7 @@ def test_segment_eval_voc_tree(checkpoint, tmp_path, capsys, masks):
 
     # The same numbers computed independently: pixel-level IoU of the upsampled thresholded maps,
     # with the masks decoded here (void 255 ignored, any object label is foreground).
-    model, _ = load_model_for_analysis(checkpoint, "cpu")
+    model, _ = load_model(checkpoint, "cpu")
     voc = tmp_path / "data" / "VOCdevkit" / "VOC2012"
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
     from torchvision.transforms import functional as TF
@@ -201,16 +156,16 @@ def test_analyze_synthetic(checkpoint, tmp_path, capsys):
         assert row["spatial_entropy"] >= 0.0 and row["components"] >= 1.0 and 0.0 <= row["single_component"] <= 1.0
 
 
-def test_analyze_voc_and_plain_state_dict(checkpoint, tmp_path):
+def test_analyze_voc_and_plain_state_dict(checkpoint, tmp_path, data_writers):
     """A plain state dict with --model, on the VOC tree's images."""
-    write_voc(tmp_path / "data")
+    data_writers.voc_objects(tmp_path / "data")
     state = torch.load(checkpoint, weights_only=True)["model"]
     torch.save(state, tmp_path / "plain.pth")
     json_path = tmp_path / "a.json"
     assert run(["analyze", "--weights", str(tmp_path / "plain.pth"), "--model", "vit_tiny_patch16_224",
                 "--data-set", "voc", "--data-path", str(tmp_path / "data"), "--json", str(json_path), *FAST]) == 0
     result = json.loads(json_path.read_text())
-    assert result["images"] == 3 and result["model"]["sar"] == {"sar": True}
+    assert result["images"] == 3 and result["model"]["sar"] == {"remove_last_skip": True, "remove_last_norm": True}
     with pytest.raises(SarvitError, match="--model"):
         run(["analyze", "--weights", str(tmp_path / "plain.pth"), *FAST])
 

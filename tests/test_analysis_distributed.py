@@ -1,7 +1,5 @@
-"""JaccardMeter / HeadStatsMeter.synchronize() sum a sharded evaluation over torch.distributed processes (gloo, CPU).
-
-Opt-in (``SARVIT_TEST_DISTRIBUTED=1``): two spawned processes re-import torch and sarvit, ~25 s on 2 cores.
-"""
+"""AttentionJaccard / HeadStats sum a sharded evaluation over torch.distributed processes (gloo, CPU), through
+torchmetrics' own reduction (``dist_reduce_fx="sum"``). Two spawned processes, ~25 s on 2 cores."""
 import os
 import socket
 
@@ -10,11 +8,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-pytestmark = [
-    pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available"),
-    pytest.mark.skipif(os.environ.get("SARVIT_TEST_DISTRIBUTED") != "1",
-                       reason="spawns 2 processes (~25 s); set SARVIT_TEST_DISTRIBUTED=1 to run"),
-]
+from sarvit.metrics import AttentionJaccard, HeadStats
+
+pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 
 
 def _data():
@@ -26,39 +22,36 @@ def _data():
 
 
 def _shard_worker(rank, world_size, port, folder):
-    from sarvit.analysis import HeadStatsMeter, JaccardMeter
-
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
         attention, foreground, S = _data()
-        shard = slice(3 * rank, 3 * rank + 3)
-        jaccard_meter, stats_meter = JaccardMeter(), HeadStatsMeter()
-        jaccard_meter.update(attention[shard], foreground[shard])
-        stats_meter.update(S[shard])
-        jaccard_meter.synchronize()
-        stats_meter.synchronize()
-        torch.save((jaccard_meter.compute(), stats_meter.compute()), f"{folder}/{rank}.pt")
+        shard = slice(4 * rank, 4 * rank + 4)  # uneven shards: 4 images and 2
+        jaccard, stats = AttentionJaccard(num_heads=3), HeadStats(num_heads=3)
+        jaccard.update(attention[shard], foreground[shard])
+        stats.update(S[shard])
+        torch.save((jaccard.compute(), stats.compute()), f"{folder}/{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def test_meters_synchronize_over_processes(tmp_path):
-    from sarvit.analysis import HeadStatsMeter, JaccardMeter
-
+def test_metrics_reduce_over_processes(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     # spawn, not fork: a forked child of a process that already ran torch CPU kernels can deadlock in OpenMP
     mp.spawn(_shard_worker, args=(2, port, str(tmp_path)), nprocs=2)
     attention, foreground, S = _data()
-    whole_jaccard, whole_stats = JaccardMeter(), HeadStatsMeter()
+    whole_jaccard, whole_stats = AttentionJaccard(num_heads=3), HeadStats(num_heads=3)
     whole_jaccard.update(attention, foreground)
     whole_stats.update(S)
+    expected_jaccard, expected_stats = whole_jaccard.compute(), whole_stats.compute()
     for rank in (0, 1):
         got_jaccard, got_stats = torch.load(tmp_path / f"{rank}.pt", weights_only=False)
         assert got_jaccard["count"] == 6
-        assert got_jaccard["jaccard"] == pytest.approx(whole_jaccard.compute()["jaccard"])
-        assert got_jaccard["per_head"] == pytest.approx(whole_jaccard.compute()["per_head"])
-        assert got_jaccard["best_head_counts"] == whole_jaccard.compute()["best_head_counts"]
-        assert got_stats["count"] == 6 and got_stats["mean"] == pytest.approx(whole_stats.compute()["mean"])
+        assert got_jaccard["jaccard"] == pytest.approx(expected_jaccard["jaccard"])
+        assert got_jaccard["per_head"] == pytest.approx(expected_jaccard["per_head"])
+        assert got_jaccard["best_head_counts"] == expected_jaccard["best_head_counts"]
+        assert got_stats["count"] == 6 and got_stats["mean"] == pytest.approx(expected_stats["mean"])
+        assert got_stats["per_head"] == pytest.approx(expected_stats["per_head"])

@@ -4,15 +4,6 @@ from collections import Counter
 import pytest
 import torch
 from PIL import Image
-from data_fixtures import (
-    PET_BREEDS,
-    write_cifar10,
-    write_cifar100,
-    write_corrupt_image,
-    write_flowers102,
-    write_image_folder,
-    write_pets,
-)
 from torch.utils.data import Subset
 
 from sarvit.data import DATASET_NAMES, SyntheticObjects, build_dataset, build_transform, sample_targets
@@ -31,15 +22,15 @@ def test_unknown_name_lists_the_known_names():
 
 
 @pytest.mark.parametrize("spelling, expected_classes", [("CIFAR", 100), ("cifar10", 10), ("CIFAR10", 10), ("Cifar100", 100)])
-def test_reference_spellings_are_accepted(tmp_path, spelling, expected_classes):
-    write_cifar10(tmp_path)
-    write_cifar100(tmp_path)
+def test_reference_spellings_are_accepted(data_writers, tmp_path, spelling, expected_classes):
+    data_writers.cifar10(tmp_path)
+    data_writers.cifar100(tmp_path)
     _, num_classes = build_dataset(spelling, tmp_path, train=False)
     assert num_classes == expected_classes
 
 
-def test_imnet_alias_is_imagenet(tmp_path):
-    write_image_folder(tmp_path, {"n01": 2, "n02": 2})
+def test_imnet_alias_is_imagenet(data_writers, tmp_path):
+    data_writers.image_folder(tmp_path, {"n01": 2, "n02": 2})
     dataset, num_classes = build_dataset("IMNET", tmp_path, train=True)
     assert num_classes == 2 and len(dataset) == 4
 
@@ -61,8 +52,8 @@ def test_synthetic_defaults_and_options():
         build_dataset("synthetic", train=True, wrong_option=1)
 
 
-def test_synthetic_options_with_another_dataset_are_refused(tmp_path):
-    write_cifar10(tmp_path)
+def test_synthetic_options_with_another_dataset_are_refused(data_writers, tmp_path):
+    data_writers.cifar10(tmp_path)
     with pytest.raises(SarvitError, match="only apply to the synthetic dataset"):
         build_dataset("cifar10", tmp_path, train=True, num_classes=5)
 
@@ -70,8 +61,8 @@ def test_synthetic_options_with_another_dataset_are_refused(tmp_path):
 # --- torchvision formats -----------------------------------------------------------------------------------
 
 
-def test_cifar10_real_format(tmp_path):
-    train_labels = write_cifar10(tmp_path)
+def test_cifar10_real_format(data_writers, tmp_path):
+    train_labels = data_writers.cifar10(tmp_path)
     train, num_classes = build_dataset("cifar10", tmp_path, train=True, transform=build_transform(True, 32))
     test, _ = build_dataset("cifar10", tmp_path, train=False)
     assert num_classes == 10 and len(train) == 100 and len(test) == 20
@@ -82,8 +73,8 @@ def test_cifar10_real_format(tmp_path):
     assert isinstance(test[0][0], Image.Image)
 
 
-def test_cifar100_real_format_and_data_path_inside_the_folder(tmp_path):
-    train_labels = write_cifar100(tmp_path)
+def test_cifar100_real_format_and_data_path_inside_the_folder(data_writers, tmp_path):
+    train_labels = data_writers.cifar100(tmp_path)
     train, num_classes = build_dataset("cifar100", tmp_path / "cifar-100-python", train=True)
     assert num_classes == 100 and len(train) == 300 and sample_targets(train) == train_labels
 
@@ -102,22 +93,22 @@ def test_missing_torchvision_dataset_names_the_path(tmp_path, name, files):
     assert str(missing_root) in message and files.split("/")[0] in message and "--download" in message
 
 
-def test_cifar10_with_a_missing_batch_names_it(tmp_path):
-    write_cifar10(tmp_path)
+def test_cifar10_with_a_missing_batch_names_it(data_writers, tmp_path):
+    data_writers.cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
     with pytest.raises(SarvitError, match="not found: data_batch_3"):
         build_dataset("cifar10", tmp_path, train=True)
 
 
-def test_cifar10_malformed_batch_is_a_sarvit_error(tmp_path):
-    write_cifar10(tmp_path)
+def test_cifar10_malformed_batch_is_a_sarvit_error(data_writers, tmp_path):
+    data_writers.cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "data_batch_2").write_bytes(b"garbage")
     with pytest.raises(SarvitError, match="could not read the dataset files under .*cifar-10-batches-py"):
         build_dataset("cifar10", tmp_path, train=True)
 
 
-def test_flowers_train_is_train_plus_val_and_eval_is_test(tmp_path):
-    labels = write_flowers102(tmp_path)
+def test_flowers_train_is_train_plus_val_and_eval_is_test(data_writers, tmp_path):
+    labels = data_writers.flowers102(tmp_path)
     train, num_classes = build_dataset("flowers", tmp_path, train=True)
     test, _ = build_dataset("flowers", tmp_path, train=False, transform=build_transform(False, 48))
     assert num_classes == 102
@@ -127,28 +118,28 @@ def test_flowers_train_is_train_plus_val_and_eval_is_test(tmp_path):
     assert test[0][0].shape == (3, 48, 48)
 
 
-def test_flowers_corrupt_image_names_the_file(tmp_path):
-    write_flowers102(tmp_path)
-    corrupt = write_corrupt_image(tmp_path / "flowers-102" / "jpg" / "image_00002.jpg")
+def test_flowers_corrupt_image_names_the_file(data_writers, tmp_path):
+    data_writers.flowers102(tmp_path)
+    corrupt = data_writers.corrupt_image(tmp_path / "flowers-102" / "jpg" / "image_00002.jpg")
     train, _ = build_dataset("flowers", tmp_path, train=True)
     with pytest.raises(SarvitError, match=str(corrupt)):
         train[1]
 
 
-def test_pets_trainval_and_test(tmp_path):
-    image_ids = write_pets(tmp_path)
+def test_pets_trainval_and_test(data_writers, tmp_path):
+    image_ids = data_writers.pets(tmp_path)
     train, num_classes = build_dataset("pets", tmp_path, train=True)
     test, _ = build_dataset("pets", tmp_path, train=False)
     assert num_classes == 37
     assert len(train) == len(image_ids["trainval"]) and len(test) == len(image_ids["test"])
-    assert sorted(set(sample_targets(train))) == list(range(len(PET_BREEDS)))
+    assert sorted(set(sample_targets(train))) == list(range(len(data_writers.pet_breeds)))
     image, target = train[2]
     assert isinstance(image, Image.Image) and target == 1
 
 
-def test_pets_corrupt_image_names_the_file(tmp_path):
-    write_pets(tmp_path)
-    corrupt = write_corrupt_image(tmp_path / "oxford-iiit-pet" / "images" / "Bengal_1.jpg")
+def test_pets_corrupt_image_names_the_file(data_writers, tmp_path):
+    data_writers.pets(tmp_path)
+    corrupt = data_writers.corrupt_image(tmp_path / "oxford-iiit-pet" / "images" / "Bengal_1.jpg")
     train, _ = build_dataset("pets", tmp_path, train=True)
     index = next(i for i, path in enumerate(train._images) if path.name == "Bengal_1.jpg")
     with pytest.raises(SarvitError, match=str(corrupt)):
@@ -159,8 +150,8 @@ def test_pets_corrupt_image_names_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["imagenet", "imnet-100", "folder"])
-def test_image_folder_layouts(tmp_path, name):
-    write_image_folder(tmp_path, {"a": 3, "b": 2, "c": 1})
+def test_image_folder_layouts(data_writers, tmp_path, name):
+    data_writers.image_folder(tmp_path, {"a": 3, "b": 2, "c": 1})
     train, num_classes = build_dataset(name, tmp_path, train=True, transform=build_transform(True, 48))
     val, _ = build_dataset(name, tmp_path, train=False)
     assert num_classes == 3 and len(train) == 6 and len(val) == 6
@@ -175,14 +166,14 @@ def test_image_folder_missing_split_names_the_path(tmp_path, name):
     assert str(tmp_path / "train") in str(error.value)
 
 
-def test_image_folder_without_class_folders(tmp_path):
-    write_corrupt_image(tmp_path / "val" / "flat_image.jpg")  # ImageNet's raw val: no class folders
+def test_image_folder_without_class_folders(data_writers, tmp_path):
+    data_writers.corrupt_image(tmp_path / "val" / "flat_image.jpg")  # ImageNet's raw val: no class folders
     with pytest.raises(SarvitError, match="class folder"):
         build_dataset("imagenet", tmp_path, train=False)
 
 
-def test_image_folder_val_classes_must_match_train(tmp_path):
-    write_image_folder(tmp_path, {"a": 1, "b": 1})
+def test_image_folder_val_classes_must_match_train(data_writers, tmp_path):
+    data_writers.image_folder(tmp_path, {"a": 1, "b": 1})
     (tmp_path / "val" / "b").rename(tmp_path / "val" / "zebra")
     with pytest.raises(SarvitError, match="missing \\['b'\\], extra \\['zebra'\\]"):
         build_dataset("folder", tmp_path, train=False)
@@ -193,9 +184,9 @@ def test_image_folder_cannot_download(tmp_path):
         build_dataset("imagenet", tmp_path, train=True, download=True)
 
 
-def test_corrupt_image_in_folder_names_the_file(tmp_path):
-    write_image_folder(tmp_path, {"a": 2})
-    corrupt = write_corrupt_image(tmp_path / "train" / "a" / "broken.jpg")
+def test_corrupt_image_in_folder_names_the_file(data_writers, tmp_path):
+    data_writers.image_folder(tmp_path, {"a": 2})
+    corrupt = data_writers.corrupt_image(tmp_path / "train" / "a" / "broken.jpg")
     train, _ = build_dataset("folder", tmp_path, train=True)
     index = [path for path, _ in train.samples].index(str(corrupt))
     with pytest.raises(SarvitError) as error:
@@ -211,9 +202,9 @@ def test_dataset_path_required_for_on_disk_datasets():
 # --- subsets -------------------------------------------------------------------------------------------------
 
 
-def test_subset_keeps_a_seeded_fraction_of_every_class(tmp_path):
+def test_subset_keeps_a_seeded_fraction_of_every_class(data_writers, tmp_path):
     counts = {"a": 8, "b": 4, "c": 20, "d": 1}
-    write_image_folder(tmp_path, counts, val_count=1)
+    data_writers.image_folder(tmp_path, counts, val_count=1)
     subset, num_classes = build_dataset("folder", tmp_path, train=True, subset_ratio=0.5, seed=1)
     assert isinstance(subset, Subset) and num_classes == 4
     kept = Counter(sample_targets(subset))
@@ -225,10 +216,10 @@ def test_subset_keeps_a_seeded_fraction_of_every_class(tmp_path):
     assert subset.indices == sorted(subset.indices)
 
 
-def test_subset_of_synthetic_and_cifar(tmp_path):
+def test_subset_of_synthetic_and_cifar(data_writers, tmp_path):
     subset, _ = build_dataset("synthetic", train=True, num_samples=400, subset_ratio=0.25)
     assert Counter(sample_targets(subset)) == {label: 10 for label in range(10)}
-    labels = write_cifar10(tmp_path)
+    labels = data_writers.cifar10(tmp_path)
     cifar_subset, _ = build_dataset("cifar10", tmp_path, train=True, subset_ratio=0.75, seed=0)
     full = Counter(labels)
     kept = Counter(sample_targets(cifar_subset))

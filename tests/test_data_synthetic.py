@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from sarvit.data import SHAPES, SyntheticObjects, build_transform
+from sarvit.data import SHAPES, SyntheticMasks, SyntheticObjects, build_transform
 from sarvit.errors import SarvitError
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=int)
@@ -91,27 +91,26 @@ def test_colour_does_not_give_away_the_class():
     assert np.ptp(per_class, axis=0).max() < 30  # class mean colours within ~12% of the range of each other
 
 
-def test_return_mask_gives_aligned_tensors():
-    dataset = SyntheticObjects(num_samples=10, img_size=40, return_mask=True)
-    image, target, mask = dataset[3]
-    raw_image, raw_mask, raw_target = dataset.render(3)
+def test_masks_dataset_gives_aligned_tensors():
+    dataset = SyntheticMasks(num_samples=10, img_size=40)
+    image, target, mask, valid = dataset[3]
+    raw_image, raw_mask, raw_target = dataset.objects.render(3)
     assert image.shape == (3, 40, 40) and image.dtype == torch.float32
     assert mask.shape == (40, 40) and mask.dtype == torch.bool and target == raw_target
-    assert torch.equal(mask, torch.from_numpy(raw_mask))
+    assert torch.equal(mask, torch.from_numpy(raw_mask)) and valid.all()
     assert abs(image.mean().item()) < 3  # normalised
+    # the same pixels as the classification set's image through ToTensor + Normalize (no resize at 32 px)
+    image32 = SyntheticMasks(num_samples=10, img_size=32)[3][0]
+    plain = build_transform(False, 32)(SyntheticObjects(num_samples=10, img_size=32, train=False)[3][0])
+    torch.testing.assert_close(image32, plain)
 
 
-def test_return_mask_resizes_image_and_mask_together():
-    dataset = SyntheticObjects(num_samples=10, img_size=32, return_mask=True, output_size=64)
-    image, _, mask = dataset[1]
-    _, raw_mask, _ = dataset.render(1)
-    assert image.shape == (3, 64, 64) and mask.shape == (64, 64)
+def test_masks_dataset_resizes_image_and_mask_together():
+    dataset = SyntheticMasks(num_samples=10, img_size=32, output_size=64)
+    image, _, mask, valid = dataset[1]
+    _, raw_mask, _ = dataset.objects.render(1)
+    assert image.shape == (3, 64, 64) and mask.shape == valid.shape == (64, 64)
     assert torch.equal(mask, torch.from_numpy(raw_mask).repeat_interleave(2, 0).repeat_interleave(2, 1))
-
-
-def test_return_mask_refuses_a_transform():
-    with pytest.raises(SarvitError, match="transform=None"):
-        SyntheticObjects(return_mask=True, transform=build_transform(False, 64))
 
 
 @pytest.mark.parametrize("options, message", [

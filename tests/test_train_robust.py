@@ -11,7 +11,8 @@ import torch
 
 from sarvit import create_model
 from sarvit.cli import main
-from sarvit.train import checkpoint as checkpoint_module
+from sarvit.checkpoints import files as checkpoint_files
+from sarvit.train import rng as rng_module
 from sarvit.train import loop as loop_module
 from test_train_common import one_cpu_thread, tiny_argv  # noqa: F401 (autouse fixture)
 
@@ -55,16 +56,16 @@ def test_skip_nonfinite_counts_and_continues(tmp_path, monkeypatch):
 
 def test_crash_while_writing_keeps_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "last.pth"
-    checkpoint_module.save_atomic({"epoch": 1, "w": torch.ones(3)}, path)
+    checkpoint_files.save_atomic({"epoch": 1, "w": torch.ones(3)}, path)
     before = path.read_bytes()
 
     def torn_save(obj, file):
         file.write(b"PK\x03\x04 half a zip")
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoint_module.torch, "save", torn_save)
+    monkeypatch.setattr(checkpoint_files.torch, "save", torn_save)
     with pytest.raises(OSError, match="disk full"):
-        checkpoint_module.save_atomic({"epoch": 2, "w": torch.zeros(3)}, path)
+        checkpoint_files.save_atomic({"epoch": 2, "w": torch.zeros(3)}, path)
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["last.pth"]
 
 
@@ -73,10 +74,10 @@ def test_rng_state_round_trips_through_weights_only(tmp_path):
 
     import numpy as np
 
-    state = checkpoint_module.rng_state()
-    checkpoint_module.save_atomic({"rng": state}, tmp_path / "r.pth")
+    state = rng_module.rng_state()
+    checkpoint_files.save_atomic({"rng": state}, tmp_path / "r.pth")
     draws = (torch.rand(3), np.random.rand(3), random.random())
-    checkpoint_module.set_rng_state(torch.load(tmp_path / "r.pth", weights_only=True)["rng"])
+    rng_module.set_rng_state(torch.load(tmp_path / "r.pth", weights_only=True)["rng"])
     assert torch.equal(torch.rand(3), draws[0]) and np.array_equal(np.random.rand(3), draws[1])
     assert random.random() == draws[2]
 
@@ -101,7 +102,7 @@ class NotPlainData:
 def test_deit_checkpoint_with_args_namespace_loads(tmp_path):
     import argparse
 
-    from sarvit.train.checkpoint import load_checkpoint
+    from sarvit.checkpoints import load_checkpoint
 
     path = tmp_path / "deit.pth"
     weights = {"w": torch.ones(2)}

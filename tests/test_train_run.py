@@ -162,11 +162,11 @@ def test_sar_config_of_built_model_matches_flags(tmp_path):
     from test_train_common import config_of
 
     config = config_of("--use-nosn", "--remove-last-mlp-skip", "--depth", "2", "--embed-dim", "48", "--input-size", "32")
-    model = build.build_model(build.model_config(config, 5))
+    model = build.model_spec(config, 5).build()
     assert sar_config(model) == {"remove_last_skip": True, "remove_last_norm": True, "remove_last_mlp_skip": True,
                                  "similarity": "dot"}
     with pytest.raises(SarvitError):
-        build.build_model(build.model_config({**config, "model": "resnet18"}, 5))
+        build.model_spec({**config, "model": "resnet18"}, 5).build()
 
 
 def test_resume_finished_run_with_more_epochs_extends_it(tmp_path, capsys):
@@ -185,7 +185,7 @@ def test_finetune_keeps_pretrained_architecture_by_default(tmp_path):
                  "--epochs", "1", "--batch-size", "16", "--num-workers", "0", "--no-tensorboard",
                  "--output-dir", str(out)]) == 0
     spec = torch.load(out / "last.pth", weights_only=True)["model_config"]
-    assert spec["timm_kwargs"]["depth"] == 2 and spec["timm_kwargs"]["embed_dim"] == 48 and spec["num_classes"] == 3
+    assert spec["timm_kwargs"]["depth"] == 2 and spec["timm_kwargs"]["embed_dim"] == 48 and spec["timm_kwargs"]["num_classes"] == 3
 
 
 def test_saved_config_repeats_the_run_instead_of_resuming_it(tmp_path, capsys):

@@ -34,7 +34,7 @@ def segmentation_report(model: nn.Module, loader: Iterable, keep: float, ids: Op
     for images, _, foreground, valid in loader:
         _, _, attention = attention_maps(model, images)
         result = segmentation_jaccard(attention, foreground, valid, keep)
-        metric.add(result)
+        metric.update(result)
         best.append(result.best)
         heads.append(result.best_head)
     summary = metric.compute()

@@ -85,12 +85,9 @@ class HeadStats(Metric):
             self.add_state(name, torch.zeros(self.num_heads, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, S: torch.Tensor) -> None:
-        """Add a batch of maps ``S [B, H, h, w]``."""
-        self.add(head_statistics(S, self.connectivity))
-
-    def add(self, stats: HeadStatistics) -> None:
-        """Add an already computed :class:`HeadStatistics`."""
+    def update(self, S) -> None:
+        """Add a batch of maps ``S [B, H, h, w]``, or a :class:`HeadStatistics` already computed."""
+        stats = S if isinstance(S, HeadStatistics) else head_statistics(S, self.connectivity)
         heads = stats.entropy.shape[1]
         if heads != self.num_heads:
             raise ValueError(f"HeadStats was built for {self.num_heads} heads, got maps of {heads}")

@@ -230,13 +230,16 @@ class AttentionJaccard(Metric):
         self.add_state("best_head_count", torch.zeros(self.num_heads, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, attention: torch.Tensor, foreground: torch.Tensor, valid: torch.Tensor | None = None) -> None:
-        """Add a batch: ``attention [B, H, k, k]``, ``foreground``/``valid [B, S, S]`` bool (as in
-        :func:`segmentation_jaccard`)."""
-        self.add(segmentation_jaccard(attention, foreground, valid, self.keep))
-
-    def add(self, result: SegmentationJaccard) -> None:
-        """Add an already computed :class:`SegmentationJaccard` (say, one a caller also keeps per image)."""
+    def update(self, attention, foreground: torch.Tensor | None = None, valid: torch.Tensor | None = None) -> None:
+        """Add a batch: ``attention [B, H, k, k]`` with ``foreground``/``valid [B, S, S]`` bool (as in
+        :func:`segmentation_jaccard`), or a :class:`SegmentationJaccard` already computed (say, by a caller
+        that also keeps the per-image values)."""
+        if isinstance(attention, SegmentationJaccard):
+            result = attention
+        else:
+            if foreground is None:
+                raise ValueError("AttentionJaccard.update: expected the foreground masks with the attention maps")
+            result = segmentation_jaccard(attention, foreground, valid, self.keep)
         heads = result.per_head.shape[1]
         if heads != self.num_heads:
             raise ValueError(f"AttentionJaccard was built for {self.num_heads} heads, got maps of {heads}")

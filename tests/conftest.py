@@ -1,10 +1,13 @@
-"""Writers of tiny datasets in their real on-disk formats, for the data-layer tests."""
+"""Shared fixtures: tiny datasets written in their real on-disk formats (``data_writers``, ``voc_tree``), and
+sarvit checkpoints written by sarvit's own checkpoint writer (``write_model_checkpoint``)."""
 from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import scipy.io
 from PIL import Image
 
@@ -131,16 +134,76 @@ def voc_labels(size: int = 40) -> np.ndarray:
     return labels
 
 
+def voc_objects(height: int, width: int) -> np.ndarray:
+    """Two objects (labels 1, 2) of a ``height x width`` image and a void line along the first one's edge."""
+    objects = np.zeros((height, width), dtype=np.uint8)
+    objects[height // 4: height // 2, width // 4: 3 * width // 4] = 1
+    objects[2 * height // 3:, : width // 3] = 2
+    objects[height // 4 - 1, :] = 255
+    return objects
+
+
+def _save_palette_png(labels: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mask = Image.fromarray(labels, mode="P")
+    mask.putpalette(voc_palette())
+    mask.save(path)
+
+
 def write_voc(root: Path, ids=("2007_000033", "2007_000042"), mask_folder: str = "SegmentationObject") -> Path:
-    """``root/VOCdevkit/VOC2012`` with JPEGImages, palette PNG masks, ImageSets/Segmentation/{train,val}.txt."""
+    """``root/VOCdevkit/VOC2012``: 40x40 JPEGs, :func:`voc_labels` palette PNGs in ``mask_folder``,
+    ``ImageSets/Segmentation/{train,val}.txt``; returns the VOC2012 folder."""
     voc = root / "VOCdevkit" / "VOC2012"
     for index, image_id in enumerate(ids):
         write_image(voc / "JPEGImages" / f"{image_id}.jpg", index, size=40)
-        mask = Image.fromarray(voc_labels(40), mode="P")
-        mask.putpalette(voc_palette())
-        (voc / mask_folder).mkdir(parents=True, exist_ok=True)
-        mask.save(voc / mask_folder / f"{image_id}.png")
-    (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
+        _save_palette_png(voc_labels(40), voc / mask_folder / f"{image_id}.png")
+    _write_lists(voc, ids)
+    return voc
+
+
+def write_voc_objects(root: Path, sizes=((40, 48), (36, 36), (50, 30))) -> list[str]:
+    """``root/VOCdevkit/VOC2012`` with non-square random JPEGs, :func:`voc_objects` in SegmentationObject and
+    their class masks (any object -> class 15) in SegmentationClass; returns the image ids."""
+    voc = root / "VOCdevkit" / "VOC2012"
+    rng = np.random.default_rng(0)
+    ids = []
+    for index, (height, width) in enumerate(sizes):
+        image_id = f"2007_{index:06d}"
+        ids.append(image_id)
+        (voc / "JPEGImages").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(voc / "JPEGImages" / f"{image_id}.jpg")
+        objects = voc_objects(height, width)
+        classes = np.where(objects == 255, 255, np.where(objects > 0, 15, 0)).astype(np.uint8)
+        _save_palette_png(objects, voc / "SegmentationObject" / f"{image_id}.png")
+        _save_palette_png(classes, voc / "SegmentationClass" / f"{image_id}.png")
+    _write_lists(voc, ids)
+    return ids
+
+
+def _write_lists(voc: Path, ids) -> None:
+    (voc / "ImageSets" / "Segmentation").mkdir(parents=True, exist_ok=True)
     for split in ("train", "val"):
         (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
-    return voc
+
+
+@pytest.fixture(scope="session")
+def data_writers() -> SimpleNamespace:
+    """The writers above, for tests that build datasets on disk."""
+    return SimpleNamespace(
+        image=write_image, corrupt_image=write_corrupt_image, cifar10=write_cifar10, cifar100=write_cifar100,
+        flowers102=write_flowers102, pets=write_pets, pet_breeds=PET_BREEDS, image_folder=write_image_folder,
+        voc=write_voc, voc_objects=write_voc_objects, voc_labels=voc_labels, voc_object_labels=voc_objects,
+    )
+
+
+@pytest.fixture(scope="session")
+def write_model_checkpoint():
+    """``write(path, model, name="vit_tiny_patch16_224", **content)``: a checkpoint of ``model`` written by
+    :func:`sarvit.checkpoints.write_checkpoint`, the writer real runs use."""
+    from sarvit.checkpoints import write_checkpoint
+    from sarvit.models import ModelSpec
+
+    def write(path: Path, model, **content) -> Path:
+        return write_checkpoint(path, model.state_dict(), ModelSpec.of(model), **content)
+
+    return write
