@@ -6,7 +6,7 @@ import torch
 
 import sarvit
 from sarvit import SarvitError
-from sarvit.checkpoints import (FORMAT, load_checkpoint, load_model, stored_spec, write_checkpoint, write_json)
+from sarvit.checkpoints import FORMAT, load_checkpoint, load_model, stored_spec, write_json
 from sarvit.models import ModelSpec, infer_model_kwargs, sar_config
 from sarvit.train import build
 
