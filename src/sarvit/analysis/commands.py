@@ -90,7 +90,7 @@ def run_visualize(args) -> int:
         dataset, _ = _data(args, model, 8, masks=True)
         dataset = limit(dataset, 8) if args.num_samples is None else dataset
         ids = image_ids(dataset)
-        name = args.data_set or ("voc" if args.data_path else "synthetic")
+        name = dataset_name(args.data_set, args.data_path)
         titles = [ids[i] if ids is not None else f"{name}_{i:04d}" for i in range(len(dataset))]
         names = [f"{title}_attention.png" for title in titles]
     mean, std = input_normalization(dataset)

@@ -10,11 +10,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import Normalize
 
-from ..data import MASK_DATASET_NAMES, build_dataset, build_mask_dataset, build_mask_transform, load_rgb_image
+from ..data import (MASK_DATASET_NAMES, build_dataset, build_mask_dataset, build_mask_transform, build_transform,
+                    load_rgb_image)
 from ..errors import SarvitError
 
 __all__ = ["IMAGE_SUFFIXES", "ImageFiles", "model_image_size", "mask_dataset", "image_dataset", "image_files",
-           "image_ids", "input_normalization", "png_names", "limit", "make_loader"]
+           "dataset_name", "image_ids", "input_normalization", "png_names", "limit", "make_loader"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -38,7 +39,8 @@ def limit(dataset: Dataset, count: Optional[int]) -> Dataset:
     return Subset(dataset, range(count))
 
 
-def _name(data_set: Optional[str], data_path: Optional[str]) -> str:
+def dataset_name(data_set: Optional[str], data_path: Optional[str]) -> str:
+    """The ``--data-set`` asked for: ``voc`` when only a path is given, ``synthetic`` when neither."""
     if data_set is None:
         return "voc" if data_path else "synthetic"
     return data_set.strip().lower().replace("_", "-")
@@ -48,7 +50,7 @@ def mask_dataset(data_set: Optional[str], data_path: Optional[str], *, img_size:
                  num_samples: Optional[int], seed: int, default_samples: int) -> tuple[Dataset, str]:
     """A dataset with masks from the registry (``voc`` when only a path is given, else ``synthetic``), items
     ``(image, target, foreground, valid)``; returns ``(dataset, description)``."""
-    name = _name(data_set, data_path)
+    name = dataset_name(data_set, data_path)
     if name not in MASK_DATASET_NAMES:
         raise SarvitError(f"--data-set: expected one of {', '.join(MASK_DATASET_NAMES)} (datasets with masks), "
                           f"got {data_set!r}")
@@ -67,11 +69,11 @@ def mask_dataset(data_set: Optional[str], data_path: Optional[str], *, img_size:
 def image_dataset(data_set: Optional[str], data_path: Optional[str], *, img_size: int, num_classes: int, split: str,
                   num_samples: Optional[int], seed: int, default_samples: int) -> tuple[Dataset, str]:
     """Any dataset by name (``analyze`` needs only the images, the first element of each item)."""
-    name = _name(data_set, data_path)
+    name = dataset_name(data_set, data_path)
     if name in MASK_DATASET_NAMES:
         return mask_dataset(data_set, data_path, img_size=img_size, num_classes=num_classes, split=split,
                             num_samples=num_samples, seed=seed, default_samples=default_samples)
-    dataset, _ = build_dataset(name, data_path, train=False, transform=build_mask_transform(img_size))
+    dataset, _ = build_dataset(name, data_path, train=False, transform=build_transform(False, img_size))
     return limit(dataset, num_samples), f"{name} (eval split) at {data_path}"
 
 

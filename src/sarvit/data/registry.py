@@ -121,7 +121,8 @@ def build_mask_dataset(
     if key != "voc":
         raise SarvitError(f"expected a dataset with masks ({', '.join(MASK_DATASET_NAMES)}), got {name!r}")
     if synthetic_kwargs:
-        raise SarvitError(f"options {', '.join(sorted(synthetic_kwargs))} only apply to the synthetic dataset, got them with 'voc'")
+        raise SarvitError(f"options {', '.join(sorted(synthetic_kwargs))} only apply to the synthetic dataset, "
+                          "got them with 'voc'")
     if root is None:
         raise SarvitError("voc: expected the VOC 2012 folder (--data-path), got none")
     return VOCForeground(root, split=split, img_size=img_size, transform=transform), 0

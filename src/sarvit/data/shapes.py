@@ -98,7 +98,8 @@ class ScenePainter:
         self._blotch_upsample = _bilinear_matrix(img_size, _BLOTCH_GRID)
 
     def paint(self, rng: np.random.Generator, shape: str) -> tuple[np.ndarray, np.ndarray]:
-        """One scene with a ``shape`` object (a key of :data:`SHAPES`): ``(image uint8 [S, S, 3], foreground [S, S])``."""
+        """One scene with a ``shape`` object (a key of :data:`SHAPES`):
+        ``(image uint8 [S, S, 3], foreground bool [S, S])``."""
         size = self.img_size
         canvas = self._background(rng)
         self._draw_distractors(rng, canvas)

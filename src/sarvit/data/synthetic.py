@@ -113,7 +113,8 @@ class SyntheticMasks(MaskedDataset):
     """
 
     def __init__(self, num_samples: int = 1000, num_classes: int = 10, img_size: int = 64, seed: int = 0,
-                 train: bool = False, *, output_size: Optional[int] = None, transform: Optional[Callable] = None) -> None:
+                 train: bool = False, *, output_size: Optional[int] = None,
+                 transform: Optional[Callable] = None) -> None:
         self.objects = SyntheticObjects(num_samples, num_classes, img_size, seed, train)
         self.num_classes, self.classes, self.targets = num_classes, self.objects.classes, self.objects.targets
         super().__init__(output_size or img_size, transform)
