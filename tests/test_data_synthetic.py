@@ -1,5 +1,4 @@
 """SyntheticObjects: determinism, splits, masks aligned with objects, occlusion, balance."""
-import time
 from collections import Counter
 
 import numpy as np
@@ -127,12 +126,3 @@ def test_bad_arguments(options, message):
 def test_index_out_of_range():
     with pytest.raises(IndexError):
         SyntheticObjects(num_samples=5)[5]
-
-
-@pytest.mark.parametrize("img_size", [64, 224])
-def test_generation_time_is_reported(img_size):
-    dataset = SyntheticObjects(num_samples=200, img_size=img_size)
-    start = time.perf_counter()
-    for index in range(200):
-        dataset[index]
-    print(f"\nSyntheticObjects {img_size}px: {(time.perf_counter() - start) / 200 * 1e3:.2f} ms per item (PIL)")
