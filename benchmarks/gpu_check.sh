@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check and figure in one command (from the repository root):  bash benchmarks/gpu_check.sh
 # Runs the CUDA tests, then benchmarks/gpu_check.py (exactness vs scipy, sync-free, loss times, ViT-S/16 steps).
-# About 5 minutes on one H100; exits 0 with a message when there is no CUDA device.
+# Estimated at about 5 minutes on one H100 (not yet run on one); exits 0 with a message when there is no CUDA device.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
