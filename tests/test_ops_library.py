@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import sarvit
+import sarvit.ops  # registers torch.ops.sarvit.* (`import sarvit` alone loads nothing)
 
 cuda = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 DEVICES = ["cpu", pytest.param("cuda", marks=cuda)]
