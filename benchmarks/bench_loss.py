@@ -1,29 +1,40 @@
-"""Print the cost of SAR: the spatial-entropy loss alone, and (on CUDA) the ViT-S/16 train step.
+"""Print the cost of SAR: the spatial-entropy loss alone, and a ViT-S/16 train step against plain timm.
 
-    python benchmarks/bench_loss.py            # CUDA if available, else CPU
-    python benchmarks/bench_loss.py --device cpu --repeats 50
+    python benchmarks/bench_loss.py                    # CUDA if available, else CPU (small shapes)
+    python benchmarks/bench_loss.py --device cpu --no-compile
 
 Figures printed (median of --repeats timed runs after warm-up):
-  * loss forward+backward for (B=256, H=6, 14x14), (B=128, H=12, 14x14), (B=64, H=6, 28x28);
-  * CPU only: 1,536 random 14x14 maps forward+backward against a Python loop calling
-    scipy.ndimage.label per map (labels only), and the reference-style loss (a loop over maps);
-  * CUDA only: ViT-S/16 train step (bf16 autocast, fused attention, batch 256, AdamW) with and
-    without SAR, and the overhead in %.
+  * loss forward+backward for (B=256, H=6, 14x14), (B=128, H=12, 14x14), (B=64, H=6, 28x28), with the
+    default labelling (scipy op on CPU, Triton on CUDA) and with the pure-tensor labelling;
+  * connected_components alone on 1,536 random 14x14 maps, per method;
+  * CPU only: the same 1,536 maps against a Python loop calling scipy.ndimage.label per map, and the
+    reference-style loss (a loop over maps);
+  * the ViT-S/16 train step (AdamW; bf16 autocast on CUDA) of plain `timm.create_model` (timm's fused
+    attention) against sarvit's SAR model + loss, eager and `torch.compile`d. CUDA: batch 256, 224 px;
+    CPU: batch 8, 96 px, so that the run (compilation included) takes a few minutes.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import platform
 import statistics
 import time
+from unittest import mock
 
 import numpy as np
+import timm
 import torch
 from scipy import ndimage
+from torch import nn
 
 import sarvit
 
 LOSS_SHAPES = [(256, 6, 14, 14), (128, 12, 14, 14), (64, 6, 28, 28)]
+VIT = "vit_small_patch16_224"
+# the loss's module (the package's `spatial_entropy` attribute is the function of the same name)
+spatial_entropy_module = importlib.import_module("sarvit.losses.spatial_entropy")
 
 
 def timed(fn, repeats: int, device: torch.device, warmup: int = 3) -> float:
@@ -42,11 +53,48 @@ def timed(fn, repeats: int, device: torch.device, warmup: int = 3) -> float:
     return statistics.median(times)
 
 
-def loss_step(S: torch.Tensor, loss_fn: torch.nn.Module):
+def loss_step(S: torch.Tensor, loss_fn: nn.Module):
     def run():
         S.grad = None
         loss_fn(S).backward()
     return run
+
+
+@contextlib.contextmanager
+def tensor_labelling():
+    """Make the loss label with the pure-tensor algorithm (the path of devices without a custom kernel)."""
+    def by_hooking(mask, connectivity=8):
+        return sarvit.connected_components(mask, connectivity, method="tensor")
+
+    with mock.patch.object(spatial_entropy_module, "connected_components", by_hooking):
+        yield
+
+
+def bench_losses(device: torch.device, repeats: int) -> dict[tuple, float]:
+    loss_fn = sarvit.SpatialEntropyLoss()
+    figures = {}
+    print("spatial-entropy loss, forward+backward (median ms):   default labelling   tensor labelling")
+    for shape in LOSS_SHAPES:
+        S = torch.randn(shape, device=device, requires_grad=True)
+        default = timed(loss_step(S, loss_fn), repeats, device)
+        with tensor_labelling():  # slow on the CPU: fewer runs
+            tensor = timed(loss_step(S, loss_fn), repeats if device.type == "cuda" else 3, device, warmup=1)
+        figures[shape] = default
+        print(f"  B={shape[0]:<4} H={shape[1]:<3} {shape[2]}x{shape[3]:<3} {default:30.3f} ms {tensor:15.3f} ms")
+    return figures
+
+
+def bench_labelling(device: torch.device, repeats: int) -> None:
+    methods = ["scipy", "tensor"] if device.type == "cpu" else ["auto", "tensor", "triton"]
+    print("connected_components alone, 1,536 random 14x14 maps (median ms):")
+    masks = torch.rand(1536, 14, 14, device=device) < 0.5
+    for method in methods:
+        try:
+            ms = timed(lambda: sarvit.connected_components(masks, method=method), repeats, device)
+        except sarvit.SarvitError as error:
+            print(f"  {method:<7} unavailable: {error}")
+            continue
+        print(f"  {method:<7} {ms:9.3f} ms")
 
 
 def reference_style_loss(S: torch.Tensor) -> torch.Tensor:
@@ -65,28 +113,6 @@ def reference_style_loss(S: torch.Tensor) -> torch.Tensor:
     return total / (B * H)
 
 
-def bench_losses(device: torch.device, repeats: int) -> None:
-    loss_fn = sarvit.SpatialEntropyLoss()
-    print("spatial-entropy loss, forward+backward (median ms):")
-    for shape in LOSS_SHAPES:
-        S = torch.randn(shape, device=device, requires_grad=True)
-        ms = timed(loss_step(S, loss_fn), repeats, device)
-        print(f"  B={shape[0]:<4} H={shape[1]:<3} {shape[2]}x{shape[3]:<3} {ms:9.3f} ms")
-
-
-def bench_labelling(device: torch.device, repeats: int) -> None:
-    methods = ["scipy", "tensor"] if device.type == "cpu" else ["tensor", "triton"]
-    print("connected_components alone, 1,536 random 14x14 maps (median ms):")
-    masks = torch.rand(1536, 14, 14, device=device) < 0.5
-    for method in methods:
-        try:
-            ms = timed(lambda: sarvit.connected_components(masks, method=method), repeats, device)
-        except ValueError as error:
-            print(f"  {method:<7} unavailable: {error}")
-            continue
-        print(f"  {method:<7} {ms:9.3f} ms")
-
-
 def bench_cpu_against_scipy_loop(repeats: int) -> None:
     S = torch.randn(256, 6, 14, 14, requires_grad=True)
     ours = timed(loss_step(S, sarvit.SpatialEntropyLoss()), repeats, torch.device("cpu"))
@@ -100,54 +126,85 @@ def bench_cpu_against_scipy_loop(repeats: int) -> None:
     print(f"  reference-style loss forward+backward     {reference:9.3f} ms   speed-up x{reference / ours:.1f}")
 
 
-def bench_vit_step(device: torch.device, repeats: int, batch: int) -> None:
-    images = torch.randn(batch, 3, 224, 224, device=device)
+class TrainLoss(nn.Module):
+    """Cross-entropy, plus lambda * spatial entropy of the last block's maps when the model is sarvit's."""
+
+    def __init__(self, model: nn.Module, sar: bool, lam: float = 0.01) -> None:
+        super().__init__()
+        self.model, self.sar, self.lam = model, sar, lam
+        self.entropy = sarvit.SpatialEntropyLoss()
+
+    def forward(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if not self.sar:
+            return nn.functional.cross_entropy(self.model(images), targets)
+        logits, S = self.model(images, return_maps=True)
+        return nn.functional.cross_entropy(logits, targets) + self.lam * self.entropy(S)
+
+
+def vit_step_ms(kind: str, compiled: bool, device: torch.device, batch: int, img_size: int, repeats: int) -> float:
+    """Median ms of one AdamW step: ``kind`` is "timm" (plain timm ViT-S/16) or "sar" (sarvit's SAR model)."""
+    torch.manual_seed(0)
+    if kind == "timm":
+        model = timm.create_model(VIT, img_size=img_size)
+    else:
+        model = sarvit.create_model(VIT, sar=True, img_size=img_size)
+    train_loss = TrainLoss(model.to(device).train(), sar=kind == "sar")
+    forward = torch.compile(train_loss) if compiled else train_loss
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    images = torch.randn(batch, 3, img_size, img_size, device=device)
     targets = torch.randint(0, 1000, (batch,), device=device)
-    loss_fn = sarvit.SpatialEntropyLoss()
-    results = {}
-    for use_sar in (False, True):
-        torch.manual_seed(0)
-        model = sarvit.create_model("vit_small_patch16_224", sar=use_sar).to(device).train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
-        def step():
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                if use_sar:
-                    logits, S = model(images, return_maps=True)
-                    loss = torch.nn.functional.cross_entropy(logits, targets) + 0.01 * loss_fn(S)
-                else:
-                    loss = torch.nn.functional.cross_entropy(model(images), targets)
-            loss.backward()
-            optimizer.step()
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = forward(images, targets)
+        loss.backward()
+        optimizer.step()
 
-        results[use_sar] = timed(step, repeats, device, warmup=5)
-        del model, optimizer
-    overhead = 100 * (results[True] / results[False] - 1)
-    print(f"ViT-S/16 train step, bf16, batch {batch} (median ms):")
-    print(f"  without SAR {results[False]:8.2f} ms\n  with SAR    {results[True]:8.2f} ms\n  overhead    {overhead:+8.2f} %")
+    ms = timed(step, repeats, device, warmup=3)
+    del model, optimizer, forward, train_loss
+    torch._dynamo.reset()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return ms
+
+
+def bench_vit_step(device: torch.device, repeats: int, batch: int, img_size: int, compile_too: bool) -> None:
+    precision = "bf16 autocast" if device.type == "cuda" else "float32"
+    print(f"ViT-S/16 train step, {precision}, batch {batch}, {img_size} px, AdamW (median ms):")
+    modes = [False, True] if compile_too else [False]
+    for compiled in modes:
+        plain = vit_step_ms("timm", compiled, device, batch, img_size, repeats)
+        sar = vit_step_ms("sar", compiled, device, batch, img_size, repeats)
+        mode = "compiled" if compiled else "eager   "
+        print(f"  {mode} plain timm {plain:9.2f} ms   SAR model + loss {sar:9.2f} ms   SAR costs {100 * (sar / plain - 1):+6.2f} %")
+
+
+def describe(device: torch.device) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    return (f"sarvit {sarvit.__version__}, torch {torch.__version__}, timm {timm.__version__}, device {device} "
+            f"({name}), {torch.get_num_threads()} CPU threads")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=256, help="ViT-S/16 step batch size (CUDA only)")
+    parser.add_argument("--batch", type=int, default=None, help="ViT step batch (default: 256 on CUDA, 8 on CPU)")
+    parser.add_argument("--img-size", type=int, default=None, help="ViT step input size (224 on CUDA, 96 on CPU)")
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the compiled steps")
     args = parser.parse_args()
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    print(f"sarvit {sarvit.__version__}, torch {torch.__version__}, device {device} ({name}), "
-          f"{torch.get_num_threads()} CPU threads")
-    if device.type == "cuda":
-        from sarvit.ops.connected_components import _auto_method
-
-        print(f"connected components on this device: {_auto_method(device, 196)} path")
+    on_cuda = device.type == "cuda"
+    print(describe(device))
     bench_losses(device, args.repeats)
     bench_labelling(device, args.repeats)
-    if device.type == "cpu":
+    if not on_cuda:
         bench_cpu_against_scipy_loop(args.repeats)
-    if device.type == "cuda":
-        bench_vit_step(device, args.repeats, args.batch)
+    batch = args.batch or (256 if on_cuda else 8)
+    img_size = args.img_size or (224 if on_cuda else 96)
+    bench_vit_step(device, args.repeats if on_cuda else max(3, args.repeats // 4), batch, img_size, args.compile)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """connected_components equals scipy.ndimage.label map by map, on both implementations."""
+import importlib
 import os
 import subprocess
 import sys
@@ -13,7 +14,11 @@ from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
 import sarvit
+from sarvit.errors import SarvitError
 from sarvit.ops import hooking_rounds
+
+# the module, which the package's `connected_components` function shadows as an attribute
+components_module = importlib.import_module("sarvit.ops.connected_components")
 
 STRUCTURES = {8: np.ones((3, 3), dtype=bool), 4: ndimage.generate_binary_structure(2, 1)}
 METHODS = ["scipy", "tensor"]
@@ -135,10 +140,26 @@ def test_empty_batch():
     assert out.shape == (0, 4, 4) and out.dtype == torch.int64
 
 
-def test_rounds_bound_grows_logarithmically():
-    assert hooking_rounds(1) == 0
-    assert hooking_rounds(196) == 16
-    assert hooking_rounds(784) == 20
+def rounds_needed(mask: np.ndarray, connectivity: int, monkeypatch) -> int:
+    """The fewest hooking rounds after which the tensor path gives scipy's labels for ``mask``."""
+    expected = scipy_labels(mask, connectivity)
+    for rounds in range(64):
+        monkeypatch.setattr(components_module, "hooking_rounds", lambda n, rounds=rounds: rounds)
+        got = sarvit.connected_components(torch.from_numpy(mask), connectivity, method="tensor")
+        if np.array_equal(got.numpy(), expected):
+            return rounds
+    raise AssertionError("64 rounds were not enough")
+
+
+@pytest.mark.parametrize("name,mask", [("spiral-28", spiral(28)), ("snake-28", snake(28, 28)),
+                                       ("spiral-9", spiral(9)), ("snake-2x33", snake(2, 33))])
+@pytest.mark.parametrize("connectivity", [8, 4])
+def test_the_rounds_bound_covers_the_longest_paths(name, mask, connectivity, monkeypatch):
+    needed = rounds_needed(mask, connectivity, monkeypatch)
+    monkeypatch.undo()
+    assert needed <= hooking_rounds(mask.size)
+    # the bound stays logarithmic: 2 rounds per halving of the pixel count
+    assert hooking_rounds(mask.size) <= 2 * np.log2(mask.size) + 2
 
 
 @pytest.mark.parametrize(
@@ -160,6 +181,25 @@ def test_bad_connectivity_and_method():
         sarvit.connected_components(mask, 6)
     with pytest.raises(ValueError, match="method"):
         sarvit.connected_components(mask, method="opencv")
+
+
+def test_triton_on_a_cpu_mask_is_one_clear_error():
+    with pytest.raises(SarvitError, match="needs a CUDA mask.*on cpu"):
+        sarvit.connected_components(torch.zeros(2, 3, 3, dtype=torch.bool), method="triton")
+
+
+cuda_marks = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda_marks)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("connectivity", [8, 4])
+def test_masks_thresholded_in_every_dtype_on_every_device(dtype, device, connectivity):
+    values = torch.rand(3, 2, 13, 11, generator=torch.Generator().manual_seed(5)).to(dtype=dtype, device=device)
+    mask = values > values.mean(dim=(-2, -1), keepdim=True)
+    labels = sarvit.connected_components(mask, connectivity)
+    assert labels.dtype == torch.int64 and labels.device == mask.device
+    np.testing.assert_array_equal(labels.cpu().numpy(), scipy_labels(mask.cpu().numpy(), connectivity))
 
 
 def triton_importable() -> bool:

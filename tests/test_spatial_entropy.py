@@ -79,6 +79,26 @@ def test_output_is_float32_under_autocast_and_for_half_input():
     np.testing.assert_allclose(entropy.numpy(), spatial_entropy(S.float()).numpy(), rtol=1e-6)
 
 
+cuda_marks = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda_marks)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_every_dtype_on_every_device_matches_the_scipy_reference(dtype, device):
+    # Halves of small integers are exact in every dtype, and a map's mean is never within rounding
+    # of one of its values, so every dtype sees the same components as the float64 reference.
+    values = torch.randint(-3, 4, (3, 2, 9, 8), generator=torch.Generator().manual_seed(2)) / 2
+    S = values.to(dtype=dtype, device=device, copy=True).requires_grad_()
+    entropy = spatial_entropy(S, check_finite=False)
+    assert entropy.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert entropy.device == S.device and entropy.shape == (3, 2)
+    expected = [[reference_entropy(values[b, h].double().numpy(), 1e-9) for h in range(2)] for b in range(3)]
+    tolerance = 1e-10 if dtype == torch.float64 else 1e-5
+    np.testing.assert_allclose(entropy.detach().cpu().numpy(), np.array(expected), rtol=tolerance, atol=tolerance)
+    entropy.sum().backward()
+    assert S.grad.dtype == dtype and torch.isfinite(S.grad.float()).all()
+
+
 def test_gradcheck_in_float64():
     S = torch.randn(2, 2, 5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     # keep values away from the mean so a finite-difference step cannot change the components
@@ -86,11 +106,12 @@ def test_gradcheck_in_float64():
     assert torch.autograd.gradcheck(lambda x: spatial_entropy(x, eps=1e-3), (S,), eps=1e-6, atol=1e-5)
 
 
-def test_loss_is_the_mean_over_batch_and_heads():
-    S = torch.randn(4, 6, 14, 14)
+def test_loss_is_the_mean_over_batch_and_heads_of_the_scipy_reference():
+    S = torch.randn(4, 6, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
     loss = SpatialEntropyLoss()(S)
+    expected = np.mean([reference_entropy(S[b, h].numpy(), 1e-9) for b in range(4) for h in range(6)])
     assert loss.shape == ()
-    assert loss.item() == pytest.approx(spatial_entropy(S).mean().item())
+    assert loss.item() == pytest.approx(expected, rel=1e-10)
 
 
 def test_optimising_the_loss_makes_a_scattered_map_blob_like():
@@ -132,6 +153,30 @@ def test_non_finite_maps_are_an_error(value):
     S[0, 1, 2, 2] = value
     with pytest.raises(ValueError, match="NaN or inf"):
         SpatialEntropyLoss()(S)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_unchecked_non_finite_maps_give_nan_and_leave_the_others_alone(value):
+    S = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    poisoned = S.detach().clone()
+    poisoned[1, 2, 3, 3] = value
+    poisoned.requires_grad_()
+    entropy = spatial_entropy(poisoned, check_finite=False)
+    assert torch.isnan(entropy[1, 2])
+    others = torch.ones(2, 3, dtype=torch.bool)
+    others[1, 2] = False
+    torch.testing.assert_close(entropy[others], spatial_entropy(S)[others])
+    entropy[others].sum().backward()
+    assert torch.isfinite(poisoned.grad[others]).all()
+
+
+def test_finite_maps_are_never_negative():
+    generator = torch.Generator().manual_seed(0)
+    near_constant = 1.0 + 1e-7 * torch.randn(64, 4, 7, 7, generator=generator)
+    spiky = torch.randn(64, 4, 7, 7, generator=generator) ** 9
+    for S in (near_constant, spiky, torch.full((2, 2, 3, 3), -0.25)):
+        entropy = spatial_entropy(S)
+        assert torch.isfinite(entropy).all() and not torch.signbit(entropy).any()
 
 
 def test_bad_connectivity():

@@ -41,7 +41,9 @@ def spatial_entropy(
         connectivity: 8 (the papers) or 4.
         eps: added to every element of ``B`` (the papers' 1e-9).
         check_finite: raise on NaN/inf in ``S``. Default: on CPU only, where checking costs no
-            host-device synchronisation; on CUDA a non-finite map gives a NaN entropy instead.
+            host-device synchronisation, and not while ``torch.compile`` traces (the check is a
+            data-dependent branch, a graph break). Unchecked, a map holding NaN or inf gets a
+            NaN entropy (and NaN gradients); a finite map's entropy is never negative.
 
     Returns:
         ``[B, H]`` entropies (float32, or float64 for float64 input).
@@ -55,7 +57,7 @@ def spatial_entropy(
     if connectivity not in (4, 8):
         raise ValueError(f"connectivity must be 8 or 4, got {connectivity!r}")
     if check_finite is None:
-        check_finite = S.device.type == "cpu"
+        check_finite = S.device.type == "cpu" and not torch.compiler.is_compiling()
     if check_finite and not bool(torch.isfinite(S).all()):
         raise ValueError("S contains NaN or inf; spatial_entropy expects finite similarity maps")
 
@@ -74,8 +76,8 @@ def spatial_entropy(
         # log of 1 where a slot is empty keeps both the value and the gradient of p*log(p) at 0.
         entropy = -(p * torch.log(torch.where(present, p, torch.ones_like(p)))).sum(dim=1)
         # A (near-)constant map can put rounding noise above its mean and give p a hair over 1: the
-        # entropy is then 0, not -1e-6 (and never -0.0).
-        entropy = torch.where(entropy > 0, entropy, torch.zeros_like(entropy))
+        # entropy is then 0, not -1e-6 (and never -0.0). NaN (from a non-finite map) stays NaN.
+        entropy = torch.where((entropy > 0) | entropy.isnan(), entropy, torch.zeros_like(entropy))
     return entropy.reshape(batch, heads)
 
 

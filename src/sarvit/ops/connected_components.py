@@ -12,6 +12,11 @@ Two exact implementations share one contract (labels equal ``scipy.ndimage.label
   per map (:mod:`sarvit.ops.triton_components`). The first call on each device checks it once
   against the tensor path (a one-off synchronisation) and falls back to the tensor path, with a
   warning, if they disagree.
+
+``method="auto"`` (and ``"scipy"``) goes through the custom op ``torch.ops.sarvit.connected_components``
+(``(Tensor mask, int connectivity=8) -> Tensor``): a CPU kernel (scipy), a CUDA kernel (the verified
+Triton kernel, else the tensor path) and a fake kernel, so ``torch.compile`` and ``torch.export``
+trace through it without a graph break and without running it.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from ..errors import SarvitError
 from .triton_components import MAX_TRITON_PIXELS, label_with_triton, triton_available
 
 __all__ = ["connected_components", "hooking_rounds"]
@@ -66,16 +72,14 @@ def connected_components(mask: torch.Tensor, connectivity: int = 8, *, method: s
     if method == "scipy" and mask.device.type != "cpu":
         raise ValueError(f"method='scipy' needs a CPU mask, got one on {mask.device}")
     h, w = mask.shape[-2:]
-    if method == "triton" and (not triton_available() or h * w > MAX_TRITON_PIXELS):
-        raise ValueError(f"method='triton' needs Triton and maps of at most {MAX_TRITON_PIXELS} pixels, got {h}x{w}")
+    if method == "triton" and (mask.device.type != "cuda" or not triton_available() or h * w > MAX_TRITON_PIXELS):
+        raise SarvitError(f"method='triton' needs a CUDA mask, Triton and maps of at most {MAX_TRITON_PIXELS} "
+                          f"pixels; got a {h}x{w} mask on {mask.device} (Triton "
+                          f"{'installed' if triton_available() else 'not installed'})")
 
-    if mask.numel() == 0:
-        return torch.zeros(mask.shape, dtype=torch.long, device=mask.device)
-    maps = mask.reshape(-1, h, w)
-    if method == "auto":
-        method = _auto_method(mask.device, h * w)
-    labels = _LABELLERS[method](maps, connectivity)
-    return labels.reshape(mask.shape)
+    if method == "scipy" or (method == "auto" and mask.device.type in ("cpu", "cuda")):
+        return torch.ops.sarvit.connected_components(mask, connectivity)
+    return _label_all(mask, connectivity, label_with_triton if method == "triton" else _label_by_hooking)
 
 
 _METHODS = ("auto", "scipy", "tensor", "triton")
@@ -184,4 +188,26 @@ def _label_by_hooking(maps: torch.Tensor, connectivity: int) -> torch.Tensor:
     return labels[:, :n].reshape(n_maps, h, w)
 
 
-_LABELLERS = {"scipy": _label_with_scipy, "tensor": _label_by_hooking, "triton": label_with_triton}
+@torch.library.custom_op("sarvit::connected_components", mutates_args=(), device_types="cpu")
+def _connected_components_op(mask: torch.Tensor, connectivity: int = 8) -> torch.Tensor:
+    """The op's CPU kernel: ``[..., h, w]`` bool -> int64 labels, one scipy call for the batch."""
+    return _label_all(mask, connectivity, _label_with_scipy)
+
+
+@_connected_components_op.register_kernel("cuda")
+def _connected_components_cuda(mask: torch.Tensor, connectivity: int = 8) -> torch.Tensor:
+    h, w = mask.shape[-2:]
+    labeller = label_with_triton if _auto_method(mask.device, h * w) == "triton" else _label_by_hooking
+    return _label_all(mask, connectivity, labeller)
+
+
+@_connected_components_op.register_fake
+def _connected_components_fake(mask: torch.Tensor, connectivity: int = 8) -> torch.Tensor:
+    return mask.new_empty(mask.shape, dtype=torch.long)
+
+
+def _label_all(mask: torch.Tensor, connectivity: int, labeller) -> torch.Tensor:
+    if mask.numel() == 0:
+        return torch.zeros(mask.shape, dtype=torch.long, device=mask.device)
+    h, w = mask.shape[-2:]
+    return labeller(mask.reshape(-1, h, w), connectivity).reshape(mask.shape)

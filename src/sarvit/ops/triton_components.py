@@ -4,6 +4,10 @@ Each program runs the hooking algorithm of :func:`sarvit.ops.connected_component
 to convergence inside the kernel (the loop condition is a block-wide reduction, so the host never
 waits), keeping the map's parent pointers in a per-map scratch row. Barriers separate every read
 phase from the write phase that follows it.
+
+The launch is registered as ``torch.ops.sarvit.connected_components_triton`` through
+``torch.library.triton_op`` + ``wrap_triton`` (torch >= 2.6), so ``torch.compile`` sees the kernel
+itself instead of an opaque call; on an older torch it is a plain function.
 """
 from __future__ import annotations
 
@@ -79,14 +83,28 @@ if triton is not None:
         tl.store(out_ptr + map_id * n + offs, labels.to(tl.int64), mask=inside)
 
 
-def label_with_triton(maps: torch.Tensor, connectivity: int) -> torch.Tensor:
-    """``[N, h, w]`` bool on CUDA -> ``[N, h, w]`` int64; ``h * w <= MAX_TRITON_PIXELS``."""
+def _launch(maps: torch.Tensor, connectivity: int) -> torch.Tensor:
+    """``[N, h, w]`` bool -> ``[N, h, w]`` int64; ``h * w <= MAX_TRITON_PIXELS``."""
     n_maps, h, w = maps.shape
     block = triton.next_power_of_2(h * w + 1)
     scratch = torch.empty(n_maps, block, dtype=torch.int32, device=maps.device)
     out = torch.empty(n_maps, h, w, dtype=torch.int64, device=maps.device)
     source = maps.contiguous().view(torch.uint8)
-    _label_kernel[(n_maps,)](
+    kernel = _wrap_triton(_label_kernel) if _wrap_triton is not None else _label_kernel
+    kernel[(n_maps,)](
         source, out, scratch, h, w, BLOCK=block, CONN8=connectivity == 8, num_warps=max(1, min(8, block // 128))
     )
     return out
+
+
+_wrap_triton = getattr(torch.library, "wrap_triton", None)
+_triton_op = getattr(torch.library, "triton_op", None)
+if triton is not None and _triton_op is not None and _wrap_triton is not None:
+    _launch_op = _triton_op("sarvit::connected_components_triton", _launch, mutates_args=())
+else:
+    _launch_op = _launch
+
+
+def label_with_triton(maps: torch.Tensor, connectivity: int) -> torch.Tensor:
+    """``[N, h, w]`` bool on CUDA -> ``[N, h, w]`` int64; ``h * w <= MAX_TRITON_PIXELS``."""
+    return _launch_op(maps, connectivity)
