@@ -11,9 +11,9 @@ from timm.layers import Attention
 from timm.optim import create_optimizer_v2
 from torch import nn
 
-import sarvit  # noqa: F401  (registers arvit_base with timm)
+import sarvit  # registers arvit_base with timm
 from sarvit import SarvitError, load_weights
-from sarvit.models import ARViT
+from sarvit.models import ARViT, Capture, sar_config
 
 
 def arvit(**kwargs):
@@ -160,3 +160,43 @@ def test_registered_with_timm_once_sarvit_is_imported():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(1, 10)"
+
+
+def test_create_model_builds_arvit_through_timm_with_capture():
+    torch.manual_seed(0)
+    model = sarvit.create_model("arvit_base", sar=False, num_classes=4, img_size=32, patch_size=8).eval()
+    assert isinstance(model, ARViT) and model.pretrained_cfg["architecture"] == "arvit_base"
+    assert "_capture_recorder" in model.__dict__  # hooks installed at build time, as for the ViTs
+    x = torch.randn(2, 3, 32, 32)
+    logits, captured = model(x, capture=Capture(attention_blocks=(0, -1), tokens=True))
+    assert set(captured) == {"attention", "tokens"} and set(captured["attention"]) == {0, 5}
+    torch.testing.assert_close(logits, model(x))
+    # block 0's attention by hand from its weights: no prefix tokens, 16 patches, 12 heads
+    block = model.blocks[0]
+    tokens = block.norm1(model.patch_embed(x) + model.pos_embed)
+    q, k, _ = block.attn.qkv(tokens).reshape(2, 16, 3, 12, 43).permute(2, 0, 3, 1, 4)
+    expected = (q @ k.transpose(-2, -1) * block.attn.scale).softmax(dim=-1)
+    torch.testing.assert_close(captured["attention"][0], expected, atol=1e-5, rtol=1e-5)
+    assert captured["attention"][5].shape == (2, 12, 16, 16) and captured["attention"][5].dtype == torch.float32
+    torch.testing.assert_close(captured["tokens"], model.forward_features(x).transpose(1, 2).reshape(2, 516, 4, 4))
+    empty_logits, nothing = model(x, capture=Capture())
+    assert nothing == {} and torch.equal(empty_logits, logits)
+
+
+def test_cls_maps_and_sar_switches_on_arvit_say_it_needs_a_cls_query():
+    model = arvit()
+    x = torch.randn(1, 3, 32, 32)
+    for capture in (Capture(maps=True), Capture(cls_attention=True, tokens=True)):
+        with pytest.raises(SarvitError, match=r"needs a \[CLS\] query"):
+            model(x, capture=capture)
+    with pytest.raises(SarvitError, match=r"need a \[CLS\] query"):
+        model(x, return_maps=True)
+    options = dict(num_classes=10, img_size=32, patch_size=8)
+    for switches in ({}, {"sar": True}, {"sar": False, "remove_last_skip": True},
+                     {"sar": False, "remove_last_norm": True}, {"sar": False, "similarity": "cosine"}):
+        with pytest.raises(SarvitError, match=r"no \[CLS\] token.*need a \[CLS\] query.*sar=False"):
+            sarvit.create_model("arvit_base", **switches, **options)
+    with pytest.raises(SarvitError, match="could not build 'arvit_base'.*mlp_ratio"):
+        sarvit.create_model("arvit_base", sar=False, mlp_ratio=4, **options)
+    assert sar_config(sarvit.create_model("arvit_base", sar=False, **options)) == {
+        "remove_last_skip": False, "remove_last_norm": False, "remove_last_mlp_skip": False, "similarity": "dot"}

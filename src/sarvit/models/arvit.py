@@ -9,7 +9,9 @@ A reduced ViT-Base, read top to bottom as the thesis describes it:
 4. no [CLS] token: the head reads the complete output of the last block.
 
 ``timm.create_model("arvit_base", num_classes=10, img_size=32, patch_size=4)`` builds it once sarvit is
-imported.
+imported; ``sarvit.create_model("arvit_base", sar=False, ...)`` builds it with its capture hooks installed.
+Its forward takes ``capture=Capture(attention_blocks=..., tokens=...)`` as the ViTs' does; having no [CLS]
+token, it has no [CLS] maps to give (``maps`` / ``cls_attention`` raise :class:`~sarvit.SarvitError`).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from torch import nn
 
 from ..errors import SarvitError
+from .capture import Capture, capturing, patch_grid
 
 __all__ = ["ARViT", "ARViTBlock", "GLOBAL_POOLS"]
 
@@ -96,7 +99,8 @@ class ARViT(nn.Module):
         self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
         positions = build_sincos2d_pos_embed(list(self.patch_embed.grid_size), dim=embed_dim, temperature=10000.0)
         self.register_buffer("pos_embed", positions.unsqueeze(0), persistent=False)  # fixed: rebuilt, never saved
-        drop_paths = torch.linspace(0, drop_path_rate, depth).tolist()  # stochastic depth grows with depth
+        # stochastic depth grows linearly with depth (plain floats: the model can also be built on the meta device)
+        drop_paths = [drop_path_rate * index / max(depth - 1, 1) for index in range(depth)]
         self.blocks = nn.ModuleList(
             ARViTBlock(embed_dim, num_heads, qkv_bias=qkv_bias, act_layer=act_layer, post_norm=post_norm,
                        proj_drop=proj_drop_rate, attn_drop=attn_drop_rate, drop_path=rate)
@@ -124,8 +128,22 @@ class ARViT(nn.Module):
         x = self.head_drop(x)
         return x if pre_logits else self.head(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def forward(self, x: torch.Tensor, capture: Optional[Capture] = None, return_maps: bool = False,
+                return_attention: bool = False):
+        """Images ``[B, C, H, W]`` -> logits ``[B, num_classes]``; with ``capture`` -> ``(logits, captured)``.
+
+        ``captured`` holds what ``capture`` asked for: ``attention`` ``{block: A [B, H, N, N]}`` (no prefix
+        tokens: N is the patch count) and ``tokens`` ``[B, D, k, k]``. ``maps``, ``cls_attention`` and the ViTs'
+        ``return_maps`` / ``return_attention`` need a [CLS] query, which ARViT does not have: SarvitError.
+        """
+        if return_maps or return_attention:
+            raise SarvitError("return_maps/return_attention need a [CLS] query; ARViT has no class token "
+                              "(capture attention_blocks or tokens instead)")
+        if capture is None:
+            return self.forward_head(self.forward_features(x))
+        with capturing(self, capture, patch_grid(self, x)) as captured:
+            logits = self.forward_head(self.forward_features(x))
+        return logits, captured
 
     def get_classifier(self) -> nn.Module:
         return self.head

@@ -12,6 +12,7 @@ The block's ``attn`` is timm's ``Attention`` itself, running its own ``forward``
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass
 
 import timm
@@ -127,7 +128,9 @@ def create_model(
 
     Args:
         name: a timm VisionTransformer-family model with a [CLS] token (``vit_*``, ``deit_*``
-            including distilled, register-token and q/k-norm variants).
+            including distilled, register-token and q/k-norm variants); or a model without a [CLS] token
+            whose forward takes ``capture=`` (``arvit_base``), built by timm with its capture hooks installed:
+            it has no SAR surgery, so every SAR switch must be off (``sar=False``).
         sar: the default for both removals (Eq. 10-11). ``sar=False`` keeps timm's block exactly.
         remove_last_skip: drop the last block's MSA skip connection; ``None`` follows ``sar``.
         remove_last_norm: drop the LayerNorm before the last MLP; ``None`` follows ``sar``.
@@ -167,8 +170,18 @@ def create_model(
     except TypeError as error:
         with torch.device("meta"):  # which class is it? (no memory, no weights)
             model = timm.create_model(name)
-        if isinstance(model, VisionTransformer):
+        if isinstance(model, VisionTransformer) or _captures(model):
             raise SarvitError(f"could not build {name!r} with {timm_kwargs}: {error}") from None
+    if not isinstance(model, VisionTransformer) and _captures(model):
+        switched_on = [key for key, value in asdict(config).items() if value not in (False, "dot")]
+        if switched_on:
+            raise SarvitError(
+                f"{name!r} ({type(model).__name__}) has no [CLS] token, and SAR's last-block surgery and loss need "
+                f"a [CLS] query; got {', '.join(switched_on)} on: build it with sar=False (`sarvit train --no-sar`), "
+                "and regularize its attention with e.g. `--reg distance`"
+            )
+        enable_capture(model)  # idle hooks from the start, so a compiled model has them in its first trace
+        return model
     if not isinstance(model, VisionTransformer):
         raise SarvitError(
             f"{name!r} is a {type(model).__name__} (timm module '{family}'); SAR needs a timm VisionTransformer "
@@ -187,9 +200,21 @@ def create_model(
     return model
 
 
+def _captures(model: nn.Module) -> bool:
+    """A model that is not a [CLS] ViT but captures like one (ARViT): a ``forward(x, capture=...)`` and blocks
+    whose ``attn`` is timm's ``Attention``."""
+    blocks = getattr(model, "blocks", None)
+    return (isinstance(blocks, nn.Module) and len(blocks) > 0
+            and all(isinstance(getattr(block, "attn", None), Attention) for block in blocks)
+            and "capture" in inspect.signature(model.forward).parameters)
+
+
 def sar_config(model: nn.Module) -> dict:
-    """The last-block switches of a model built by :func:`create_model`, as plain data."""
+    """The last-block switches of a model built by :func:`create_model`, as plain data (all off for a model
+    without a [CLS] token, such as ARViT, which has no SAR surgery)."""
     block = model.blocks[-1]
+    if not isinstance(model, VisionTransformer) and _captures(model):
+        return asdict(SARConfig())
     if not isinstance(block, SARBlock):
         raise SarvitError("this model was not built by sarvit.create_model")
     return asdict(block.config)
