@@ -108,6 +108,8 @@ OPTIONS: tuple[Option, ...] = (
     O("subset-ratio", ROOM_DATA, "train on this class-balanced fraction of the training set", LEARN, type=float,
       default=1.0, metavar="R"),
     O("download", ROOM_DATA, "download torchvision data sets", LEARN, default=False, switch=True),
+    O("pretext", ROOM_DATA, "self-supervised task in place of the data set's labels: rotation (4 classes: each image "
+      "rotated by 0/90/180/270 degrees)", LEARN, choices=("rotation",), metavar="TASK"),
     O("num-samples", ROOM_DATA, "number of images: train, eval: the synthetic set's training images (validation: a "
       "fifth); segment-eval, analyze: 500 synthetic or all; visualize: 8", ALL, type=int, metavar="N"),
     O("num-classes", ROOM_DATA, "synthetic only: number of shape classes (default: all 10)", LEARN, type=int,

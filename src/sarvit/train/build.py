@@ -11,7 +11,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ..data import build_dataset, build_mask_dataset, build_transform
+from ..data import ROTATIONS, build_dataset, build_mask_dataset, build_transform, pretext_dataset
 from ..errors import SarvitError
 from ..models import ModelSpec
 from .distributed import DistInfo, ShardSampler
@@ -43,7 +43,11 @@ def _synthetic_kwargs(config: dict[str, Any], train: bool) -> dict[str, Any]:
 
 
 def build_datasets(config: dict[str, Any], train: bool = True, evaluation: bool = True):
-    """``(train_set, val_set, num_classes)``; a set not asked for is None."""
+    """``(train_set, val_set, num_classes)``; a set not asked for is None.
+
+    With ``--pretext`` both sets are wrapped for the pretext task (their labels and masks dropped) and
+    ``num_classes`` is the pretext's (4 rotations): the val top-1 is the rotation accuracy.
+    """
     common = dict(root=config.get("data_path"), download=bool(config.get("download")))
     train_set = val_set = None
     num_classes = None
@@ -63,6 +67,10 @@ def build_datasets(config: dict[str, Any], train: bool = True, evaluation: bool 
             transform = build_transform(False, config["input_size"], interpolation=config["train_interpolation"])
             val_set, num_classes = build_dataset(config["data_set"], train=False, transform=transform, **common,
                                                  **_synthetic_kwargs(config, False))
+    if config.get("pretext"):
+        train_set, val_set = (None if dataset is None else pretext_dataset(config["pretext"], dataset)[0]
+                              for dataset in (train_set, val_set))
+        num_classes = ROTATIONS
     return train_set, val_set, num_classes
 
 

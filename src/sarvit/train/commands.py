@@ -79,8 +79,8 @@ def run_eval(args: argparse.Namespace) -> int:
         cleanup_distributed()
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{metrics['checkpoint']} on {metrics['data_set']} ({metrics['images']} images): "
-              f"top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  loss {metrics['loss']:.4f}  "
-              f"spatial entropy {metrics['entropy']:.4f}"
+              f"top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  loss {metrics['loss']:.4f}"
+              + (f"  spatial entropy {metrics['entropy']:.4f}" if metrics["entropy"] is not None else "")
               + (f"  attention Jaccard {metrics['jaccard']:.1f}%" if "jaccard" in metrics else ""))
         if config.get("json"):
             print(f"wrote {config['json']}")

@@ -3,7 +3,8 @@
 The parser carries no defaults, so the parsed namespace holds exactly what the user typed. The resolved
 configuration is layered, later layers winning::
 
-    DEFAULTS (the option table's)  <  QUICK_DEFAULTS (only for the built-in synthetic dataset)  <  inherit
+    DEFAULTS (the option table's)  <  QUICK_DEFAULTS (only for the built-in synthetic dataset)
+    <  PRETEXT_DEFAULTS (only with --pretext)  <  inherit
     (a --finetune / --weights checkpoint's architecture)  <  base (a resumed checkpoint's own config)
     <  --config run.yaml  <  the command line
 
@@ -40,6 +41,10 @@ QUICK_DEFAULTS: dict[str, Any] = {
 }
 # DeiT's model and input side, where neither the user, a checkpoint nor the synthetic quick defaults give one.
 DEIT_MODEL, DEIT_INPUT_SIZE = "deit_small_patch16_224", 224
+
+# A pretext run's labels are the pretext's (the rotation): a mixed image has no single one, so no Mixup/CutMix
+# unless asked for.
+PRETEXT_DEFAULTS: dict[str, Any] = {"mixup": 0.0, "cutmix": 0.0}
 
 # SAR: the loss and the two removals of Eq. 10-11; --sar/--no-sar sets all three at once.
 SAR_COMPONENTS = ("sar_loss", "remove_last_skip", "remove_last_norm")
@@ -91,7 +96,8 @@ ARCH_KEYS = ("model", "input_size", "patch_size", "depth", "embed_dim", "num_hea
 
 def resolve_config(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
                    inherit: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-    """Layer DEFAULTS < QUICK_DEFAULTS (synthetic) < inherit < base < --config YAML < the command line.
+    """Layer DEFAULTS < QUICK_DEFAULTS (synthetic) < PRETEXT_DEFAULTS (--pretext) < inherit < base < --config
+    YAML < the command line.
 
     ``base``: a resumed run's stored configuration. ``inherit``: the architecture (:data:`ARCH_KEYS`)
     of a ``--finetune`` checkpoint, used where the user names none.
@@ -103,6 +109,8 @@ def resolve_config(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
     data_set = canonical_dataset_name(str(upper.get("data_set", config["data_set"])))
     if data_set == "synthetic":
         config.update(QUICK_DEFAULTS)
+    if upper.get("pretext"):
+        config.update(PRETEXT_DEFAULTS)
     for layer in (inherit or {}, base or {}, file, cli):
         config.update(layer)
     config["data_set"] = data_set

@@ -25,7 +25,7 @@ from ..models import ModelSpec, load_weights, sar_config
 from . import build
 from .config import save_config
 from .distributed import DistInfo, barrier, broadcast_object, setup_distributed
-from .loop import NonFiniteLoss, StepSettings, evaluate, train_one_epoch
+from .loop import NonFiniteLoss, StepSettings, evaluate, has_class_token, train_one_epoch
 from .records import RunLog, plot_curves
 from .rng import rng_state, set_rng_state
 
@@ -333,8 +333,11 @@ def _cpu_threads(config: dict[str, Any], info: DistInfo):
 
 
 def _attention_jaccard(dataset, model: torch.nn.Module) -> Optional[AttentionJaccard]:
-    """The attention Jaccard metric when the evaluation set has masks (the synthetic set does)."""
-    return AttentionJaccard(model.blocks[-1].attn.num_heads) if isinstance(dataset, MaskedDataset) else None
+    """The attention Jaccard metric when the evaluation set has masks (the synthetic set does) and the model a
+    [CLS] query whose attention it scores (ARViT has none)."""
+    if isinstance(dataset, MaskedDataset) and has_class_token(model):
+        return AttentionJaccard(model.blocks[-1].attn.num_heads)
+    return None
 
 
 def evaluate_checkpoint(config: dict[str, Any], checkpoint: Optional[dict] = None) -> dict:
