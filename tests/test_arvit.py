@@ -200,3 +200,13 @@ def test_cls_maps_and_sar_switches_on_arvit_say_it_needs_a_cls_query():
         sarvit.create_model("arvit_base", sar=False, mlp_ratio=4, **options)
     assert sar_config(sarvit.create_model("arvit_base", sar=False, **options)) == {
         "remove_last_skip": False, "remove_last_norm": False, "remove_last_mlp_skip": False, "similarity": "dot"}
+
+
+def test_finetune_at_another_resolution_rebuilds_the_fixed_position_embedding():
+    pretext = arvit(num_classes=4, img_size=32)  # 4 x 4 grid
+    downstream = arvit(num_classes=10, img_size=48)  # 6 x 6 grid: the flatten head changes shape too
+    report = load_weights(downstream, pretext.state_dict(), new_head=True)
+    assert sorted(report.head_dropped) == ["head.bias", "head.weight"] and not report.missing
+    torch.testing.assert_close(downstream.pos_embed[0], sincos_reference(6, 6, 516), atol=1e-5, rtol=0)
+    torch.testing.assert_close(downstream.blocks[0].attn.qkv.weight, pretext.blocks[0].attn.qkv.weight)
+    assert downstream(torch.randn(1, 3, 48, 48)).shape == (1, 10)
