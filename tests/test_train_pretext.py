@@ -8,6 +8,8 @@ import torch
 import yaml
 
 from sarvit.cli import main
+from sarvit.data import PRETEXTS
+from sarvit.options import OPTIONS
 from sarvit.train.build import build_datasets
 from test_train_common import config_of, one_cpu_thread  # noqa: F401 (autouse fixture)
 
@@ -72,3 +74,5 @@ def test_pretext_options():
     assert config_of("--data-set", "cifar10")["mixup"] == 0.8
     with pytest.raises(SystemExit):
         config_of("--pretext", "jigsaw")
+    table = next(option for option in OPTIONS if option.name == "pretext")
+    assert table.choices == PRETEXTS  # the option table (no torch) names the data room's tasks
