@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+import sarvit
 from sarvit.cli import main
 from sarvit.data import PRETEXTS
 from sarvit.options import OPTIONS
-from sarvit.train.build import build_datasets
+from sarvit.train.build import build_datasets, build_model, model_config
 from test_train_common import config_of, one_cpu_thread  # noqa: F401 (autouse fixture)
 
 # A tiny ARViT (2 blocks of width 48) on 64 synthetic images, one epoch: a few seconds per run.
@@ -76,3 +78,16 @@ def test_pretext_options():
         config_of("--pretext", "jigsaw")
     table = next(option for option in OPTIONS if option.name == "pretext")
     assert table.choices == PRETEXTS  # the option table (no torch) names the data room's tasks
+
+
+def test_thesis_recipe_resolves_and_builds_arvit():
+    recipe = Path(sarvit.__file__).parent / "recipes" / "arvit.yaml"
+    config = config_of("--config", str(recipe), "--data-set", "cifar10", "--pretext", "rotation")
+    assert (config["model"], config["patch_size"], config["batch_size"], config["input_size"]) == ("arvit_base", 16, 80, 224)
+    assert not (config["sar"] or config["sar_loss"] or config["remove_last_skip"] or config["remove_last_norm"])
+    assert (config["opt"], config["lr"], config["weight_decay"], config["epochs"]) == ("adamw", 5e-4, 0.05, 300)
+    assert config["mixup"] == config["cutmix"] == 0.0  # the pretext's, as the recipe leaves them to DeiT
+    assert config_of("--config", str(recipe), "--data-set", "cifar10")["mixup"] == 0.8  # fine-tuning: DeiT's
+    with torch.device("meta"):
+        model = build_model(model_config(config, 4))
+    assert type(model).__name__ == "ARViT" and model.patch_embed.grid_size == (14, 14) and model.num_classes == 4
