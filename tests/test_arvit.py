@@ -13,7 +13,7 @@ from torch import nn
 
 import sarvit  # registers arvit_base with timm
 from sarvit import SarvitError, load_weights
-from sarvit.models import ARViT, Capture, sar_config
+from sarvit.models import ARViT, Capture, ModelSpec, sar_config
 
 
 def arvit(**kwargs):
@@ -210,3 +210,16 @@ def test_finetune_at_another_resolution_rebuilds_the_fixed_position_embedding():
     torch.testing.assert_close(downstream.pos_embed[0], sincos_reference(6, 6, 516), atol=1e-5, rtol=0)
     torch.testing.assert_close(downstream.blocks[0].attn.qkv.weight, pretext.blocks[0].attn.qkv.weight)
     assert downstream(torch.randn(1, 3, 48, 48)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("options", [{}, {"global_pool": "avg", "post_norm": True, "act_layer": "relu"}])
+def test_model_spec_reads_arvit_back(options):
+    model = sarvit.create_model("arvit_base", sar=False, num_classes=4, img_size=32, patch_size=8, **options)
+    spec = ModelSpec.of(model)
+    assert spec.name == "arvit_base" and not any(value is True for value in spec.sar.values())
+    rebuilt = ModelSpec.from_dict(spec.to_dict()).build()
+    assert type(rebuilt) is ARViT and rebuilt.global_pool == model.global_pool
+    assert (rebuilt.post_norm, rebuilt.act_layer) == (model.post_norm, model.act_layer)
+    rebuilt.load_state_dict(model.state_dict())
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(rebuilt.eval()(x), model.eval()(x))

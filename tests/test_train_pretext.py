@@ -12,7 +12,7 @@ import sarvit
 from sarvit.cli import main
 from sarvit.data import PRETEXTS
 from sarvit.options import OPTIONS
-from sarvit.train.build import build_datasets, build_model, model_config
+from sarvit.train.build import build_datasets, model_spec
 from test_train_common import config_of, one_cpu_thread  # noqa: F401 (autouse fixture)
 
 # A tiny ARViT (2 blocks of width 48) on 64 synthetic images, one epoch: a few seconds per run.
@@ -89,5 +89,5 @@ def test_thesis_recipe_resolves_and_builds_arvit():
     assert config["mixup"] == config["cutmix"] == 0.0  # the pretext's, as the recipe leaves them to DeiT
     assert config_of("--config", str(recipe), "--data-set", "cifar10")["mixup"] == 0.8  # fine-tuning: DeiT's
     with torch.device("meta"):
-        model = build_model(model_config(config, 4))
+        model = model_spec(config, 4).build()
     assert type(model).__name__ == "ARViT" and model.patch_embed.grid_size == (14, 14) and model.num_classes == 4

@@ -95,6 +95,7 @@ class ARViT(nn.Module):
             raise SarvitError(f"ARViT needs embed_dim divisible by num_heads and by 4 (2D sin-cos position "
                               f"embedding), got embed_dim={embed_dim}, num_heads={num_heads}")
         self.num_classes, self.global_pool = num_classes, _checked_pool(global_pool)
+        self.post_norm, self.act_layer = post_norm, act_layer  # kept for ModelSpec.of: shapes do not show them
         self.num_features = self.embed_dim = embed_dim
         self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
         positions = build_sincos2d_pos_embed(list(self.patch_embed.grid_size), dim=embed_dim, temperature=10000.0)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import SarvitError
+from .arvit import ARViT
 from .sar_vit import create_model, sar_config
 
 __all__ = ["ModelSpec", "SAR_SWITCHES", "infer_model_kwargs"]
@@ -105,6 +106,8 @@ class ModelSpec:
         fc1 = getattr(getattr(block, "mlp", None), "fc1", None)
         if isinstance(fc1, nn.Linear) and fc1.out_features % model.embed_dim == 0 and type(block.mlp).__name__ == "Mlp":
             timm_kwargs["mlp_ratio"] = fc1.out_features // model.embed_dim
+        if isinstance(model, ARViT):  # its choices where the thesis is silent, which the shapes do not all show
+            timm_kwargs.update(global_pool=model.global_pool, post_norm=model.post_norm, act_layer=model.act_layer)
         spec = cls(name, sar_config(model), {k: v for k, v in timm_kwargs.items() if v is not None})
         with torch.device("meta"):  # shapes only: no memory, no initialisation cost
             rebuilt = spec.build()
