@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from sarvit import SarvitError
+from sarvit.data import DATASET_NAMES, build_dataset, canonical_dataset_name
 from sarvit.data.imagenette import IMAGENETTE_CLASSES, IMAGEWOOF_CLASSES, Imagenette, Imagewoof
 
 
@@ -81,3 +82,18 @@ def test_undecodable_image_is_named(tmp_path):
     index = [path for path, _ in dataset.samples].index(str(broken))
     with pytest.raises(SarvitError, match="broken.JPEG"):
         dataset[index]
+
+
+@pytest.mark.parametrize("name,spelling,classes", [("imagenette", "Imagenette2", IMAGENETTE_CLASSES),
+                                                   ("imagewoof", "imagewoof", IMAGEWOOF_CLASSES)])
+def test_named_in_the_registry(tmp_path, name, spelling, classes):
+    assert name in DATASET_NAMES and canonical_dataset_name(spelling) == name
+    write_tree(tmp_path / f"{name}2-160", classes, per_class=2)
+    train_set, num_classes = build_dataset(spelling, tmp_path, train=True, subset_ratio=0.5, seed=1)
+    assert num_classes == 10 and len(train_set) == 10  # one image of each class
+    val_set, _ = build_dataset(name, tmp_path / f"{name}2-160", train=False, transform=lambda image: image.size)
+    assert val_set[3] == ((12, 10), 1) and val_set.classes[0] == classes[sorted(classes)[0]]
+    with pytest.raises(SarvitError, match=f"{name}: sarvit does not download it"):
+        build_dataset(name, tmp_path, train=True, download=True)
+    with pytest.raises(SarvitError, match="expected the layout"):
+        build_dataset(name, tmp_path / "empty", train=False)

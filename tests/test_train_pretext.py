@@ -83,7 +83,8 @@ def test_pretext_options():
 def test_thesis_recipe_resolves_and_builds_arvit():
     recipe = Path(sarvit.__file__).parent / "recipes" / "arvit.yaml"
     config = config_of("--config", str(recipe), "--data-set", "cifar10", "--pretext", "rotation")
-    assert (config["model"], config["patch_size"], config["batch_size"], config["input_size"]) == ("arvit_base", 16, 80, 224)
+    architecture = (config["model"], config["patch_size"], config["input_size"])
+    assert architecture == ("arvit_base", 16, 224) and config["batch_size"] == 80
     assert not (config["sar"] or config["sar_loss"] or config["remove_last_skip"] or config["remove_last_norm"])
     assert (config["opt"], config["lr"], config["weight_decay"], config["epochs"]) == ("adamw", 5e-4, 0.05, 300)
     assert config["mixup"] == config["cutmix"] == 0.0  # the pretext's, as the recipe leaves them to DeiT

@@ -98,7 +98,8 @@ OPTIONS: tuple[Option, ...] = (
     O("tensorboard", ROOM_RUN, "write TensorBoard events", TRAIN, default=True, switch=True,
       off=("no-tensorboard",)),
     # data
-    O("data-set", ROOM_DATA, "synthetic (built in), cifar10, cifar100, flowers, pets, imagenet, imnet-100, folder; "
+    O("data-set", ROOM_DATA, "synthetic (built in), cifar10, cifar100, flowers, pets, imagenet, imnet-100, "
+      "imagenette, imagewoof, folder; "
       "voc (segment-eval, visualize, analyze)", DATA_USERS, default="synthetic", aliases=("dataset",), metavar="NAME"),
     O("data-path", ROOM_DATA, "root folder of the data set (voc: VOC2012, VOCdevkit or the folder holding it)",
       DATA_USERS, metavar="DIR"),

@@ -14,7 +14,8 @@ from .synthetic import SyntheticMasks, SyntheticObjects
 from .torchvision_readers import READERS
 from .voc import VOCForeground
 
-DATASET_NAMES = ("synthetic", "cifar10", "cifar100", "flowers", "pets", "imagenet", "imnet-100", "folder")
+DATASET_NAMES = ("synthetic", "cifar10", "cifar100", "flowers", "pets", "imagenet", "imnet-100", "imagenette",
+                 "imagewoof", "folder")
 # Reference-code spellings (DeiT's CIFAR is CIFAR-100, IMNET is ImageNet-1k); matched case-insensitively.
 DATASET_ALIASES = {
     "cifar": "cifar100",
@@ -27,6 +28,8 @@ DATASET_ALIASES = {
     "flowers102": "flowers",
     "oxford-pets": "pets",
     "imagefolder": "folder",
+    "imagenette2": "imagenette",
+    "imagewoof2": "imagewoof",
 }
 MASK_DATASET_NAMES = ("synthetic", "voc")  # datasets whose items carry foreground masks
 SYNTHETIC_TRAIN_SAMPLES = 5000
@@ -60,7 +63,8 @@ def build_dataset(
 
     Splits (train / eval): ``synthetic`` generated train / val; ``cifar10``, ``cifar100`` train / test;
     ``flowers`` train+val (2,040) / test (6,149) as in DeiT's and ViT's transfer protocol; ``pets`` trainval /
-    test; ``imagenet``, ``imnet-100``, ``folder``: ``root/train/<class>/*`` / ``root/val/<class>/*``.
+    test; ``imagenet``, ``imnet-100``, ``folder``: ``root/train/<class>/*`` / ``root/val/<class>/*``;
+    ``imagenette``, ``imagewoof``: the unpacked fast.ai archive (or the folder holding it), train / val.
 
     Args:
         name: one of :data:`DATASET_NAMES` or an alias (``CIFAR`` = CIFAR-100, ``IMNET`` = ImageNet), any case.

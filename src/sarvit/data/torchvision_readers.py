@@ -1,5 +1,6 @@
-"""Readers of datasets in torchvision's on-disk formats (CIFAR, Flowers-102, Oxford-IIIT Pets, ImageFolder),
-with checks that name the files looked for. ``READERS[name](root, train, transform, download) -> (dataset, classes)``."""
+"""Readers of datasets in torchvision's on-disk formats (CIFAR, Flowers-102, Oxford-IIIT Pets, ImageFolder; also
+Imagenette and Imagewoof), with checks that name the files looked for.
+``READERS[name](root, train, transform, download) -> (dataset, classes)``."""
 from __future__ import annotations
 
 import pickle
@@ -10,6 +11,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from torchvision import datasets
 
 from ..errors import SarvitError
+from .imagenette import Imagenette, Imagewoof
 from .loading import load_rgb_image
 
 __all__ = ["READERS"]
@@ -151,6 +153,18 @@ def _image_folder(key: str) -> Callable:
     return build
 
 
+def _wordnet_subset(reader: type) -> Callable:
+    """Imagenette / Imagewoof (:mod:`sarvit.data.imagenette`): an ImageFolder tree of ten WordNet-id folders."""
+    def build(root: Path, train: bool, transform, download: bool) -> tuple[Dataset, int]:
+        if download:
+            raise SarvitError(f"{reader.name}: sarvit does not download it; unpack e.g. "
+                              f"https://s3.amazonaws.com/fast-ai-imageclas/{reader.archives[1]}.tgz into --data-path")
+        dataset = reader(root, train=train, transform=transform)
+        return dataset, len(dataset.classes)
+
+    return build
+
+
 READERS = {
     "cifar10": _cifar10,
     "cifar100": _cifar100,
@@ -159,4 +173,6 @@ READERS = {
     "imagenet": _image_folder("imagenet"),
     "imnet-100": _image_folder("imnet-100"),
     "folder": _image_folder("folder"),
+    "imagenette": _wordnet_subset(Imagenette),
+    "imagewoof": _wordnet_subset(Imagewoof),
 }
