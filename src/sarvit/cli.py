@@ -12,7 +12,7 @@ from typing import Optional
 
 from . import __version__
 from .errors import SarvitError
-from .options import COMMANDS, LEARN, HelpFormatter, add_options, defaults
+from .options import COMMANDS, LEARN, HelpFormatter, add_options, check_values, defaults
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -68,6 +68,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     try:
+        given = {key: value for key, value in vars(args).items() if key not in ("run", "command")}
+        vars(args).update(check_values(args.command, given))
         return int(args.run(args) or 0)
     except SarvitError as error:
         print(f"sarvit {args.command}: error: {error}", file=sys.stderr)

@@ -13,10 +13,15 @@ Parsers carry no defaults (``argparse.SUPPRESS``): the namespace holds what the 
 from __future__ import annotations
 
 import argparse
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-__all__ = ["COMMANDS", "OPTIONS", "Command", "HelpFormatter", "Option", "add_options", "defaults", "dest_of_spelling", "options_of", "spellings"]
+from .errors import SarvitError
+
+__all__ = ["COMMANDS", "OPTIONS", "Command", "HelpFormatter", "Option", "Range", "add_options", "check_values",
+           "defaults", "dest_of_spelling", "options_of", "spellings"]
 
 TRAIN, EVAL = ("train",), ("eval",)
 ANALYSIS = ("segment-eval", "visualize", "analyze")
@@ -38,12 +43,52 @@ def float_list(text: str) -> list[float]:
 
 
 @dataclass(frozen=True)
+class Range:
+    """The values a number may take: ``low <= value <= high`` (``<`` where the end is open; None: no bound)."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'<' if self.high_open else '<='} {self.high:g}"
+
+
+class Pattern:
+    """The strings a text option may take, as a regular expression and the words that describe them."""
+
+    def __init__(self, regex: str, description: str) -> None:
+        self.regex, self.description = re.compile(regex), description
+
+    def __contains__(self, value: str) -> bool:
+        return self.regex.fullmatch(str(value)) is not None
+
+    def __str__(self) -> str:
+        return self.description
+
+
+PROBABILITY, NON_NEGATIVE, POSITIVE, AT_LEAST_1 = Range(0, 1), Range(0), Range(0, low_open=True), Range(1)
+DEVICE = Pattern(r"auto|cpu|cuda(:\d+)?|mps", "cpu, cuda, cuda:N, mps or auto")
+
+
+@dataclass(frozen=True)
 class Option:
     """One row: ``name`` is the canonical long spelling without dashes.
 
     ``aliases``: other spellings (long ones without dashes, short ones as ``"-b"``). A ``switch`` is a
     boolean: ``name``/``aliases`` turn it on, ``off`` spellings turn it off. ``sets``: other values the
-    option also sets when given (``--voc-path DIR`` is ``--data-set voc --data-path DIR``).
+    option also sets when given (``--voc-path DIR`` is ``--data-set voc --data-path DIR``). ``within``: the
+    values allowed (a :class:`Range` for numbers, a :class:`Pattern` for text), checked by :func:`check_values`.
     """
 
     name: str
@@ -60,6 +105,7 @@ class Option:
     metavar: Optional[str] = None
     nargs: Optional[str] = None
     sets: dict = field(default_factory=dict)
+    within: Any = None
 
     def __post_init__(self) -> None:
         if not self.dest:
@@ -85,8 +131,8 @@ OPTIONS: tuple[Option, ...] = (
     O("ema", ROOM_RUN, "evaluate the checkpoint's EMA weights", EVAL, default=False, switch=True, dest="use_ema"),
     O("json", ROOM_RUN, "also write the results to this JSON file (segment-eval, analyze: default "
       "OUTPUT_DIR/<command>.json)", EVAL + ("segment-eval", "analyze"), metavar="FILE"),
-    O("device", ROOM_RUN, "cpu, cuda or cuda:N (default: cuda when available)", ALL, metavar="DEV"),
-    O("seed", ROOM_RUN, "random seed (also of the synthetic images)", ALL, type=int, default=0),
+    O("device", ROOM_RUN, "cpu, cuda or cuda:N (default: cuda when available)", ALL, metavar="DEV", within=DEVICE),
+    O("seed", ROOM_RUN, "random seed (also of the synthetic images)", ALL, type=int, default=0, within=NON_NEGATIVE),
     O("amp", ROOM_RUN, "mixed precision (default: on with CUDA, off on CPU)", LEARN, switch=True, off=("no-amp",)),
     O("amp-dtype", ROOM_RUN, "autocast dtype; fp16 uses a gradient scaler", LEARN, default="bf16",
       choices=("bf16", "fp16")),
@@ -94,7 +140,7 @@ OPTIONS: tuple[Option, ...] = (
       "(one host sync per step)", TRAIN, default=False, switch=True),
     O("deterministic", ROOM_RUN, "deterministic algorithms (slower on GPU)", TRAIN, default=False, switch=True),
     O("log-interval", ROOM_RUN, "steps between progress updates and non-finite checks", TRAIN, type=int,
-      default=50, metavar="STEPS"),
+      default=50, metavar="STEPS", within=AT_LEAST_1),
     O("tensorboard", ROOM_RUN, "write TensorBoard events", TRAIN, default=True, switch=True,
       off=("no-tensorboard",)),
     # data
@@ -107,38 +153,38 @@ OPTIONS: tuple[Option, ...] = (
       metavar="DIR", sets={"data_set": "voc"}),
     O("split", ROOM_DATA, "voc image list (ImageSets/Segmentation/<split>.txt)", ANALYSIS, default="val"),
     O("subset-ratio", ROOM_DATA, "train on this class-balanced fraction of the training set", LEARN, type=float,
-      default=1.0, metavar="R"),
+      default=1.0, metavar="R", within=Range(0, 1, low_open=True)),
     O("download", ROOM_DATA, "download torchvision data sets", LEARN, default=False, switch=True),
     O("pretext", ROOM_DATA, "self-supervised task in place of the data set's labels: rotation (4 classes: each image "
       "rotated by 0/90/180/270 degrees)", LEARN, choices=("rotation",), metavar="TASK"),
     O("num-samples", ROOM_DATA, "number of images: train, eval: the synthetic set's training images (validation: a "
-      "fifth); segment-eval, analyze: 500 synthetic or all; visualize: 8", ALL, type=int, metavar="N"),
+      "fifth); segment-eval, analyze: 500 synthetic or all; visualize: 8", ALL, type=int, metavar="N", within=AT_LEAST_1),
     O("num-classes", ROOM_DATA, "synthetic only: number of shape classes (default: all 10)", LEARN, type=int,
-      metavar="K"),
+      metavar="K", within=Range(2)),
     O("num-workers", ROOM_DATA, "data-loading processes per process, capped by its CPUs (a quarter of them on a "
-      "CPU device)", ALL, type=int, default=10, aliases=("workers", "-j"), metavar="N"),
+      "CPU device)", ALL, type=int, default=10, aliases=("workers", "-j"), metavar="N", within=NON_NEGATIVE),
     O("pin-mem", ROOM_DATA, "pin host memory for faster host-to-GPU copies", LEARN, default=True, switch=True,
       off=("no-pin-mem",)),
     O("batch-size", ROOM_DATA, "images per process and step", ALL, type=int, default=64, aliases=("-b",),
-      metavar="N"),
+      metavar="N", within=AT_LEAST_1),
     O("test-dir", ROOM_DATA, "image files and/or folders of images (instead of a data set)", ("visualize",),
       aliases=("image-path", "images"), nargs="+", metavar="PATH"),
     # model
     O("model", ROOM_MODEL, "timm ViT name (default: a checkpoint's; else deit_small_patch16_224, "
       "vit_tiny_patch16_224 on synthetic)", ALL, aliases=("arch",), metavar="NAME"),
     O("input-size", ROOM_MODEL, "image side (default: a checkpoint's, read from the weights; else 224, 32 on "
-      "synthetic)", ALL, type=int, aliases=("img-size", "image-size"), metavar="PX"),
-    O("patch-size", ROOM_MODEL, "override the model's patch side", ALL, type=int, metavar="N"),
-    O("depth", ROOM_MODEL, "override the model's number of blocks", LEARN, type=int, metavar="N"),
-    O("embed-dim", ROOM_MODEL, "override the model's width", LEARN, type=int, metavar="N"),
-    O("num-heads", ROOM_MODEL, "override the model's number of heads", LEARN, type=int, metavar="N"),
-    O("drop", ROOM_MODEL, "dropout rate", LEARN, type=float, default=0.0, metavar="P"),
-    O("drop-path", ROOM_MODEL, "stochastic depth rate", LEARN, type=float, default=0.1, metavar="P"),
+      "synthetic)", ALL, type=int, aliases=("img-size", "image-size"), metavar="PX", within=AT_LEAST_1),
+    O("patch-size", ROOM_MODEL, "override the model's patch side", ALL, type=int, metavar="N", within=AT_LEAST_1),
+    O("depth", ROOM_MODEL, "override the model's number of blocks", LEARN, type=int, metavar="N", within=AT_LEAST_1),
+    O("embed-dim", ROOM_MODEL, "override the model's width", LEARN, type=int, metavar="N", within=AT_LEAST_1),
+    O("num-heads", ROOM_MODEL, "override the model's number of heads", LEARN, type=int, metavar="N", within=AT_LEAST_1),
+    O("drop", ROOM_MODEL, "dropout rate", LEARN, type=float, default=0.0, metavar="P", within=Range(0, 1, high_open=True)),
+    O("drop-path", ROOM_MODEL, "stochastic depth rate", LEARN, type=float, default=0.1, metavar="P", within=PROBABILITY),
     # SAR
     O("sar", ROOM_SAR, "SAR: spatial-entropy loss + last-block skip and LayerNorm removal (default: a "
       "checkpoint's; analysis of plain weights: read from them; else on)", ALL, switch=True, off=("no-sar",)),
     O("lambda", ROOM_SAR, "weight of the spatial-entropy loss", LEARN, type=float, default=0.01,
-      aliases=("blob-weight",), dest="lam", metavar="W"),
+      aliases=("blob-weight",), dest="lam", metavar="W", within=NON_NEGATIVE),
     O("sar-loss", ROOM_SAR, "add lambda * spatial entropy to the loss", LEARN, switch=True, aliases=("use-blob",),
       off=("no-sar-loss",)),
     O("remove-last-skip", ROOM_SAR, "remove the last block's attention skip connection (Eq. 10)", LEARN,
@@ -152,54 +198,54 @@ OPTIONS: tuple[Option, ...] = (
     O("similarity", ROOM_SAR, "similarity of the [CLS] query with the patch keys", LEARN, default="dot",
       choices=("dot", "cosine")),
     # optimisation
-    O("epochs", ROOM_OPTIM, "training epochs", TRAIN, type=int, default=300, metavar="N"),
+    O("epochs", ROOM_OPTIM, "training epochs", TRAIN, type=int, default=300, metavar="N", within=AT_LEAST_1),
     O("opt", ROOM_OPTIM, "timm optimizer name", TRAIN, default="adamw", metavar="NAME"),
-    O("opt-eps", ROOM_OPTIM, "optimizer eps", TRAIN, type=float, default=1e-8, metavar="EPS"),
-    O("opt-betas", ROOM_OPTIM, "optimizer betas", TRAIN, type=float_list, metavar="B1,B2"),
-    O("momentum", ROOM_OPTIM, "SGD momentum", TRAIN, type=float, default=0.9, metavar="M"),
-    O("weight-decay", ROOM_OPTIM, "weight decay", TRAIN, type=float, default=0.05, metavar="WD"),
-    O("clip-grad", ROOM_OPTIM, "clip gradient norm", TRAIN, type=float, metavar="NORM"),
+    O("opt-eps", ROOM_OPTIM, "optimizer eps", TRAIN, type=float, default=1e-8, metavar="EPS", within=POSITIVE),
+    O("opt-betas", ROOM_OPTIM, "optimizer betas", TRAIN, type=float_list, metavar="B1,B2", within=Range(0, 1, high_open=True)),
+    O("momentum", ROOM_OPTIM, "SGD momentum", TRAIN, type=float, default=0.9, metavar="M", within=NON_NEGATIVE),
+    O("weight-decay", ROOM_OPTIM, "weight decay", TRAIN, type=float, default=0.05, metavar="WD", within=NON_NEGATIVE),
+    O("clip-grad", ROOM_OPTIM, "clip gradient norm", TRAIN, type=float, metavar="NORM", within=POSITIVE),
     O("sched", ROOM_OPTIM, "timm scheduler (cosine, step, ...)", TRAIN, default="cosine", metavar="NAME"),
     O("lr", ROOM_OPTIM, "learning rate for a global batch of 512, scaled linearly to the real one", TRAIN,
-      type=float, default=5e-4, metavar="LR"),
+      type=float, default=5e-4, metavar="LR", within=POSITIVE),
     O("unscale-lr", ROOM_OPTIM, "use --lr as given, unscaled", TRAIN, default=False, switch=True),
-    O("warmup-lr", ROOM_OPTIM, "warmup start lr", TRAIN, type=float, default=1e-6, metavar="LR"),
-    O("min-lr", ROOM_OPTIM, "final lr", TRAIN, type=float, default=1e-5, metavar="LR"),
-    O("warmup-epochs", ROOM_OPTIM, "linear warmup epochs", TRAIN, type=int, default=5, metavar="N"),
+    O("warmup-lr", ROOM_OPTIM, "warmup start lr", TRAIN, type=float, default=1e-6, metavar="LR", within=NON_NEGATIVE),
+    O("min-lr", ROOM_OPTIM, "final lr", TRAIN, type=float, default=1e-5, metavar="LR", within=NON_NEGATIVE),
+    O("warmup-epochs", ROOM_OPTIM, "linear warmup epochs", TRAIN, type=int, default=5, metavar="N", within=NON_NEGATIVE),
     O("decay-epochs", ROOM_OPTIM, "step scheduler: epochs between decays", TRAIN, type=float, default=30,
-      metavar="N"),
+      metavar="N", within=POSITIVE),
     O("decay-rate", ROOM_OPTIM, "step scheduler: decay factor", TRAIN, type=float, default=0.1, aliases=("dr",),
-      metavar="R"),
+      metavar="R", within=POSITIVE),
     O("model-ema", ROOM_OPTIM, "keep an exponential moving average of the weights (timm ModelEmaV3)", TRAIN,
       default=True, switch=True, off=("no-model-ema",)),
-    O("model-ema-decay", ROOM_OPTIM, "EMA decay per step", TRAIN, type=float, default=0.99996, metavar="D"),
+    O("model-ema-decay", ROOM_OPTIM, "EMA decay per step", TRAIN, type=float, default=0.99996, metavar="D", within=PROBABILITY),
     # augmentation
-    O("color-jitter", ROOM_AUGMENT, "colour jitter", TRAIN, type=float, default=0.3, metavar="F"),
+    O("color-jitter", ROOM_AUGMENT, "colour jitter", TRAIN, type=float, default=0.3, metavar="F", within=NON_NEGATIVE),
     O("aa", ROOM_AUGMENT, "timm auto-augment policy or none", TRAIN, default="rand-m9-mstd0.5-inc1",
       metavar="POLICY"),
-    O("smoothing", ROOM_AUGMENT, "label smoothing", TRAIN, type=float, default=0.1, metavar="E"),
+    O("smoothing", ROOM_AUGMENT, "label smoothing", TRAIN, type=float, default=0.1, metavar="E", within=Range(0, 1, high_open=True)),
     O("train-interpolation", ROOM_AUGMENT, "resize interpolation", TRAIN, default="bicubic",
       choices=("bicubic", "bilinear", "nearest")),
     O("repeated-aug", ROOM_AUGMENT, "repeated augmentation (3 views per image across processes)", TRAIN,
       default=True, switch=True, off=("no-repeated-aug",)),
-    O("reprob", ROOM_AUGMENT, "random erasing probability", TRAIN, type=float, default=0.25, metavar="P"),
+    O("reprob", ROOM_AUGMENT, "random erasing probability", TRAIN, type=float, default=0.25, metavar="P", within=PROBABILITY),
     O("remode", ROOM_AUGMENT, "random erasing mode", TRAIN, default="pixel"),
-    O("recount", ROOM_AUGMENT, "random erasing count", TRAIN, type=int, default=1),
-    O("mixup", ROOM_AUGMENT, "mixup alpha (0: off)", TRAIN, type=float, default=0.8, metavar="ALPHA"),
-    O("cutmix", ROOM_AUGMENT, "cutmix alpha (0: off)", TRAIN, type=float, default=1.0, metavar="ALPHA"),
+    O("recount", ROOM_AUGMENT, "random erasing count", TRAIN, type=int, default=1, within=AT_LEAST_1),
+    O("mixup", ROOM_AUGMENT, "mixup alpha (0: off)", TRAIN, type=float, default=0.8, metavar="ALPHA", within=NON_NEGATIVE),
+    O("cutmix", ROOM_AUGMENT, "cutmix alpha (0: off)", TRAIN, type=float, default=1.0, metavar="ALPHA", within=NON_NEGATIVE),
     O("cutmix-minmax", ROOM_AUGMENT, "cutmix box ratio range (overrides --cutmix)", TRAIN, type=float_list,
-      metavar="MIN,MAX"),
+      metavar="MIN,MAX", within=PROBABILITY),
     O("mixup-prob", ROOM_AUGMENT, "probability of mixup or cutmix per batch", TRAIN, type=float, default=1.0,
-      metavar="P"),
+      metavar="P", within=PROBABILITY),
     O("mixup-switch-prob", ROOM_AUGMENT, "probability of cutmix instead of mixup when both are on", TRAIN,
-      type=float, default=0.5, metavar="P"),
+      type=float, default=0.5, metavar="P", within=PROBABILITY),
     O("mixup-mode", ROOM_AUGMENT, "mixup granularity", TRAIN, default="batch", choices=("batch", "pair", "elem")),
     # analysis
     O("threshold", ROOM_ANALYSIS, "mass fraction kept by the attention threshold (DINO's --threshold)", ANALYSIS,
-      type=float, default=0.6),
+      type=float, default=0.6, within=PROBABILITY),
     O("pretraining", ROOM_ANALYSIS, "accepted for the reference scripts: the weights are evaluated as trained",
       ANALYSIS, default="supervised", choices=("supervised",)),
-    O("dpi", ROOM_ANALYSIS, "PNG resolution", ("visualize",), type=int, default=100),
+    O("dpi", ROOM_ANALYSIS, "PNG resolution", ("visualize",), type=int, default=100, within=AT_LEAST_1),
     # experiment
     O("list", ROOM_EXPERIMENT, "show every grid's cells and their train flags", EXPERIMENT, default=False,
       switch=True),
@@ -209,7 +255,7 @@ OPTIONS: tuple[Option, ...] = (
       "ViT-S/16 with DeiT's recipe and the papers' epochs", EXPERIMENT, default="tiny",
       choices=("tiny", "small", "paper")),
     O("jobs", ROOM_EXPERIMENT, "runs at once (CPU: processes sharing the cores; GPUs: CUDA_VISIBLE_DEVICES "
-      "round-robin)", EXPERIMENT, type=int, default=1, metavar="N"),
+      "round-robin)", EXPERIMENT, type=int, default=1, metavar="N", within=AT_LEAST_1),
     O("report-only", ROOM_EXPERIMENT, "train nothing; report the finished runs", EXPERIMENT, default=False,
       switch=True),
     O("dry-run", ROOM_EXPERIMENT, "print each run's `sarvit train` command and stop", EXPERIMENT, default=False,
@@ -323,6 +369,90 @@ def dest_of_spelling(command: str) -> dict[str, str]:
             if spelling.startswith("--") or not spelling.startswith("-"):
                 names.setdefault(spelling.lstrip("-"), option.dest)
     return names
+
+
+_TRUE, _FALSE = ("yes", "true", "on"), ("no", "false", "off")
+
+
+def _expected(option: Option) -> str:
+    """What a value of ``option`` must be, in words."""
+    if option.switch:
+        return "a boolean (true/false, yes/no, on/off)"
+    if option.choices:
+        return "one of " + ", ".join(map(str, option.choices))
+    if isinstance(option.within, Pattern):
+        return str(option.within)
+    kind = {int: "an integer", float: "a finite number", float_list: "finite numbers"}.get(option.type, "text")
+    return f"{kind} {option.within}" if option.within is not None else kind
+
+
+def _number(option: Option, value: Any, kind: Callable) -> Any:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, str):
+        return kind(value)
+    if kind is int and isinstance(value, int):
+        return value
+    if kind is float and isinstance(value, (int, float)):
+        return float(value)
+    raise ValueError
+
+
+def check_value(option: Option, value: Any) -> Any:
+    """``value`` as ``option`` takes it (a YAML string parsed as the command line would), or ValueError."""
+    if value is None:
+        if option.default is None or option.switch:
+            return None
+        raise ValueError
+    if option.switch:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
+        raise ValueError
+    if option.type is float_list:
+        items = float_list(value) if isinstance(value, str) else [_number(option, v, float) for v in value]
+    elif option.type in (int, float):
+        items = [_number(option, value, option.type)]
+    elif option.nargs == "+":
+        items = [value] if isinstance(value, str) else list(value)
+        if not all(isinstance(item, str) for item in items):
+            raise ValueError
+    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        items = [str(value)]
+    else:
+        raise ValueError
+    for item in items:
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError
+        if option.within is not None and item not in option.within:
+            raise ValueError
+        if option.choices and item not in option.choices:
+            raise ValueError
+    return items if option.type is float_list or option.nargs == "+" else items[0]
+
+
+def check_values(command: str, values: dict[str, Any], source: str = "") -> dict[str, Any]:
+    """``values`` ({dest: value}) checked against ``command``'s rows: types, ranges, finite numbers, choices.
+
+    Returns them as the options take them (YAML's ``"no"`` is ``False``, ``"0.5"`` is ``0.5``). Keys that are
+    no option's dest pass unchanged. Raises :class:`SarvitError` naming the option, the value and what was
+    expected; ``source`` (e.g. ``"--config run.yaml"``) says where the value came from.
+    """
+    rows: dict[str, Option] = {}
+    for option in options_of(command):
+        rows.setdefault(option.dest, option)
+    checked = dict(values)
+    for dest, value in values.items():
+        option = rows.get(dest)
+        if option is None:
+            continue
+        try:
+            checked[dest] = check_value(option, value)
+        except (ValueError, TypeError):
+            where = f"{source}: " if source else ""
+            raise SarvitError(f"{where}--{option.name} {value!r}: expected {_expected(option)}") from None
+    return checked
 
 
 def _shown(value: Any) -> str:

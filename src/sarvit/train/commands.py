@@ -10,7 +10,8 @@ import os
 from typing import Any, Optional
 
 from ..checkpoints import FORMAT, load_checkpoint
-from .config import ARCH_KEYS, INVOCATION_KEYS, resolve_config
+from ..errors import SarvitError
+from .config import ARCH_KEYS, INVOCATION_KEYS, checked_values, resolve_config
 from .distributed import cleanup_distributed
 
 __all__ = ["run_train", "run_eval", "config_from_args"]
@@ -39,7 +40,12 @@ def config_from_args(args: argparse.Namespace, evaluating: bool = False) -> tupl
     if continued:
         checkpoint = load_checkpoint(continued)
         if checkpoint.get("format") == FORMAT:
-            base = {k: v for k, v in checkpoint.get("config", {}).items() if k not in _RUN_KEYS}
+            stored = checkpoint.get("config")
+            if not isinstance(stored, dict):
+                raise SarvitError(f"{continued}: the checkpoint's 'config' should be the run's options (a dict), "
+                                  f"found {type(stored).__name__}")
+            base = checked_values({k: v for k, v in stored.items() if k not in _RUN_KEYS},
+                                  f"{continued} (the options stored in the checkpoint)")
     start = None if evaluating else cli.get("finetune") or cli.get("weights")
     if start and "model" not in cli:  # train the architecture the weights belong to
         source = load_checkpoint(start)

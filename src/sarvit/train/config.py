@@ -21,7 +21,7 @@ import yaml
 
 from ..data import canonical_dataset_name
 from ..errors import SarvitError
-from ..options import defaults, dest_of_spelling
+from ..options import check_values, defaults, dest_of_spelling
 
 __all__ = [
     "DEFAULTS", "QUICK_DEFAULTS", "SAR_COMPONENTS", "resolve_config", "resolve_sar", "load_yaml_config",
@@ -67,7 +67,12 @@ def load_yaml_config(path: str) -> dict[str, Any]:
         if dest is None or dest == "config":
             raise SarvitError(f"--config: {file} has the unknown option {key!r}; see `sarvit train --help`")
         out[dest] = value
-    return out
+    return checked_values(out, f"--config {file}")
+
+
+def checked_values(values: dict[str, Any], source: str = "") -> dict[str, Any]:
+    """``values`` checked against the rows of ``train`` and ``eval`` (:func:`sarvit.options.check_values`)."""
+    return check_values("eval", check_values("train", values, source), source)
 
 
 def resolve_sar(config: dict[str, Any], given: set[str]) -> None:
@@ -103,6 +108,7 @@ def resolve_config(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
     of a ``--finetune`` checkpoint, used where the user names none.
     """
     file = load_yaml_config(cli["config"]) if cli.get("config") else {}
+    cli = checked_values(cli)
     given = set(file) | set(cli)
     config = dict(DEFAULTS)
     upper = {**(base or {}), **file, **cli}
@@ -139,14 +145,14 @@ def resolve_config(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
 
 
 def _check(config: dict[str, Any]) -> None:
-    positive = ("epochs", "batch_size", "input_size")
-    for key in positive:
-        if not isinstance(config[key], int) or config[key] < 1:
-            raise SarvitError(f"--{key.replace('_', '-')} must be a positive integer, got {config[key]!r}")
-    if not 0.0 < float(config["subset_ratio"]) <= 1.0:
-        raise SarvitError(f"--subset-ratio must be in (0, 1], got {config['subset_ratio']}")
-    if float(config["lam"]) < 0:
-        raise SarvitError(f"--lambda must be >= 0, got {config['lam']}")
+    """What no single option's row can say: values that must agree with each other."""
+    width, heads = config.get("embed_dim"), config.get("num_heads")
+    if width and heads and width % heads:
+        raise SarvitError(f"--num-heads {heads} does not divide --embed-dim {width}: each head takes an equal share "
+                          "of the width; pick a number of heads that divides it")
+    for key, count in (("opt_betas", 2), ("cutmix_minmax", 2)):
+        if config.get(key) is not None and len(config[key]) != count:
+            raise SarvitError(f"--{key.replace('_', '-')} {config[key]}: expected {count} numbers")
     starts = [f"--{key}" for key in ("resume", "finetune", "weights") if config.get(key)]
     if len(starts) > 1:
         raise SarvitError(f"give one of --resume (continue a run), --finetune (new head) or --weights (start from "
