@@ -138,6 +138,10 @@ OPTIONS: tuple[Option, ...] = (
       choices=("bf16", "fp16")),
     O("skip-nonfinite", ROOM_RUN, "skip and count steps whose loss is NaN/inf instead of stopping "
       "(one host sync per step)", TRAIN, default=False, switch=True),
+    O("max-skipped-steps", ROOM_RUN, "with --skip-nonfinite: stop after this many skipped steps in a row", TRAIN,
+      type=int, default=25, metavar="N", within=AT_LEAST_1),
+    O("overwrite", ROOM_RUN, "start afresh in an --output-dir that holds a run: its files move into "
+      "OUTPUT_DIR/replaced-<time>/ (nothing is deleted)", TRAIN, default=False, switch=True),
     O("deterministic", ROOM_RUN, "deterministic algorithms (slower on GPU)", TRAIN, default=False, switch=True),
     O("log-interval", ROOM_RUN, "steps between progress updates and non-finite checks", TRAIN, type=int,
       default=50, metavar="STEPS", within=AT_LEAST_1),

@@ -154,6 +154,9 @@ def create_model(
         >>> logits, captured = model(torch.randn(2, 3, 64, 64), capture=Capture(attention_blocks=(0,), tokens=True))
         >>> captured["attention"][0].shape, captured["tokens"].shape  # [2, 3, 65, 65], [2, 192, 8, 8]
     """
+    if not isinstance(name, str) or not name:
+        raise SarvitError(f"create_model: expected a timm model name (e.g. 'vit_tiny_patch16_224'), got {name!r}")
+    _check_sizes(timm_kwargs)
     if similarity not in SIMILARITIES:
         raise SarvitError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
     config = SARConfig(
@@ -167,6 +170,8 @@ def create_model(
     family = timm.models.model_entrypoint(name).__module__.rsplit(".", 1)[-1]
     try:
         model = timm.create_model(name, **timm_kwargs)
+    except (AssertionError, ValueError, ZeroDivisionError) as error:  # timm's own checks of the sizes
+        raise SarvitError(f"could not build {name!r} with {timm_kwargs}: {error or type(error).__name__}") from None
     except TypeError as error:
         with torch.device("meta"):  # which class is it? (no memory, no weights)
             model = timm.create_model(name)
@@ -207,6 +212,21 @@ def _captures(model: nn.Module) -> bool:
     return (isinstance(blocks, nn.Module) and len(blocks) > 0
             and all(isinstance(getattr(block, "attn", None), Attention) for block in blocks)
             and "capture" in inspect.signature(model.forward).parameters)
+
+
+def _check_sizes(timm_kwargs: dict) -> None:
+    """Sizes timm would take and then fail on deep inside (a zero depth, a head count not dividing the width)."""
+    for key in ("depth", "embed_dim", "num_heads", "patch_size", "img_size"):
+        value = timm_kwargs.get(key)
+        sides = value if isinstance(value, (tuple, list)) else (value,)
+        if value is not None and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sides):
+            raise SarvitError(f"create_model: {key} must be an integer >= 1, got {value!r}")
+    width, heads = timm_kwargs.get("embed_dim"), timm_kwargs.get("num_heads")
+    if width is not None and heads is not None and width % heads:
+        raise SarvitError(f"create_model: num_heads={heads} does not divide embed_dim={width}")
+    image, patch = timm_kwargs.get("img_size"), timm_kwargs.get("patch_size")
+    if isinstance(image, int) and isinstance(patch, int) and image < patch:
+        raise SarvitError(f"create_model: img_size={image} is smaller than one patch (patch_size={patch})")
 
 
 def sar_config(model: nn.Module) -> dict:

@@ -43,13 +43,43 @@ def _head_keys(model: nn.Module) -> set[str]:
     return {key for key in model.state_dict() if any(key.startswith(p) for p in prefixes)}
 
 
-def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, new_head: bool = False) -> LoadReport:
+def _depth(keys) -> int:
+    """The number of blocks that ``blocks.<i>.`` keys name."""
+    indices = [int(key.split(".")[1]) for key in keys if key.startswith("blocks.") and key.split(".")[1].isdigit()]
+    return max(indices) + 1 if indices else 0
+
+
+def _width(state: dict) -> int | None:
+    for key in ("cls_token", "pos_embed", "norm.weight"):
+        if key in state:
+            return int(state[key].shape[-1])
+    return None
+
+
+def _architecture_hint(model: nn.Module, state_dict: dict) -> str:
+    """What differs at the scale of the whole model: depth or width, with the switch that builds the other."""
+    own = model.state_dict()
+    theirs_depth, own_depth = _depth(state_dict), len(model.blocks)
+    if theirs_depth and theirs_depth != own_depth:
+        return (f" (the checkpoint has {theirs_depth} blocks, the model {own_depth}: build the model with "
+                f"--depth {theirs_depth}, or the --model the weights were trained as)")
+    theirs_width, own_width = _width(state_dict), _width(own)
+    if theirs_width and own_width and theirs_width != own_width:
+        return (f" (the checkpoint is {theirs_width} wide, the model {own_width}: build the model with "
+                f"--embed-dim {theirs_width}, or the --model the weights were trained as)")
+    return ""
+
+
+def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, new_head: bool = False,
+                 new_last_norm: bool = False) -> LoadReport:
     """Load ``state_dict`` (a timm or sarvit checkpoint's model weights) into ``model``.
 
     Keys of the LayerNorm that the SAR surgery removed (``blocks.<last>.norm2.*``) are reported
     and ignored, so a plain timm checkpoint loads into a SAR model. With ``new_head=True`` the
     classifier head is left at its initialisation when its shape differs (fine-tuning on a new
-    class count). Any other difference is an error naming the keys.
+    class count). Weights trained with the surgery lack that LayerNorm: loading them into a model that keeps
+    it is an error naming the switch, unless ``new_last_norm=True`` leaves it at its initialisation.
+    Any other difference is an error naming the keys (and the depth or width that differs).
     """
     own = model.state_dict()
     last_norm = f"blocks.{len(model.blocks) - 1}.norm2."
@@ -73,11 +103,19 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, new_h
     missing = [key for key in own if key not in state_dict]
     absent_ok = [key for key in missing if key.startswith(last_norm)]
     missing = [key for key in missing if key not in absent_ok]
+    architecture = _architecture_hint(model, state_dict)
+    if absent_ok and not new_last_norm and not architecture:
+        raise SarvitError(
+            f"the weights were trained with SAR's last-LayerNorm removal (they have no {last_norm}*), but this model "
+            "keeps that LayerNorm and would use it freshly initialised: load them with the surgery (drop --no-sar "
+            "/ --keep-last-norm, or pass --remove-last-norm)")
     problems = []
     if mismatched:
-        head_differs = any(entry.split(" ")[0] in head for entry in mismatched)
-        hint = " (a different class count: fine-tune with --finetune)" if head_differs else ""
+        head_only = all(entry.split(" ")[0] in head for entry in mismatched)
+        hint = architecture or (" (a different class count: fine-tune with --finetune)" if head_only else "")
         problems.append(f"shape mismatch{hint}: {_listed(mismatched, '; ')}")
+    elif architecture:
+        problems.append(f"a different architecture{architecture}")
     if unexpected:
         problems.append(f"keys the model does not have: {_listed(unexpected)}")
     if missing:

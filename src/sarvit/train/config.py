@@ -160,7 +160,7 @@ def _check(config: dict[str, Any]) -> None:
 
 
 # How a run was invoked rather than what it is: fed back with --config, these would resume or evaluate.
-INVOCATION_KEYS = ("resume", "eval", "config", "use_ema", "json")
+INVOCATION_KEYS = ("resume", "eval", "config", "use_ema", "json", "overwrite")
 
 
 def save_config(config: dict[str, Any], path: os.PathLike) -> None:

@@ -10,7 +10,8 @@ Non-finite losses: every step records, on the device, whether its loss was finit
 ``skip_nonfinite`` the host looks at that record at the next log point and stops the run
 (:class:`NonFiniteLoss`); weights touched by the bad step are never checkpointed, so the last good
 checkpoint survives. With ``skip_nonfinite`` each step's flag is read before the update (one host
-sync per step, the price of skipping) and a bad step is skipped and counted.
+sync per step, the price of skipping) and a bad step is skipped and counted; ``max_skipped`` skipped steps
+in a row (across epochs) stop the run: by then the weights or the learning rate are broken, not one batch.
 """
 from __future__ import annotations
 
@@ -36,8 +37,9 @@ __all__ = ["StepSettings", "NonFiniteLoss", "train_one_epoch", "evaluate", "auto
 class NonFiniteLoss(SarvitError):
     """The training loss became NaN or infinite; ``epoch`` and ``step`` say where (0-based; the message counts from 1)."""
 
-    def __init__(self, epoch: int, step: int) -> None:
-        super().__init__(f"the training loss became non-finite (NaN or inf) at epoch {epoch + 1}, step {step + 1}")
+    def __init__(self, epoch: int, step: int, message: str = "") -> None:
+        super().__init__(message or f"the training loss became non-finite (NaN or inf) at epoch {epoch + 1}, "
+                                    f"step {step + 1}")
         self.epoch, self.step = epoch, step
 
 
@@ -49,6 +51,7 @@ class StepSettings:
     sar_loss: bool = True
     clip_grad: Optional[float] = None
     skip_nonfinite: bool = False
+    max_skipped: int = 25     # with skip_nonfinite: this many skipped steps in a row stop the run
     log_interval: int = 50
     amp_dtype: Optional[torch.dtype] = None  # None: no autocast
 
@@ -145,11 +148,14 @@ def train_one_epoch(
     scaler=None,
     ema=None,
     progress=None,
+    skipped_in_a_row: int = 0,
 ):
     """Train ``model`` for one pass over ``loader``; returns ``(metrics, global_step)``.
 
     ``metrics``: mean ``loss``, ``ce``, ``entropy`` (None without the SAR loss), ``lr`` at the end,
-    ``img_per_s`` (all processes), ``skipped_steps``.
+    ``img_per_s`` (all processes), ``skipped_steps``, ``skipped_in_a_row`` (the run of skipped steps the
+    epoch ends with, counting ``skipped_in_a_row`` from the epoch before). ``loss``, ``ce`` and ``entropy``
+    are None when every step was skipped.
     """
     model.train()
     device = info.device
@@ -169,7 +175,13 @@ def train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         if settings.skip_nonfinite and not _step_is_finite(finite, info):
             tally.skipped += 1
+            skipped_in_a_row += 1
+            if skipped_in_a_row >= settings.max_skipped:
+                raise NonFiniteLoss(epoch, step, f"{skipped_in_a_row} steps in a row had a non-finite loss and were "
+                                                 f"skipped (up to epoch {epoch + 1}, step {step + 1}); stopping "
+                                                 f"(--max-skipped-steps {settings.max_skipped})")
         else:
+            skipped_in_a_row = 0
             _backward_and_step(loss, optimizer, params, settings.clip_grad, scaler)
             if ema is not None:
                 ema.update(unwrapped, step=global_step + 1)
@@ -180,20 +192,24 @@ def train_one_epoch(
         if (step + 1) % settings.log_interval == 0 or step + 1 == steps:
             sums = tally.check(info, epoch)
             if progress is not None:
-                progress.set_postfix(loss=f"{sums[0].item() / max(sums[3].item(), 1):.4f}",
-                                     lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                shown = dict(loss=f"{sums[0].item() / sums[3].item():.4f}" if sums[3].item() else "n/a",
+                             lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                if settings.skip_nonfinite:
+                    shown["skipped"] = tally.skipped
+                progress.set_postfix(**shown)
         if progress is not None:
             progress.update(1)
     elapsed = time.perf_counter() - start
     sums = tally.check(info, epoch).tolist()
-    count = max(sums[3], 1.0)
+    count = sums[3]
     metrics = {
-        "loss": sums[0] / count,
-        "ce": sums[1] / count,
-        "entropy": sums[2] / count if settings.sar_loss and settings.lam > 0 else None,
+        "loss": sums[0] / count if count else None,
+        "ce": sums[1] / count if count else None,
+        "entropy": sums[2] / count if count and settings.sar_loss and settings.lam > 0 else None,
         "lr": float(optimizer.param_groups[0]["lr"]),
         "img_per_s": images * info.world_size / max(elapsed, 1e-9),
-        "skipped_steps": int(all_reduce_sum(torch.tensor(float(tally.skipped), device=device), info).item()),
+        "skipped_steps": tally.skipped,  # every process skips the same steps (the decision is all-reduced)
+        "skipped_in_a_row": skipped_in_a_row,
     }
     return metrics, global_step
 

@@ -138,13 +138,14 @@ class _Run:
 
     def _load_finetune(self, path: str) -> None:
         state = load_checkpoint(path)["model"]
-        report = load_weights(self.model, _finetune_weights(self.model, state), new_head=True)
+        report = load_weights(self.model, _finetune_weights(self.model, state), new_head=True,
+                              new_last_norm=True)
         _say(self.info, f"fine-tuning from {path}: {report}")
 
     def _load_start_weights(self, path: str) -> None:
         state = load_checkpoint(path)["model"]
         try:
-            report = load_weights(self.model, _finetune_weights(self.model, state))
+            report = load_weights(self.model, _finetune_weights(self.model, state), new_last_norm=True)
         except SarvitError as error:
             raise SarvitError(f"--weights {path}: {error} (for a new head use --finetune)") from None
         _say(self.info, f"starting from the weights in {path}: {report}")

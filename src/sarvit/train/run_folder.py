@@ -1,0 +1,225 @@
+"""A run folder belongs to one run: a lock while a run writes there, no fresh run over an old one, and the
+repair of what a crash can leave behind.
+
+* **Lock**: ``<folder>/.sarvit.lock``, held with ``fcntl.flock`` for the whole run, holds the owner's pid, host,
+  start time and command. A second run on the folder stops at once naming them. The kernel drops the lock when its
+  process dies (even by ``kill -9``), so a stale file never blocks.
+* **One run per folder**: a fresh run into a folder holding a run (``last.pth``, ``best.pth`` or logged epochs)
+  stops, unless it resumes that folder's checkpoint or ``--overwrite`` moves the old files into
+  ``<folder>/replaced-<time>/`` (nothing is deleted).
+* **Crash repair** (on the next start, lock held): temporary files of interrupted atomic writes are removed; a
+  ``best.pth`` one write behind ``last.pth`` is completed (see :func:`reconcile_best`).
+
+Write order of an epoch: ``last.pth``, then ``best.pth`` (when the epoch improved), then the log line. Each file is
+replaced atomically, so a crash between two writes leaves only: ``best.pth`` behind a ``last.pth`` that names its
+own epoch as the best (completed on resume from ``last.pth`` itself), or a log line missing (the log is rewritten
+from the checkpoint's history on resume).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from ..errors import SarvitError
+
+__all__ = ["LOCK_NAME", "RunFolder", "reconcile_best", "write_text_atomic"]
+
+LOCK_NAME = ".sarvit.lock"
+CHECKPOINTS = ("last.pth", "best.pth")
+# What a run writes into its folder; --overwrite moves these aside.
+RUN_FILES = (*CHECKPOINTS, "log.jsonl", "config.yaml", "curves.png", "tensorboard")
+
+
+def write_text_atomic(text: str, path: Path) -> Path:
+    """``text`` to ``path`` through a temporary file and a rename: a crash leaves the old file or the new one."""
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+    return path
+
+
+def _copy_atomic(source: Path, target: Path) -> None:
+    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(handle)
+    try:
+        shutil.copyfile(source, temp)
+        with open(temp, "rb") as file:
+            os.fsync(file.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+class RunFolder:
+    """A run's output folder, locked by this process until :meth:`release`.
+
+    Use :meth:`claim` (before loading any data, so a folder that cannot be written fails at once).
+    """
+
+    def __init__(self, path: Path, lock_fd: int) -> None:
+        self.path, self._lock_fd = path, lock_fd
+
+    @classmethod
+    def claim(cls, path: os.PathLike, *, resume: Optional[os.PathLike] = None, overwrite: bool = False,
+              say: Callable[[str], None] = print) -> "RunFolder":
+        """Create and lock ``path``, refuse a fresh run over an old one, remove leftover temporary files.
+
+        ``resume``: the checkpoint this run continues; a folder holding a run is fine when that checkpoint is
+        one of its own. ``overwrite``: move an old run's files into ``replaced-<time>/`` instead of refusing.
+        """
+        path = Path(path).expanduser()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SarvitError(f"--output-dir {path}: cannot create the folder ({error.strerror or error})") from None
+        folder = cls(path, _lock(path))
+        try:
+            folder._check_owner(resume, overwrite, say)
+            folder._remove_leftovers(say)
+        except BaseException:
+            folder.release()
+            raise
+        return folder
+
+    def release(self) -> None:
+        """Remove the lock file and unlock (a run waiting to open the file re-checks that it is still there)."""
+        if self._lock_fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            (self.path / LOCK_NAME).unlink()
+        os.close(self._lock_fd)
+        self._lock_fd = -1
+
+    def held_run(self) -> list[str]:
+        """What in the folder says a run lives here: its checkpoints and a non-empty log."""
+        found = [name for name in CHECKPOINTS if (self.path / name).is_file()]
+        log = self.path / "log.jsonl"
+        if log.is_file() and log.stat().st_size > 0:
+            epochs = sum(1 for line in log.read_text().splitlines() if line.strip())
+            found.append(f"log.jsonl with {epochs} epoch(s)")
+        return found
+
+    def _check_owner(self, resume: Optional[os.PathLike], overwrite: bool, say: Callable[[str], None]) -> None:
+        held = self.held_run()
+        if not held:
+            return
+        if resume is not None and _inside(Path(resume), self.path) and not overwrite:
+            return
+        if not overwrite:
+            raise SarvitError(
+                f"--output-dir {self.path} already holds a run ({', '.join(held)}); continue it with --resume "
+                f"{self.path}, pick a new --output-dir, or pass --overwrite to move its files into "
+                f"{self.path}/replaced-<time>/")
+        aside = self.path / time.strftime("replaced-%Y%m%d-%H%M%S")
+        aside.mkdir()
+        moved = [name for name in RUN_FILES if (self.path / name).exists()]
+        for name in moved:
+            os.replace(self.path / name, aside / name)
+        say(f"--overwrite: moved the old run's {', '.join(moved)} into {aside}/")
+
+    def _remove_leftovers(self, say: Callable[[str], None]) -> None:
+        leftovers = [file for file in self.path.glob(".*.tmp") if file.is_file()]
+        if leftovers:
+            size = sum(file.stat().st_size for file in leftovers)
+            for file in leftovers:
+                file.unlink()
+            say(f"removed {len(leftovers)} temporary file(s) ({size / 2 ** 20:.1f} MiB) left by an interrupted write "
+                f"in {self.path}")
+
+
+def reconcile_best(checkpoint: dict, resumed: Path, say: Callable[[str], None] = print) -> None:
+    """Make ``best.pth`` beside ``resumed`` (a folder's ``last.pth``) the epoch that ``last.pth`` says is best.
+
+    ``best.pth`` is written after ``last.pth``; a crash between the two leaves ``last.pth`` naming its own epoch
+    as the best while ``best.pth`` still holds an earlier one (or is absent): ``last.pth`` is copied over it.
+    """
+    best = resumed.parent / "best.pth"
+    if resumed.name != "last.pth" or int(checkpoint["best_epoch"]) != int(checkpoint["epoch"]):
+        return
+    held = _epoch_of(best)
+    if held != int(checkpoint["epoch"]):
+        _copy_atomic(resumed, best)
+        was = "was missing" if held is None else f"held epoch {held + 1}"
+        say(f"best.pth {was}; last.pth says epoch {int(checkpoint['epoch']) + 1} is the best: copied it to {best} "
+            "(a run stopped between the two writes)")
+
+
+def _epoch_of(path: Path) -> Optional[int]:
+    if not path.is_file():
+        return None
+    try:  # mmap: the epoch without reading every tensor
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:  # unreadable or not a training checkpoint: it is not the best epoch either
+        return -1
+
+
+def _inside(file: Path, folder: Path) -> bool:
+    file = file.expanduser()
+    parent = file if file.is_dir() else file.parent
+    try:
+        return parent.resolve() == folder.resolve()
+    except OSError:
+        return False
+
+
+def _lock(path: Path) -> int:
+    """Open and ``flock`` ``path/.sarvit.lock`` (non-blocking), write who holds it; the descriptor stays open."""
+    lock = path / LOCK_NAME
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise SarvitError(f"--output-dir {path}: cannot write there ({error.strerror or error}); "
+                              "pick a folder you can write to") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise SarvitError(f"--output-dir {path} is in use by another run ({holder}); wait for it to end or stop "
+                              "it, or pick another --output-dir") from None
+        try:  # the previous holder may have removed the file after we opened it: hold the one that is there
+            current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)
+    owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+             "command": " ".join(["sarvit", *sys.argv[1:]]) if sys.argv else "sarvit"}
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(owner) + "\n").encode())
+    except OSError as error:
+        os.close(fd)
+        raise SarvitError(f"--output-dir {path}: cannot write there ({error.strerror or error})") from None
+    return fd
+
+
+def _holder(fd: int) -> str:
+    try:
+        owner = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        return (f"process {owner['pid']} on {owner['host']}, started {owner['started']}: {owner['command']}")
+    except (OSError, ValueError, KeyError):
+        return "a process that has not yet written its name"
