@@ -5,6 +5,8 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from .run_folder import write_text_atomic
+
 __all__ = ["RunLog", "plot_curves"]
 
 # (log key, TensorBoard tag)
@@ -26,7 +28,8 @@ class RunLog:
     def __init__(self, output_dir: Path, history: list[dict], tensorboard: bool = True) -> None:
         self.path = Path(output_dir) / "log.jsonl"
         self.history = [dict(line) for line in history]
-        self.path.write_text("".join(json.dumps(line) + "\n" for line in self.history))
+        # the log of a resumed run is the checkpoint's history: lines of epochs after it are dropped
+        write_text_atomic("".join(json.dumps(line) + "\n" for line in self.history), self.path)
         self.writer = None
         if tensorboard:
             try:

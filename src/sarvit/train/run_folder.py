@@ -33,7 +33,7 @@ import torch
 
 from ..errors import SarvitError
 
-__all__ = ["LOCK_NAME", "RunFolder", "reconcile_best", "write_text_atomic"]
+__all__ = ["LOCK_NAME", "RunFolder", "check_resumable", "reconcile_best", "write_text_atomic"]
 
 LOCK_NAME = ".sarvit.lock"
 CHECKPOINTS = ("last.pth", "best.pth")
@@ -146,6 +146,28 @@ class RunFolder:
                 file.unlink()
             say(f"removed {len(leftovers)} temporary file(s) ({size / 2 ** 20:.1f} MiB) left by an interrupted write "
                 f"in {self.path}")
+
+
+# What a training checkpoint must hold to be continued, and the type of each field.
+_RESUMABLE = {"model": dict, "optimizer": dict, "scheduler": dict, "epoch": int, "global_step": int,
+              "best_top1": (int, float), "best_epoch": int, "history": list, "rng": list, "config": dict}
+
+
+def check_resumable(checkpoint: dict, path: os.PathLike) -> None:
+    """A sarvit training checkpoint has every field a resumed run reads, each of the right type."""
+    missing = [key for key in _RESUMABLE if key not in checkpoint]
+    if missing:
+        raise SarvitError(f"--resume {path}: the checkpoint lacks {', '.join(missing)}; a training run's "
+                          f"last.pth or best.pth holds {', '.join(_RESUMABLE)}")
+    for key, kind in _RESUMABLE.items():
+        value = checkpoint[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            expected = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise SarvitError(f"--resume {path}: the checkpoint's {key!r} should be {expected}, found "
+                              f"{type(value).__name__} {value!r:.60}")
+    if not checkpoint["rng"] or checkpoint["epoch"] < 0 or not -1 <= checkpoint["best_epoch"] <= checkpoint["epoch"]:
+        raise SarvitError(f"--resume {path}: inconsistent checkpoint (epoch {checkpoint['epoch']}, best_epoch "
+                          f"{checkpoint['best_epoch']}, {len(checkpoint['rng'])} random states)")
 
 
 def reconcile_best(checkpoint: dict, resumed: Path, say: Callable[[str], None] = print) -> None:

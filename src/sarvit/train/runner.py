@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import sys
 import time
@@ -16,8 +17,8 @@ from timm.layers import resample_abs_pos_embed
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 
-from ..checkpoints import (FORMAT, checkpoint_content, load_checkpoint, model_from_checkpoint, save_atomic,
-                           stored_spec, write_json)
+from ..checkpoints import (FORMAT, checkpoint_content, load_checkpoint, model_from_checkpoint,
+                           resolve_checkpoint_path, save_atomic, stored_spec, write_json)
 from ..data import MaskedDataset
 from ..errors import SarvitError
 from ..metrics import AttentionJaccard
@@ -28,6 +29,7 @@ from .distributed import DistInfo, barrier, broadcast_object, setup_distributed
 from .loop import NonFiniteLoss, StepSettings, evaluate, has_class_token, train_one_epoch
 from .records import RunLog, plot_curves
 from .rng import rng_state, set_rng_state
+from .run_folder import RunFolder, check_resumable, reconcile_best
 
 __all__ = ["TrainResult", "train", "evaluate_checkpoint", "default_output_dir"]
 
@@ -93,7 +95,10 @@ class _Run:
         self.best_top1, self.best_epoch = -1.0, -1
         self.history: list[dict] = []
         self.out: Optional[Path] = None
-        self.last_saved: Optional[Path] = None
+        self.folder: Optional[RunFolder] = None
+        self.log: Optional[RunLog] = None
+        self.last_saved: Optional[tuple[Path, int]] = None   # the newest good checkpoint and its epoch
+        self.skipped_in_a_row = 0
 
     def setup(self) -> None:
         config, info = self.config, self.info
@@ -134,6 +139,7 @@ class _Run:
                                             else None) if info.distributed else self.model)
         self.settings = StepSettings(lam=float(config["lam"]), sar_loss=bool(config["sar_loss"]),
                                      clip_grad=config["clip_grad"], skip_nonfinite=bool(config["skip_nonfinite"]),
+                                     max_skipped=int(config["max_skipped_steps"]),
                                      log_interval=max(1, int(config["log_interval"])), amp_dtype=self.amp)
 
     def _load_finetune(self, path: str) -> None:
@@ -153,6 +159,8 @@ class _Run:
     def _load_resume(self, path: str) -> Optional[dict]:
         """Load a checkpoint to continue from; returns its EMA weights (None if it has none)."""
         checkpoint = load_checkpoint(path)
+        if checkpoint.get("format") == FORMAT:
+            check_resumable(checkpoint, path)
         _check_fits(self.spec, checkpoint, path)
         try:
             report = load_weights(self.model, checkpoint["model"])
@@ -186,17 +194,40 @@ class _Run:
         self.history = list(checkpoint.get("history", []))
         states = checkpoint["rng"]
         set_rng_state(states[self.info.rank] if len(states) == self.info.world_size else states[0])
+        resumed = resolve_checkpoint_path(path)
+        self.last_saved = (resumed, self.start_epoch - 1)
+        if self.info.is_main and self.folder is not None and resumed.parent.resolve() == self.out.resolve():
+            reconcile_best(checkpoint, resumed, say=lambda message: _say(self.info, message))
         _say(self.info, f"resuming {path}: {self.start_epoch} of {self.config['epochs']} epochs done")
         return checkpoint.get("model_ema")
 
-    def open_outputs(self) -> None:
+    def claim_outputs(self) -> None:
+        """Lock the output folder for this run (rank 0), before any data is loaded: see :mod:`.run_folder`."""
         config = self.config
         out = Path(config["output_dir"]) if config.get("output_dir") else default_output_dir(config)
         self.out = Path(broadcast_object(str(out), self.info))
         config["output_dir"] = str(self.out)
-        self.log = None
+        refused = None
         if self.info.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            try:
+                self.folder = RunFolder.claim(self.out, resume=config.get("resume"), overwrite=config["overwrite"],
+                                              say=lambda message: _say(self.info, message))
+            except SarvitError as error:
+                refused = str(error)
+        refused = broadcast_object(refused, self.info)
+        if refused:
+            raise SarvitError(refused)
+
+    def release_outputs(self) -> None:
+        if self.log is not None:
+            self.log.close()
+        if self.folder is not None:
+            self.folder.release()
+            self.folder = None
+
+    def open_outputs(self) -> None:
+        config = self.config
+        if self.info.is_main:
             save_config(config, self.out / "config.yaml")
             self.log = RunLog(self.out, self.history, tensorboard=config["tensorboard"])
 
@@ -231,16 +262,38 @@ class _Run:
                 train_metrics, self.global_step = train_one_epoch(
                     self.ddp, self.criterion, self.train_loader, self.optimizer, self.scheduler, self.settings, info,
                     epoch=epoch, global_step=self.global_step, mixup=self.mixup, scaler=self.scaler, ema=self.ema,
-                    progress=progress)
+                    progress=progress, skipped_in_a_row=self.skipped_in_a_row)
             except NonFiniteLoss as error:
-                kept = f"the last good checkpoint is kept at {self.last_saved}" if self.last_saved else \
-                    "no checkpoint had been written yet"
-                raise SarvitError(f"{error}; {kept}; rerun with --skip-nonfinite to skip such steps "
-                                  "(or lower --lr, set --clip-grad)") from None
+                advice = ("lower --lr or set --clip-grad" if self.settings.skip_nonfinite else
+                          "rerun with --skip-nonfinite to skip such steps (or lower --lr, set --clip-grad)")
+                raise SarvitError(f"{error}; {self._kept()}; {advice}") from None
             finally:
                 if progress is not None:
                     progress.close()
+            self.skipped_in_a_row = train_metrics.pop("skipped_in_a_row")
             self._end_epoch(epoch, train_metrics)
+
+    def _kept(self) -> str:
+        if self.last_saved is None:
+            return "no checkpoint had been written yet, so none is kept"
+        path, epoch = self.last_saved
+        return f"the last good checkpoint is kept at {path} (epoch {epoch + 1})"
+
+    def _check_finite(self, epoch: int, val_loss: float) -> None:
+        """Nothing damaged is written: the weights (and EMA weights) and the validation loss must be finite.
+
+        One host sync per epoch; the per-step loss checks cannot see weights that an update with a still
+        finite loss broke.
+        """
+        models = [("weights", self.model)] + ([("EMA weights", self.ema.module)] if self.ema is not None else [])
+        flags = torch.stack([torch.stack([tensor.isfinite().all() for tensor in model.state_dict().values()
+                                          if tensor.is_floating_point()]).all() for _, model in models]).tolist()
+        damaged = [name for (name, _), finite in zip(models, flags) if not finite]
+        if damaged or not math.isfinite(val_loss):
+            what = (f"the model's {' and '.join(damaged)} hold NaN or inf values" if damaged else
+                    f"the validation loss is {val_loss}")
+            raise SarvitError(f"after epoch {epoch + 1} {what}, so no checkpoint of it was written; {self._kept()}; "
+                              "lower --lr or set --clip-grad")
 
     def _end_epoch(self, epoch: int, train_metrics: dict) -> None:
         val = evaluate(self.model, self.val_loader, self.info, self.amp, self.jaccard)
@@ -249,19 +302,22 @@ class _Run:
                 **{f"val_{k}": v for k, v in val.items() if k != "images"}}
         if self.ema is not None:
             line["val_ema_top1"] = evaluate(self.ema.module, self.val_loader, self.info, self.amp)["top1"]
+        self._check_finite(epoch, val["loss"])
         improved = val["top1"] > self.best_top1
         if improved:
             self.best_top1, self.best_epoch = val["top1"], epoch
         content = self._checkpoint(epoch, line)
-        if self.info.is_main:
-            self.last_saved = save_atomic(content, self.out / "last.pth")
+        if self.info.is_main:  # this order is what run_folder.reconcile_best repairs after a crash
+            self.last_saved = (save_atomic(content, self.out / "last.pth"), epoch)
             if improved:
                 save_atomic(content, self.out / "best.pth")
             self.log.add(line)
         self.history.append(line)
         barrier(self.info)
         jaccard = f", attention Jaccard {val['jaccard']:.1f}%" if "jaccard" in val else ""
-        _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {line['train_loss']:.4f}, val top-1 {val['top1']:.2f}% "
+        loss = "n/a (every step skipped)" if line["train_loss"] is None else f"{line['train_loss']:.4f}"
+        skipped = f", {line['train_skipped_steps']} step(s) skipped" if line["train_skipped_steps"] else ""
+        _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {loss}{skipped}, val top-1 {val['top1']:.2f}% "
                         f"top-5 {val['top5']:.2f}%{jaccard}, {line['img_per_s']:.0f} img/s")
 
     def finish(self) -> TrainResult:
@@ -311,14 +367,14 @@ def train(config: dict[str, Any]) -> TrainResult:
     info = setup_distributed(config.get("device"))
     with _cpu_threads(config, info):
         run = _Run(dict(config), info)
-        run.setup()
-        run.open_outputs()
+        run.claim_outputs()
         try:
+            run.setup()
+            run.open_outputs()
             run.fit()
+            return run.finish()
         finally:
-            if run.log is not None:
-                run.log.close()
-        return run.finish()
+            run.release_outputs()
 
 
 @contextlib.contextmanager
