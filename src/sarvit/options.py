@@ -404,8 +404,8 @@ def _number(option: Option, value: Any, kind: Callable) -> Any:
 
 def check_value(option: Option, value: Any) -> Any:
     """``value`` as ``option`` takes it (a YAML string parsed as the command line would), or ValueError."""
-    if value is None:
-        if option.default is None or option.switch:
+    if value is None:  # unset, or "off" for a text option (--aa none is stored as None)
+        if option.default is None or option.switch or option.type not in (int, float, float_list):
             return None
         raise ValueError
     if option.switch:

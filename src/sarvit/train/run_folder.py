@@ -8,7 +8,8 @@ repair of what a crash can leave behind.
   stops, unless it resumes that folder's checkpoint or ``--overwrite`` moves the old files into
   ``<folder>/replaced-<time>/`` (nothing is deleted).
 * **Crash repair** (on the next start, lock held): temporary files of interrupted atomic writes are removed; a
-  ``best.pth`` one write behind ``last.pth`` is completed (see :func:`reconcile_best`).
+  ``best.pth`` one write behind ``last.pth`` is completed and ``log.jsonl`` made the checkpoint's history
+  (see :func:`reconcile`).
 
 Write order of an epoch: ``last.pth``, then ``best.pth`` (when the epoch improved), then the log line. Each file is
 replaced atomically, so a crash between two writes leaves only: ``best.pth`` behind a ``last.pth`` that names its
@@ -33,7 +34,7 @@ import torch
 
 from ..errors import SarvitError
 
-__all__ = ["LOCK_NAME", "RunFolder", "check_resumable", "reconcile_best", "write_text_atomic"]
+__all__ = ["LOCK_NAME", "RunFolder", "check_resumable", "reconcile", "write_text_atomic"]
 
 LOCK_NAME = ".sarvit.lock"
 CHECKPOINTS = ("last.pth", "best.pth")
@@ -170,12 +171,20 @@ def check_resumable(checkpoint: dict, path: os.PathLike) -> None:
                           f"{checkpoint['best_epoch']}, {len(checkpoint['rng'])} random states)")
 
 
-def reconcile_best(checkpoint: dict, resumed: Path, say: Callable[[str], None] = print) -> None:
-    """Make ``best.pth`` beside ``resumed`` (a folder's ``last.pth``) the epoch that ``last.pth`` says is best.
+def reconcile(checkpoint: dict, resumed: Path, say: Callable[[str], None] = print) -> None:
+    """Bring the folder of ``resumed`` (the checkpoint a run continues) in line with it.
 
+    ``log.jsonl`` becomes the checkpoint's history (lines of later epochs, or a line lost to a crash, fixed).
     ``best.pth`` is written after ``last.pth``; a crash between the two leaves ``last.pth`` naming its own epoch
     as the best while ``best.pth`` still holds an earlier one (or is absent): ``last.pth`` is copied over it.
     """
+    log = resumed.parent / "log.jsonl"
+    history = [json.loads(json.dumps(line)) for line in checkpoint["history"]]
+    logged = _read_log(log)
+    if logged != history:
+        write_text_atomic("".join(json.dumps(line) + "\n" for line in history), log)
+        say(f"log.jsonl had {len(logged) if logged is not None else 'no'} epoch line(s); rewritten to the "
+            f"{len(history)} that {resumed.name} holds")
     best = resumed.parent / "best.pth"
     if resumed.name != "last.pth" or int(checkpoint["best_epoch"]) != int(checkpoint["epoch"]):
         return
@@ -185,6 +194,13 @@ def reconcile_best(checkpoint: dict, resumed: Path, say: Callable[[str], None] =
         was = "was missing" if held is None else f"held epoch {held + 1}"
         say(f"best.pth {was}; last.pth says epoch {int(checkpoint['epoch']) + 1} is the best: copied it to {best} "
             "(a run stopped between the two writes)")
+
+
+def _read_log(path: Path) -> Optional[list]:
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return None
 
 
 def _epoch_of(path: Path) -> Optional[int]:

@@ -29,7 +29,7 @@ from .distributed import DistInfo, barrier, broadcast_object, setup_distributed
 from .loop import NonFiniteLoss, StepSettings, evaluate, has_class_token, train_one_epoch
 from .records import RunLog, plot_curves
 from .rng import rng_state, set_rng_state
-from .run_folder import RunFolder, check_resumable, reconcile_best
+from .run_folder import RunFolder, check_resumable, reconcile
 
 __all__ = ["TrainResult", "train", "evaluate_checkpoint", "default_output_dir"]
 
@@ -184,6 +184,10 @@ class _Run:
         if self.scaler is not None and "scaler" in checkpoint:
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.start_epoch = int(checkpoint["epoch"]) + 1
+        resumed = resolve_checkpoint_path(path)
+        self.last_saved = (resumed, self.start_epoch - 1)
+        if self.info.is_main and self.folder is not None and resumed.parent.resolve() == self.out.resolve():
+            reconcile(checkpoint, resumed, say=lambda message: _say(self.info, message))
         if self.start_epoch >= self.config["epochs"]:
             raise SarvitError(
                 f"--resume {path}: that run has finished {self.start_epoch} epochs and --epochs is "
@@ -194,10 +198,6 @@ class _Run:
         self.history = list(checkpoint.get("history", []))
         states = checkpoint["rng"]
         set_rng_state(states[self.info.rank] if len(states) == self.info.world_size else states[0])
-        resumed = resolve_checkpoint_path(path)
-        self.last_saved = (resumed, self.start_epoch - 1)
-        if self.info.is_main and self.folder is not None and resumed.parent.resolve() == self.out.resolve():
-            reconcile_best(checkpoint, resumed, say=lambda message: _say(self.info, message))
         _say(self.info, f"resuming {path}: {self.start_epoch} of {self.config['epochs']} epochs done")
         return checkpoint.get("model_ema")
 
@@ -307,7 +307,7 @@ class _Run:
         if improved:
             self.best_top1, self.best_epoch = val["top1"], epoch
         content = self._checkpoint(epoch, line)
-        if self.info.is_main:  # this order is what run_folder.reconcile_best repairs after a crash
+        if self.info.is_main:  # this order is what run_folder.reconcile repairs after a crash
             self.last_saved = (save_atomic(content, self.out / "last.pth"), epoch)
             if improved:
                 save_atomic(content, self.out / "best.pth")
