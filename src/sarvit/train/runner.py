@@ -317,8 +317,8 @@ class _Run:
         jaccard = f", attention Jaccard {val['jaccard']:.1f}%" if "jaccard" in val else ""
         loss = "n/a (every step skipped)" if line["train_loss"] is None else f"{line['train_loss']:.4f}"
         skipped = f", {line['train_skipped_steps']} step(s) skipped" if line["train_skipped_steps"] else ""
-        _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {loss}{skipped}, val top-1 {val['top1']:.2f}% "
-                        f"top-5 {val['top5']:.2f}%{jaccard}, {line['img_per_s']:.0f} img/s")
+        _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {loss}{skipped}, "
+                        f"val top-1 {val['top1']:.2f}% top-5 {val['top5']:.2f}%{jaccard}, {line['img_per_s']:.0f} img/s")
 
     def finish(self) -> TrainResult:
         result = TrainResult(model=self.model, history=self.history, best_top1=self.best_top1,
