@@ -77,7 +77,9 @@ def test_output_dir_that_cannot_be_written_fails_before_loading_data(capsys, tmp
     missing_data = ["--data-set", "cifar10", "--data-path", str(tmp_path / "no-such-data")]
     for out in (a_file, a_file / "run"):
         err = one_error_line(capsys, ["train", *tiny_argv(out), *missing_data])
-        assert f"--output-dir {out}: cannot" in err
+        assert f"--output-dir {out}: {a_file} is a file, not a folder" in err
+    err = one_error_line(capsys, ["segment-eval", "--weights", "w.pth", "--output-dir", str(a_file / "run")])
+    assert "is a file, not a folder" in err
     if os.geteuid() != 0:  # root writes into read-only folders
         locked = tmp_path / "read-only"
         locked.mkdir(mode=0o500)

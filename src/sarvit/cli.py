@@ -12,7 +12,7 @@ from typing import Optional
 
 from . import __version__
 from .errors import SarvitError
-from .options import COMMANDS, LEARN, HelpFormatter, add_options, check_values, defaults
+from .options import COMMANDS, LEARN, HelpFormatter, add_options, check_output_dir, check_values, defaults
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -70,6 +70,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         given = {key: value for key, value in vars(args).items() if key not in ("run", "command")}
         vars(args).update(check_values(args.command, given))
+        check_output_dir(getattr(args, "output_dir", None))
         return int(args.run(args) or 0)
     except SarvitError as error:
         print(f"sarvit {args.command}: error: {error}", file=sys.stderr)

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from .errors import SarvitError
 
-__all__ = ["COMMANDS", "OPTIONS", "Command", "HelpFormatter", "Option", "Range", "add_options", "check_values",
+__all__ = ["COMMANDS", "OPTIONS", "Command", "HelpFormatter", "Option", "Range", "add_options", "check_output_dir", "check_values",
            "defaults", "dest_of_spelling", "options_of", "spellings"]
 
 TRAIN, EVAL = ("train",), ("eval",)
@@ -467,6 +468,20 @@ def check_values(command: str, values: dict[str, Any], source: str = "") -> dict
             where = f"{source}: " if source else ""
             raise SarvitError(f"{where}--{option.name} {value!r}: expected {_expected(option)}") from None
     return checked
+
+
+def check_output_dir(path: Optional[str]) -> None:
+    """``--output-dir`` names a folder this process can create or write into (nothing is created here)."""
+    if not path:
+        return
+    folder = os.path.abspath(os.path.expanduser(path))
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise SarvitError(f"--output-dir {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SarvitError(f"--output-dir {path}: cannot write there ({existing} is not writable)")
 
 
 def _shown(value: Any) -> str:
