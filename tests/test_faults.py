@@ -19,7 +19,7 @@ import torch
 
 from sarvit import create_model
 from sarvit.cli import main
-from sarvit.train.run_folder import LOCK_NAME
+from sarvit.checkpoints import LOCK_NAME
 from test_train_common import one_cpu_thread, tiny_argv  # noqa: F401 (autouse fixture)
 
 DRIVER = Path(__file__).with_name("fault_driver.py")

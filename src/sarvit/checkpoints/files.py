@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Union
@@ -21,7 +22,8 @@ import torch
 from ..errors import SarvitError
 from ..models import ModelSpec
 
-__all__ = ["FORMAT", "VERSION", "PathLike", "checkpoint_content", "save_atomic", "write_json", "write_checkpoint",
+__all__ = ["FORMAT", "VERSION", "PathLike", "checkpoint_content", "copy_atomic", "save_atomic", "write_json",
+           "write_text", "write_checkpoint",
            "load_checkpoint",
            "extract_state_dict", "resolve_checkpoint_path"]
 
@@ -65,6 +67,20 @@ def write_json(payload: Any, path: PathLike) -> Path:
     return _write_atomic(path, dump, "w")
 
 
+def write_text(text: str, path: PathLike) -> Path:
+    """``text`` at ``path``, atomically (a run's ``log.jsonl``)."""
+    return _write_atomic(path, lambda file: file.write(text), "w")
+
+
+def copy_atomic(source: PathLike, path: PathLike) -> Path:
+    """A copy of the file ``source`` at ``path``, atomically."""
+    def copy(file) -> None:
+        with open(source, "rb") as original:
+            shutil.copyfileobj(original, file)
+
+    return _write_atomic(path, copy, "wb")
+
+
 def write_checkpoint(path: PathLike, model: dict, spec: ModelSpec, **content: Any) -> Path:
     """Write a sarvit checkpoint: the ``model`` state dict, ``spec`` as ``model_config``, and ``content``
     (tensors and plain data only, so :func:`load_checkpoint` reads it with ``weights_only=True``)."""
@@ -103,6 +119,10 @@ def load_checkpoint(path: PathLike) -> dict:
     if not isinstance(data, dict):
         raise SarvitError(f"checkpoint: expected a dict in {path}, found {type(data).__name__}")
     if data.get("format") == FORMAT:
+        weights = data.get("model")
+        if not isinstance(weights, dict) or not all(isinstance(value, torch.Tensor) for value in weights.values()):
+            raise SarvitError(f"checkpoint: {path} is a sarvit checkpoint whose 'model' should be a state dict "
+                              f"(names -> tensors), found {type(weights).__name__}")
         return data
     return {"model": extract_state_dict(data, path)}
 

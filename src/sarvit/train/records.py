@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from .run_folder import write_text_atomic
+from ..checkpoints import write_text
 
 __all__ = ["RunLog", "plot_curves"]
 
@@ -29,7 +29,7 @@ class RunLog:
         self.path = Path(output_dir) / "log.jsonl"
         self.history = [dict(line) for line in history]
         # the log of a resumed run is the checkpoint's history: lines of epochs after it are dropped
-        write_text_atomic("".join(json.dumps(line) + "\n" for line in self.history), self.path)
+        write_text("".join(json.dumps(line) + "\n" for line in self.history), self.path)
         self.writer = None
         if tensorboard:
             try:

@@ -17,8 +17,9 @@ from timm.layers import resample_abs_pos_embed
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 
-from ..checkpoints import (FORMAT, checkpoint_content, load_checkpoint, model_from_checkpoint,
-                           resolve_checkpoint_path, save_atomic, stored_spec, write_json)
+from ..checkpoints import (FORMAT, RunFolder, check_resumable, checkpoint_content, load_checkpoint,
+                           model_from_checkpoint, reconcile, resolve_checkpoint_path, save_atomic, stored_spec,
+                           write_json)
 from ..data import MaskedDataset
 from ..errors import SarvitError
 from ..metrics import AttentionJaccard
@@ -29,7 +30,6 @@ from .distributed import DistInfo, barrier, broadcast_object, setup_distributed
 from .loop import NonFiniteLoss, StepSettings, evaluate, has_class_token, train_one_epoch
 from .records import RunLog, plot_curves
 from .rng import rng_state, set_rng_state
-from .run_folder import RunFolder, check_resumable, reconcile
 
 __all__ = ["TrainResult", "train", "evaluate_checkpoint", "default_output_dir"]
 
@@ -202,7 +202,7 @@ class _Run:
         return checkpoint.get("model_ema")
 
     def claim_outputs(self) -> None:
-        """Lock the output folder for this run (rank 0), before any data is loaded: see :mod:`.run_folder`."""
+        """Lock the output folder (rank 0) before any data is loaded: :class:`sarvit.checkpoints.RunFolder`."""
         config = self.config
         out = Path(config["output_dir"]) if config.get("output_dir") else default_output_dir(config)
         self.out = Path(broadcast_object(str(out), self.info))
@@ -307,7 +307,7 @@ class _Run:
         if improved:
             self.best_top1, self.best_epoch = val["top1"], epoch
         content = self._checkpoint(epoch, line)
-        if self.info.is_main:  # this order is what run_folder.reconcile repairs after a crash
+        if self.info.is_main:  # the order sarvit.checkpoints.reconcile repairs after a crash
             self.last_saved = (save_atomic(content, self.out / "last.pth"), epoch)
             if improved:
                 save_atomic(content, self.out / "best.pth")
@@ -318,7 +318,8 @@ class _Run:
         loss = "n/a (every step skipped)" if line["train_loss"] is None else f"{line['train_loss']:.4f}"
         skipped = f", {line['train_skipped_steps']} step(s) skipped" if line["train_skipped_steps"] else ""
         _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {loss}{skipped}, "
-                        f"val top-1 {val['top1']:.2f}% top-5 {val['top5']:.2f}%{jaccard}, {line['img_per_s']:.0f} img/s")
+                        f"val top-1 {val['top1']:.2f}% top-5 {val['top5']:.2f}%{jaccard}, "
+                        f"{line['img_per_s']:.0f} img/s")
 
     def finish(self) -> TrainResult:
         result = TrainResult(model=self.model, history=self.history, best_top1=self.best_top1,

@@ -22,10 +22,8 @@ import contextlib
 import fcntl
 import json
 import os
-import shutil
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -33,43 +31,14 @@ from typing import Callable, Optional
 import torch
 
 from ..errors import SarvitError
+from .files import copy_atomic, write_text
 
-__all__ = ["LOCK_NAME", "RunFolder", "check_resumable", "reconcile", "write_text_atomic"]
+__all__ = ["LOCK_NAME", "RunFolder", "check_resumable", "reconcile"]
 
 LOCK_NAME = ".sarvit.lock"
 CHECKPOINTS = ("last.pth", "best.pth")
 # What a run writes into its folder; --overwrite moves these aside.
 RUN_FILES = (*CHECKPOINTS, "log.jsonl", "config.yaml", "curves.png", "tensorboard")
-
-
-def write_text_atomic(text: str, path: Path) -> Path:
-    """``text`` to ``path`` through a temporary file and a rename: a crash leaves the old file or the new one."""
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
-    return path
-
-
-def _copy_atomic(source: Path, target: Path) -> None:
-    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(handle)
-    try:
-        shutil.copyfile(source, temp)
-        with open(temp, "rb") as file:
-            os.fsync(file.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
 
 
 class RunFolder:
@@ -182,7 +151,7 @@ def reconcile(checkpoint: dict, resumed: Path, say: Callable[[str], None] = prin
     history = [json.loads(json.dumps(line)) for line in checkpoint["history"]]
     logged = _read_log(log)
     if logged != history:
-        write_text_atomic("".join(json.dumps(line) + "\n" for line in history), log)
+        write_text("".join(json.dumps(line) + "\n" for line in history), log)
         say(f"log.jsonl had {len(logged) if logged is not None else 'no'} epoch line(s); rewritten to the "
             f"{len(history)} that {resumed.name} holds")
     best = resumed.parent / "best.pth"
@@ -190,7 +159,7 @@ def reconcile(checkpoint: dict, resumed: Path, say: Callable[[str], None] = prin
         return
     held = _epoch_of(best)
     if held != int(checkpoint["epoch"]):
-        _copy_atomic(resumed, best)
+        copy_atomic(resumed, best)
         was = "was missing" if held is None else f"held epoch {held + 1}"
         say(f"best.pth {was}; last.pth says epoch {int(checkpoint['epoch']) + 1} is the best: copied it to {best} "
             "(a run stopped between the two writes)")
