@@ -31,7 +31,7 @@ from ..losses import spatial_entropy
 from ..metrics import AttentionJaccard
 from .distributed import DistInfo, all_reduce_sum
 
-__all__ = ["StepSettings", "NonFiniteLoss", "train_one_epoch", "evaluate", "autocast_context"]
+__all__ = ["StepSettings", "NonFiniteLoss", "train_one_epoch", "evaluate", "autocast_context", "nonfinite_weights"]
 
 
 class NonFiniteLoss(SarvitError):
@@ -212,6 +212,14 @@ def train_one_epoch(
         "skipped_in_a_row": skipped_in_a_row,
     }
     return metrics, global_step
+
+
+def nonfinite_weights(models: dict[str, nn.Module]) -> list[str]:
+    """The names of ``models`` whose floating-point weights hold NaN or inf: one host sync for all of them,
+    once an epoch (a step whose loss is still finite can break the weights; the per-step checks cannot see it)."""
+    flags = torch.stack([torch.stack([tensor.isfinite().all() for tensor in model.state_dict().values()
+                                      if tensor.is_floating_point()]).all() for model in models.values()])
+    return [name for name, finite in zip(models, flags.tolist()) if not finite]
 
 
 def _backward_and_step(loss, optimizer, params, clip_grad: Optional[float], scaler) -> None:

@@ -27,7 +27,7 @@ from ..models import ModelSpec, load_weights, sar_config
 from . import build
 from .config import save_config
 from .distributed import DistInfo, barrier, broadcast_object, setup_distributed
-from .loop import NonFiniteLoss, StepSettings, evaluate, has_class_token, train_one_epoch
+from .loop import NonFiniteLoss, StepSettings, evaluate, has_class_token, nonfinite_weights, train_one_epoch
 from .records import RunLog, plot_curves
 from .rng import rng_state, set_rng_state
 
@@ -223,7 +223,6 @@ class _Run:
             self.log.close()
         if self.folder is not None:
             self.folder.release()
-            self.folder = None
 
     def open_outputs(self) -> None:
         config = self.config
@@ -280,15 +279,8 @@ class _Run:
         return f"the last good checkpoint is kept at {path} (epoch {epoch + 1})"
 
     def _check_finite(self, epoch: int, val_loss: float) -> None:
-        """Nothing damaged is written: the weights (and EMA weights) and the validation loss must be finite.
-
-        One host sync per epoch; the per-step loss checks cannot see weights that an update with a still
-        finite loss broke.
-        """
-        models = [("weights", self.model)] + ([("EMA weights", self.ema.module)] if self.ema is not None else [])
-        flags = torch.stack([torch.stack([tensor.isfinite().all() for tensor in model.state_dict().values()
-                                          if tensor.is_floating_point()]).all() for _, model in models]).tolist()
-        damaged = [name for (name, _), finite in zip(models, flags) if not finite]
+        """Nothing damaged is written: the weights (and EMA weights) and the validation loss must be finite."""
+        damaged = nonfinite_weights({"weights": self.model, **({"EMA weights": self.ema.module} if self.ema else {})})
         if damaged or not math.isfinite(val_loss):
             what = (f"the model's {' and '.join(damaged)} hold NaN or inf values" if damaged else
                     f"the validation loss is {val_loss}")
