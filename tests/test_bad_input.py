@@ -43,7 +43,7 @@ def test_bad_command_line_values(capsys, tmp_path, argv, words):
 
 @pytest.mark.parametrize("line,words", [
     ("epochs: true", "--epochs True: expected an integer >= 1"),
-    ('lr: "abc"', "--lr 'abc': expected a finite number > 0"),
+    ('lr: "abc"', "--lr 'abc': expected a finite number >= 0"),
     ("seed: 1.7", "--seed 1.7: expected an integer >= 0"),
     ('sar: "maybe"', "--sar 'maybe': expected a boolean (true/false, yes/no, on/off)"),
     ("model_ema: 1", "--model-ema 1: expected a boolean"),

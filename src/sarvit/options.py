@@ -172,7 +172,7 @@ OPTIONS: tuple[Option, ...] = (
     O("clip-grad", ROOM_OPTIM, "clip gradient norm", TRAIN, type=float, metavar="NORM", within=POSITIVE),
     O("sched", ROOM_OPTIM, "timm scheduler (cosine, step, ...)", TRAIN, default="cosine", metavar="NAME"),
     O("lr", ROOM_OPTIM, "learning rate for a global batch of 512, scaled linearly to the real one", TRAIN,
-      type=float, default=5e-4, metavar="LR", within=POSITIVE),
+      type=float, default=5e-4, metavar="LR", within=NON_NEGATIVE),
     O("unscale-lr", ROOM_OPTIM, "use --lr as given, unscaled", TRAIN, default=False, switch=True),
     O("warmup-lr", ROOM_OPTIM, "warmup start lr", TRAIN, type=float, default=1e-6, metavar="LR", within=NON_NEGATIVE),
     O("min-lr", ROOM_OPTIM, "final lr", TRAIN, type=float, default=1e-5, metavar="LR", within=NON_NEGATIVE),
