@@ -132,6 +132,8 @@ class _Run:
                 self.ema.module.load_state_dict(ema_state)
         self.ddp = (DistributedDataParallel(self.model, device_ids=[info.device.index] if info.device.type == "cuda"
                                             else None) if info.distributed else self.model)
+        if config["compile"]:
+            self.ddp = build.compile_step(self.ddp, config)
         self.settings = StepSettings(lam=float(config["lam"]), sar_loss=bool(config["sar_loss"]),
                                      clip_grad=config["clip_grad"], skip_nonfinite=bool(config["skip_nonfinite"]),
                                      log_interval=max(1, int(config["log_interval"])), amp_dtype=self.amp)
