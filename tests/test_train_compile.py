@@ -4,8 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sarvit import create_model
 from sarvit.cli import main
 from sarvit.train import train
+from sarvit.train.loop import SARObjective
 from test_train_common import config_of, one_cpu_thread, state_equal, tiny_argv  # noqa: F401 (autouse fixture)
 
 # The brief's tiny run: 64 images, batches of 16 (4 steps an epoch), 2 epochs, 2 blocks of width 32.
@@ -31,6 +33,13 @@ def test_unknown_backend_is_one_line(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert error.startswith("sarvit train: error: --compile-backend: unknown") and "inductor" in error
     assert "\n" not in error
+
+
+def test_the_training_forward_has_no_graph_break(fresh_dynamo):
+    model = create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, embed_dim=32, num_heads=2,
+                         num_classes=4)
+    explained = torch._dynamo.explain(SARObjective(model, sar_loss=True))(torch.randn(4, 3, 32, 32))
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
 
 
 @pytest.mark.slow
