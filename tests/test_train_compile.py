@@ -5,13 +5,26 @@ import pytest
 import torch
 
 from sarvit import create_model
+from sarvit.checkpoints import load_checkpoint, load_model, write_checkpoint
 from sarvit.cli import main
+from sarvit.models import ModelSpec
 from sarvit.train import train
 from sarvit.train.loop import SARObjective
 from test_train_common import config_of, one_cpu_thread, state_equal, tiny_argv  # noqa: F401 (autouse fixture)
 
 # The brief's tiny run: 64 images, batches of 16 (4 steps an epoch), 2 epochs, 2 blocks of width 32.
 SMALL = ("--num-samples", "64", "--embed-dim", "32", "--num-heads", "2", "--epochs", "2")
+
+
+def test_a_checkpoint_of_a_compiled_model_loads(tmp_path):
+    model = create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, embed_dim=32, num_heads=2,
+                         num_classes=4)
+    prefixed = torch.compile(model).state_dict()  # not run: the keys other code would save from a compiled model
+    assert all(key.startswith("_orig_mod.") for key in prefixed)
+    path = write_checkpoint(tmp_path / "compiled.pth", prefixed, ModelSpec.of(model), model_ema=prefixed)
+    loaded, _ = load_model(path)
+    assert state_equal(loaded.state_dict(), model.state_dict())
+    assert state_equal(load_checkpoint(path)["model_ema"], model.state_dict())
 
 
 @pytest.fixture
