@@ -104,6 +104,12 @@ OPTIONS: tuple[Option, ...] = (
       default=50, metavar="STEPS", within=AT_LEAST_1),
     O("tensorboard", ROOM_RUN, "write TensorBoard events", TRAIN, default=True, switch=True,
       off=("no-tensorboard",)),
+    O("compile", ROOM_RUN, "torch.compile the model with its loss terms, after DDP, as timm's --torchcompile "
+      "(evaluation stays eager)", TRAIN, default=False, switch=True, aliases=("torchcompile",)),
+    O("compile-backend", ROOM_RUN, "torch.compile backend for --compile", TRAIN, default="inductor",
+      metavar="NAME"),
+    O("compile-mode", ROOM_RUN, "torch.compile mode for --compile (default: torch's)", TRAIN,
+      choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")),
     # data
     O("data-set", ROOM_DATA, "synthetic (built in), cifar10, cifar100, flowers, pets, imagenet, imnet-100, "
       "imagenette, imagewoof, folder; "

@@ -25,7 +25,7 @@ from ..models import ModelSpec
 __all__ = ["FORMAT", "VERSION", "PathLike", "checkpoint_content", "copy_atomic", "save_atomic", "write_json",
            "write_text", "write_checkpoint",
            "load_checkpoint",
-           "extract_state_dict", "resolve_checkpoint_path"]
+           "extract_state_dict", "resolve_checkpoint_path", "without_wrapper_prefixes"]
 
 FORMAT = "sarvit-checkpoint"
 VERSION = 2
@@ -119,6 +119,9 @@ def load_checkpoint(path: PathLike) -> dict:
     if not isinstance(data, dict):
         raise SarvitError(f"checkpoint: expected a dict in {path}, found {type(data).__name__}")
     if data.get("format") == FORMAT:
+        for key in ("model", "model_ema"):  # written from a compiled or DDP-wrapped model by other code
+            if isinstance(data.get(key), dict):
+                data[key] = without_wrapper_prefixes(data[key])
         weights = data.get("model")
         if not isinstance(weights, dict) or not all(isinstance(value, torch.Tensor) for value in weights.values()):
             raise SarvitError(f"checkpoint: {path} is a sarvit checkpoint whose 'model' should be a state dict "
@@ -156,7 +159,13 @@ def extract_state_dict(data: dict, path: PathLike = "checkpoint") -> dict:
             break
     if not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise SarvitError(f"checkpoint: expected model weights (a state dict) in {path}, found keys {list(data)[:10]}")
+    return without_wrapper_prefixes(data)
+
+
+def without_wrapper_prefixes(state: dict) -> dict:
+    """``state`` without the prefix DDP (``module.``), ``torch.compile`` (``_orig_mod.``) or a backbone wrapper
+    puts on every key (each stripped when all keys carry it, so ``_orig_mod.module.`` goes too)."""
     for prefix in _WRAPPER_PREFIXES:
-        if all(key.startswith(prefix) for key in data):
-            data = {key[len(prefix):]: value for key, value in data.items()}
-    return data
+        if state and all(key.startswith(prefix) for key in state):
+            state = {key[len(prefix):]: value for key, value in state.items()}
+    return state

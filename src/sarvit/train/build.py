@@ -17,7 +17,8 @@ from ..models import ModelSpec
 from .distributed import DistInfo, ShardSampler
 
 __all__ = ["model_spec", "build_datasets", "train_loader", "eval_loader", "build_optimizer",
-           "build_scheduler", "build_mixup", "build_criterion", "amp_dtype", "scaled_lr", "cpu_threads"]
+           "build_scheduler", "build_mixup", "build_criterion", "amp_dtype", "scaled_lr", "cpu_threads",
+           "compile_step"]
 
 _ARCH_OVERRIDES = ("patch_size", "depth", "embed_dim", "num_heads")
 
@@ -184,3 +185,19 @@ def amp_dtype(config: dict[str, Any], device: torch.device) -> Optional[torch.dt
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return torch.float16
     return torch.bfloat16
+
+
+def compile_step(module: torch.nn.Module, config: dict[str, Any]) -> torch.nn.Module:
+    """``module`` (the training forward: model and loss terms, DDP-wrapped when distributed) under
+    ``torch.compile`` as ``--compile-backend`` / ``--compile-mode`` say.
+
+    Compiled after DDP, as timm does, so that dynamo's DDP optimizer splits the graph at gradient buckets.
+    The training loader drops its last partial batch, so every step has the shape of the first: one graph,
+    no recompilation. The compiled wrapper holds ``module`` as ``_orig_mod``; checkpoints keep writing the
+    model itself, so no ``_orig_mod.`` prefix reaches a state dict.
+    """
+    backend = config["compile_backend"]
+    if backend not in torch._dynamo.list_backends(exclude_tags=()):
+        known = ", ".join(torch._dynamo.list_backends())
+        raise SarvitError(f"--compile-backend: unknown torch.compile backend {backend!r}; expected one of {known}")
+    return torch.compile(module, backend=backend, mode=config.get("compile_mode"))

@@ -1,10 +1,11 @@
 """One training epoch and one evaluation pass.
 
 The step keeps everything on the device: metrics accumulate in device tensors and the host reads them
-only every ``log_interval`` steps and at the end of the epoch. The SAR step is one forward pass::
+only every ``log_interval`` steps and at the end of the epoch. The SAR step is one forward pass of
+:class:`SARObjective`, the model and its loss term in one module (what DDP wraps and ``--compile`` compiles)::
 
-    logits, S = model(x, return_maps=True)          # S [B, H, k, k], the last block's [CLS] similarity
-    loss = CE(logits, y) + lambda * mean spatial_entropy(S)
+    logits, entropy = objective(x)   # model(x, return_maps=True), then mean spatial_entropy(S) of S [B, H, k, k]
+    loss = CE(logits, y) + lambda * entropy
 
 Non-finite losses: every step records, on the device, whether its loss was finite. Without
 ``skip_nonfinite`` the host looks at that record at the next log point and stops the run
@@ -25,13 +26,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from timm.utils import accuracy
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import SarvitError
 from ..losses import spatial_entropy
 from ..metrics import AttentionJaccard
 from .distributed import DistInfo, all_reduce_sum
 
-__all__ = ["StepSettings", "NonFiniteLoss", "train_one_epoch", "evaluate", "autocast_context", "nonfinite_weights"]
+__all__ = ["SARObjective", "StepSettings", "NonFiniteLoss", "train_one_epoch", "evaluate", "autocast_context",
+           "nonfinite_weights"]
 
 
 class NonFiniteLoss(SarvitError):
@@ -67,15 +70,38 @@ def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+class SARObjective(nn.Module):
+    """The training forward ``x [B, C, H, W] -> (logits [B, classes], entropy)``: the model and the mean
+    spatial entropy of its [CLS] maps (a scalar; None when ``sar_loss`` is off) from one forward pass.
+
+    One module, so that DDP and ``torch.compile`` take the model and its loss term together (one graph).
+    """
+
+    def __init__(self, model: nn.Module, sar_loss: bool) -> None:
+        super().__init__()
+        self.model, self.sar_loss = model, sar_loss
+
+    def forward(self, x: torch.Tensor):
+        if not self.sar_loss:
+            return self.model(x), None
+        logits, maps = self.model(x, return_maps=True)
+        return logits, spatial_entropy(maps, check_finite=False).mean()
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """``model`` without its ``torch.compile`` and DDP wrappers."""
+    model = getattr(model, "_orig_mod", model)
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
 def sar_loss_terms(model: nn.Module, criterion: Callable, x: torch.Tensor, y: torch.Tensor, s: StepSettings):
-    """``(loss, ce, entropy)`` of one batch; ``entropy`` is None when the SAR loss is off."""
-    if s.sar_loss and s.lam > 0:
-        logits, maps = model(x, return_maps=True)
-        ce = criterion(logits, y)
-        entropy = spatial_entropy(maps, check_finite=False).mean()
-        return ce + s.lam * entropy, ce, entropy
-    ce = criterion(model(x), y)
-    return ce, ce, None
+    """``(loss, ce, entropy)`` of one batch of ``model`` (a :class:`SARObjective`, wrapped or not);
+    ``entropy`` is None when the SAR loss is off."""
+    logits, entropy = model(x)
+    ce = criterion(logits, y)
+    if entropy is None:
+        return ce, ce, None
+    return ce + s.lam * entropy, ce, entropy
 
 
 class _Tally:
@@ -150,7 +176,8 @@ def train_one_epoch(
     progress=None,
     skipped_in_a_row: int = 0,
 ):
-    """Train ``model`` for one pass over ``loader``; returns ``(metrics, global_step)``.
+    """Train ``model`` (a :class:`SARObjective`, or DDP / ``torch.compile`` around one) for one pass over
+    ``loader``; returns ``(metrics, global_step)``.
 
     ``metrics``: mean ``loss``, ``ce``, ``entropy`` (None without the SAR loss), ``lr`` at the end,
     ``img_per_s`` (all processes), ``skipped_steps``, ``skipped_in_a_row`` (the run of skipped steps the
@@ -160,7 +187,7 @@ def train_one_epoch(
     model.train()
     device = info.device
     tally = _Tally(device)
-    unwrapped = model.module if hasattr(model, "module") else model
+    averaged = unwrap(model).model  # EMA averages the model alone
     params = [p for p in model.parameters() if p.requires_grad]
     images, start = 0, time.perf_counter()
     steps = len(loader)
@@ -184,7 +211,7 @@ def train_one_epoch(
             skipped_in_a_row = 0
             _backward_and_step(loss, optimizer, params, settings.clip_grad, scaler)
             if ema is not None:
-                ema.update(unwrapped, step=global_step + 1)
+                ema.update(averaged, step=global_step + 1)
         global_step += 1
         scheduler.step_update(num_updates=global_step)
         tally.add(loss, ce, entropy, finite, step, count_bad=not settings.skip_nonfinite)

@@ -27,7 +27,8 @@ from ..models import ModelSpec, load_weights, sar_config
 from . import build
 from .config import save_config
 from .distributed import DistInfo, barrier, broadcast_object, setup_distributed
-from .loop import NonFiniteLoss, StepSettings, evaluate, has_class_token, nonfinite_weights, train_one_epoch
+from .loop import (NonFiniteLoss, SARObjective, StepSettings, evaluate, has_class_token, nonfinite_weights,
+                   train_one_epoch)
 from .records import RunLog, plot_curves
 from .rng import rng_state, set_rng_state
 
@@ -135,12 +136,16 @@ class _Run:
             self.ema = ModelEmaV3(self.model, decay=config["model_ema_decay"])
             if ema_state is not None:
                 self.ema.module.load_state_dict(ema_state)
-        self.ddp = (DistributedDataParallel(self.model, device_ids=[info.device.index] if info.device.type == "cuda"
-                                            else None) if info.distributed else self.model)
         self.settings = StepSettings(lam=float(config["lam"]), sar_loss=bool(config["sar_loss"]),
                                      clip_grad=config["clip_grad"], skip_nonfinite=bool(config["skip_nonfinite"]),
                                      max_skipped=int(config["max_skipped_steps"]),
                                      log_interval=max(1, int(config["log_interval"])), amp_dtype=self.amp)
+        # the step's forward: the model with its loss term, synchronised by DDP and compiled as one
+        objective = SARObjective(self.model, self.settings.sar_loss and self.settings.lam > 0)
+        self.ddp = (DistributedDataParallel(objective, device_ids=[info.device.index] if info.device.type == "cuda"
+                                            else None) if info.distributed else objective)
+        if config["compile"]:
+            self.ddp = build.compile_step(self.ddp, config)
 
     def _load_finetune(self, path: str) -> None:
         state = load_checkpoint(path)["model"]
