@@ -43,7 +43,8 @@ class Option:
 
     ``aliases``: other spellings (long ones without dashes, short ones as ``"-b"``). A ``switch`` is a
     boolean: ``name``/``aliases`` turn it on, ``off`` spellings turn it off. ``sets``: other values the
-    option also sets when given (``--voc-path DIR`` is ``--data-set voc --data-path DIR``).
+    option also sets when given (``--voc-path DIR`` is ``--data-set voc --data-path DIR``). ``repeat``: each
+    use appends its value to a list (``--reg tv --reg drloc``).
     """
 
     name: str
@@ -60,6 +61,7 @@ class Option:
     metavar: Optional[str] = None
     nargs: Optional[str] = None
     sets: dict = field(default_factory=dict)
+    repeat: bool = False
 
     def __post_init__(self) -> None:
         if not self.dest:
@@ -151,6 +153,10 @@ OPTIONS: tuple[Option, ...] = (
       switch=True),
     O("similarity", ROOM_SAR, "similarity of the [CLS] query with the patch keys", LEARN, default="dot",
       choices=("dot", "cosine")),
+    O("reg", ROOM_SAR, "add a loss term (repeatable): spatial-entropy, tv, nonspatial-entropy, drloc, distance, "
+      "patch-similarity; WEIGHT: default the term's paper value (spatial-entropy: --lambda), 0 turns it off; "
+      "@BLOCK: the block whose attention distance and patch-similarity read (default -1, the last); see README",
+      TRAIN, repeat=True, metavar="NAME[:WEIGHT][@BLOCK]"),
     # optimisation
     O("epochs", ROOM_OPTIM, "training epochs", TRAIN, type=int, default=300, metavar="N"),
     O("opt", ROOM_OPTIM, "timm optimizer name", TRAIN, default="adamw", metavar="NAME"),
@@ -364,6 +370,8 @@ def add_options(parser: argparse.ArgumentParser, command: str) -> None:
                   if getattr(option, key) is not None}
         if option.sets:
             kwargs.update(action=_StoreAndSet, sets=option.sets)
+        if option.repeat:
+            kwargs.update(action="append")
         action = group.add_argument(*spellings(option), help=shown, **common, **kwargs)
         action.shown = _listed((option.name, *option.aliases))
 

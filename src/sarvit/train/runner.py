@@ -28,6 +28,7 @@ from .distributed import DistInfo, barrier, broadcast_object, setup_distributed
 from .loop import NonFiniteLoss, StepSettings, evaluate, has_class_token, train_one_epoch
 from .records import RunLog, plot_curves
 from .rng import rng_state, set_rng_state
+from .regularizers import RegularizedModel, log_key
 
 __all__ = ["TrainResult", "train", "evaluate_checkpoint", "default_output_dir"]
 
@@ -112,9 +113,11 @@ class _Run:
         self.val_loader = build.eval_loader(val_set, config, info)
         self.spec = build.model_spec(config, num_classes)
         self.model = self.spec.build().to(info.device)
+        # the model and its regularizers' modules (DRLoc's head) train, synchronise and checkpoint together
+        self.regularized = RegularizedModel(self.model, config["regularizers"]).to(info.device)
         self.jaccard = _attention_jaccard(val_set, self.model)
         self.lr = build.scaled_lr(config, info.world_size)
-        self.optimizer = build.build_optimizer(self.model, config, self.lr)
+        self.optimizer = build.build_optimizer(self.regularized, config, self.lr)
         self.scheduler = build.build_scheduler(self.optimizer, config, len(self.train_loader))
         self.mixup = build.build_mixup(config, num_classes)
         self.criterion = build.build_criterion(config, self.mixup)
@@ -130,9 +133,10 @@ class _Run:
             self.ema = ModelEmaV3(self.model, decay=config["model_ema_decay"])
             if ema_state is not None:
                 self.ema.module.load_state_dict(ema_state)
-        self.ddp = (DistributedDataParallel(self.model, device_ids=[info.device.index] if info.device.type == "cuda"
-                                            else None) if info.distributed else self.model)
-        self.settings = StepSettings(lam=float(config["lam"]), sar_loss=bool(config["sar_loss"]),
+        device_ids = [info.device.index] if info.device.type == "cuda" else None
+        self.ddp = DistributedDataParallel(self.regularized, device_ids=device_ids) if info.distributed else self.regularized
+        terms = self.regularized.terms
+        self.settings = StepSettings(reg_names=tuple(t.name for t in terms), reg_weights=tuple(t.weight for t in terms),
                                      clip_grad=config["clip_grad"], skip_nonfinite=bool(config["skip_nonfinite"]),
                                      log_interval=max(1, int(config["log_interval"])), amp_dtype=self.amp)
 
@@ -160,6 +164,7 @@ class _Run:
         if checkpoint.get("format") != FORMAT:  # plain weights (DeiT/timm): start from them at epoch 0
             _say(self.info, f"starting from the weights in {path}: {report}")
             return None
+        self._load_regularizers(checkpoint, path)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         changed = {key: (checkpoint["config"].get(key), self.config[key]) for key in _SCHEDULE_KEYS
                    if checkpoint.get("config", {}).get(key) != self.config[key]}
@@ -188,6 +193,18 @@ class _Run:
         _say(self.info, f"resuming {path}: {self.start_epoch} of {self.config['epochs']} epochs done")
         return checkpoint.get("model_ema")
 
+    def _load_regularizers(self, checkpoint: dict, path: str) -> None:
+        """The regularizers' own weights (DRLoc's head) of a resumed run; the same terms must carry them."""
+        modules = self.regularized.regularizers
+        stored = checkpoint.get("regularizers", {})
+        theirs, ours = _owners(stored), _owners(modules.state_dict())
+        if theirs != ours:
+            raise SarvitError(
+                f"--resume {path}: the checkpoint holds trained weights of the regularizers {', '.join(theirs) or 'none'}, "
+                f"this run's terms have weights for {', '.join(ours) or 'none'}; resume with the same --reg terms, or "
+                "start a new run from these weights with --finetune")
+        modules.load_state_dict(stored)
+
     def open_outputs(self) -> None:
         config = self.config
         out = Path(config["output_dir"]) if config.get("output_dir") else default_output_dir(config)
@@ -212,6 +229,9 @@ class _Run:
             extra["scaler"] = self.scaler.state_dict()
         if self.ema is not None:
             extra["model_ema"] = self.ema.module.state_dict()
+        regularizers = self.regularized.regularizers.state_dict()
+        if regularizers:  # the terms' own weights (DRLoc's head), beside the model's
+            extra["regularizers"] = regularizers
         return checkpoint_content(
             self.model.state_dict(), self.spec, optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(), epoch=epoch, global_step=self.global_step,
@@ -220,7 +240,8 @@ class _Run:
 
     def fit(self) -> None:
         config, info = self.config, self.info
-        _say(info, f"training {config['model']} ({'SAR: ' + _sar_words(config)}) on {config['data_set']}: "
+        _say(info, f"training {config['model']} (SAR: {_sar_words(config)}; {_reg_words(self.regularized)}) "
+                   f"on {config['data_set']}: "
                    f"{len(self.train_loader.sampler) * info.world_size} images/epoch, {config['epochs']} epochs, "
                    f"{info.world_size} process(es) on {info.device.type}, lr {self.lr:.2e}; output {self.out}")
         for epoch in range(self.start_epoch, config["epochs"]):
@@ -260,7 +281,9 @@ class _Run:
         self.history.append(line)
         barrier(self.info)
         jaccard = f", attention Jaccard {val['jaccard']:.1f}%" if "jaccard" in val else ""
-        _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {line['train_loss']:.4f}, val top-1 {val['top1']:.2f}% "
+        terms = "".join(f", {term.name} {line['train_' + log_key(term.name)]:.4f}" for term in self.regularized.terms)
+        _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {line['train_loss']:.4f}{terms}, "
+                        f"val top-1 {val['top1']:.2f}% "
                         f"top-5 {val['top5']:.2f}%{jaccard}, {line['img_per_s']:.0f} img/s")
 
     def finish(self) -> TrainResult:
@@ -290,6 +313,16 @@ def _sar_words(config: dict) -> str:
     if config["remove_last_norm"]:
         parts.append("no last LN")
     return ", ".join(parts) if parts else "off"
+
+
+def _owners(state: dict) -> list[str]:
+    """The regularizers a state dict of ``RegularizedModel.regularizers`` holds weights for."""
+    return sorted({key.split(".", 1)[0] for key in state})
+
+
+def _reg_words(regularized: RegularizedModel) -> str:
+    terms = [f"{t.name} {t.weight:g}" + ("" if t.block is None else f" on block {t.block}") for t in regularized.terms]
+    return "loss terms: " + (", ".join(terms) if terms else "none")
 
 
 def _progress(info: DistInfo, total: int, epoch: int, epochs: int):
