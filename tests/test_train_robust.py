@@ -25,8 +25,8 @@ def inject_nan(monkeypatch, from_call: int, calls: int = 10 ** 9):
     real = entropy_module.spatial_entropy
     seen = {"n": 0}
 
-    def poisoned(maps, **kwargs):
-        value = real(maps, **kwargs)
+    def poisoned(*args, **kwargs):
+        value = real(*args, **kwargs)
         index, seen["n"] = seen["n"], seen["n"] + 1
         return value * float("nan") if from_call <= index < from_call + calls else value
 

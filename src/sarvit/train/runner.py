@@ -35,7 +35,10 @@ __all__ = ["TrainResult", "train", "evaluate_checkpoint", "default_output_dir"]
 
 @dataclass
 class TrainResult:
-    """What a finished run leaves: the model (unwrapped), its per-epoch history and the files written."""
+    """What a finished run leaves: the model (unwrapped), its per-epoch history and the files written.
+
+    ``regularizers``: the modules of the run's loss terms by name (DRLoc's trained head among them).
+    """
 
     model: torch.nn.Module
     history: list[dict] = field(default_factory=list)
@@ -43,6 +46,7 @@ class TrainResult:
     best_epoch: int = -1
     output_dir: Optional[Path] = None
     paths: dict[str, Path] = field(default_factory=dict)
+    regularizers: Optional[torch.nn.ModuleDict] = None
 
 
 _SCHEDULE_KEYS = ("epochs", "sched", "lr", "unscale_lr", "batch_size", "min_lr", "warmup_lr", "warmup_epochs",
@@ -288,7 +292,8 @@ class _Run:
 
     def finish(self) -> TrainResult:
         result = TrainResult(model=self.model, history=self.history, best_top1=self.best_top1,
-                             best_epoch=self.best_epoch, output_dir=self.out)
+                             best_epoch=self.best_epoch, output_dir=self.out,
+                             regularizers=self.regularized.regularizers)
         if self.info.is_main:
             self.log.close()
             paths = {"config": self.out / "config.yaml", "log": self.out / "log.jsonl"}
