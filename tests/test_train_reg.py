@@ -138,6 +138,6 @@ def test_sar_with_drloc_trains_the_head_checkpoints_and_resumes_it(tmp_path, cap
     assert "holds trained weights of the regularizers drloc, this run's terms have weights for none" in \
         capsys.readouterr().err
     # eval and the analysis commands rebuild the model of a checkpoint that carries a DRLoc head
-    assert main(["eval", "--resume", str(whole / "last.pth"), "--num-workers", "0", "--device", "cpu"]) == 0
+    assert main(["eval", "--weights", str(whole / "last.pth"), "--num-workers", "0", "--device", "cpu"]) == 0
     assert main(["analyze", "--weights", str(whole / "last.pth"), "--num-samples", "8", "--num-workers", "0",
                  "--device", "cpu", "--output-dir", str(tmp_path / "analyze")]) == 0
