@@ -1,4 +1,4 @@
-"""Two processes on CPU (gloo) under torchrun train one model (with DRLoc's head), and evaluate the whole set exactly once."""
+"""Two processes on CPU (gloo) under torchrun train one model (and DRLoc's head), and evaluate the whole set once."""
 from __future__ import annotations
 
 import json

@@ -155,8 +155,9 @@ class RegularizedModel(nn.Module):
                     raise SarvitError(f"--reg {term.name}@{term.block}: the model has {depth} blocks; give @BLOCK in "
                                       f"0..{depth - 1} (or -{depth}..-1 from the end)")
                 blocks.append(term.block % depth)
-            self.regularizers[term.name] = info.factory(embed_dim=model.embed_dim, num_prefix_tokens=model.num_prefix_tokens,
-                                                        **_STEP_OPTIONS.get(term.name, {}))
+            options = _STEP_OPTIONS.get(term.name, {})
+            self.regularizers[term.name] = info.factory(embed_dim=model.embed_dim,
+                                                        num_prefix_tokens=model.num_prefix_tokens, **options)
         needs = {need for term in self.terms for need in REGULARIZERS[term.name].needs}
         self.capture = Capture(maps="maps" in needs, attention_blocks=tuple(dict.fromkeys(blocks)),
                                tokens="tokens" in needs)
@@ -179,6 +180,26 @@ class RegularizedModel(nn.Module):
             values.append(module(*(inputs[need] for need in REGULARIZERS[term.name].needs)).float())
         return logits, torch.stack(values)
 
-    def extra_repr(self) -> str:
-        return ", ".join(f"{term.name}:{term.weight:g}" + ("" if term.block is None else f"@{term.block}")
+    def load_trained_state(self, state: dict) -> None:
+        """Load the regularizers' own weights (``regularizers.state_dict()`` of a checkpoint; DRLoc's head).
+
+        Raises SarvitError when ``state`` holds weights of other terms than this module's.
+        """
+        theirs, ours = _owners(state), _owners(self.regularizers.state_dict())
+        if theirs != ours:
+            raise SarvitError(f"the checkpoint holds trained weights of the regularizers {', '.join(theirs) or 'none'},"
+                              f" this run's terms have weights for {', '.join(ours) or 'none'}")
+        self.regularizers.load_state_dict(state)
+
+    def describe(self) -> str:
+        """``"spatial-entropy 0.01, distance 0.01 on block -1"`` ("" without terms)."""
+        return ", ".join(f"{term.name} {term.weight:g}" + ("" if term.block is None else f" on block {term.block}")
                          for term in self.terms)
+
+    def extra_repr(self) -> str:
+        return self.describe()
+
+
+def _owners(state: dict) -> list[str]:
+    """The terms a state dict of ``RegularizedModel.regularizers`` holds weights for."""
+    return sorted({key.split(".", 1)[0] for key in state})

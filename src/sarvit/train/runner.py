@@ -138,7 +138,8 @@ class _Run:
             if ema_state is not None:
                 self.ema.module.load_state_dict(ema_state)
         device_ids = [info.device.index] if info.device.type == "cuda" else None
-        self.ddp = DistributedDataParallel(self.regularized, device_ids=device_ids) if info.distributed else self.regularized
+        self.ddp = (DistributedDataParallel(self.regularized, device_ids=device_ids) if info.distributed
+                    else self.regularized)
         terms = self.regularized.terms
         self.settings = StepSettings(reg_names=tuple(t.name for t in terms), reg_weights=tuple(t.weight for t in terms),
                                      clip_grad=config["clip_grad"], skip_nonfinite=bool(config["skip_nonfinite"]),
@@ -168,7 +169,11 @@ class _Run:
         if checkpoint.get("format") != FORMAT:  # plain weights (DeiT/timm): start from them at epoch 0
             _say(self.info, f"starting from the weights in {path}: {report}")
             return None
-        self._load_regularizers(checkpoint, path)
+        try:
+            self.regularized.load_trained_state(checkpoint.get("regularizers", {}))
+        except SarvitError as error:
+            raise SarvitError(f"--resume {path}: {error}; resume with the same --reg terms, or start a new run from "
+                              "these weights with --finetune") from None
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         changed = {key: (checkpoint["config"].get(key), self.config[key]) for key in _SCHEDULE_KEYS
                    if checkpoint.get("config", {}).get(key) != self.config[key]}
@@ -196,18 +201,6 @@ class _Run:
         set_rng_state(states[self.info.rank] if len(states) == self.info.world_size else states[0])
         _say(self.info, f"resuming {path}: {self.start_epoch} of {self.config['epochs']} epochs done")
         return checkpoint.get("model_ema")
-
-    def _load_regularizers(self, checkpoint: dict, path: str) -> None:
-        """The regularizers' own weights (DRLoc's head) of a resumed run; the same terms must carry them."""
-        modules = self.regularized.regularizers
-        stored = checkpoint.get("regularizers", {})
-        theirs, ours = _owners(stored), _owners(modules.state_dict())
-        if theirs != ours:
-            raise SarvitError(
-                f"--resume {path}: the checkpoint holds trained weights of the regularizers {', '.join(theirs) or 'none'}, "
-                f"this run's terms have weights for {', '.join(ours) or 'none'}; resume with the same --reg terms, or "
-                "start a new run from these weights with --finetune")
-        modules.load_state_dict(stored)
 
     def open_outputs(self) -> None:
         config = self.config
@@ -244,8 +237,8 @@ class _Run:
 
     def fit(self) -> None:
         config, info = self.config, self.info
-        _say(info, f"training {config['model']} (SAR: {_sar_words(config)}; {_reg_words(self.regularized)}) "
-                   f"on {config['data_set']}: "
+        _say(info, f"training {config['model']} (SAR: {_sar_words(config)}; loss terms: "
+                   f"{self.regularized.describe() or 'none'}) on {config['data_set']}: "
                    f"{len(self.train_loader.sampler) * info.world_size} images/epoch, {config['epochs']} epochs, "
                    f"{info.world_size} process(es) on {info.device.type}, lr {self.lr:.2e}; output {self.out}")
         for epoch in range(self.start_epoch, config["epochs"]):
@@ -318,16 +311,6 @@ def _sar_words(config: dict) -> str:
     if config["remove_last_norm"]:
         parts.append("no last LN")
     return ", ".join(parts) if parts else "off"
-
-
-def _owners(state: dict) -> list[str]:
-    """The regularizers a state dict of ``RegularizedModel.regularizers`` holds weights for."""
-    return sorted({key.split(".", 1)[0] for key in state})
-
-
-def _reg_words(regularized: RegularizedModel) -> str:
-    terms = [f"{t.name} {t.weight:g}" + ("" if t.block is None else f" on block {t.block}") for t in regularized.terms]
-    return "loss terms: " + (", ".join(terms) if terms else "none")
 
 
 def _progress(info: DistInfo, total: int, epoch: int, epochs: int):
