@@ -141,3 +141,30 @@ def test_sar_with_drloc_trains_the_head_checkpoints_and_resumes_it(tmp_path, cap
     assert main(["eval", "--weights", str(whole / "last.pth"), "--num-workers", "0", "--device", "cpu"]) == 0
     assert main(["analyze", "--weights", str(whole / "last.pth"), "--num-samples", "8", "--num-workers", "0",
                  "--device", "cpu", "--output-dir", str(tmp_path / "analyze")]) == 0
+
+
+def test_terms_reach_tensorboard_and_the_curves(tmp_path, monkeypatch):
+    import matplotlib.axes
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from sarvit.train import records
+
+    lines = [{"epoch": epoch, "train_loss": 1.0 - epoch / 10, "train_reg_tv": 0.3 - epoch / 100,
+              "train_reg_drloc": 0.2} for epoch in range(2)]
+    log = records.RunLog(tmp_path, [], tensorboard=True)
+    for line in lines:
+        log.add(line)
+    log.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert {"train/reg_tv", "train/reg_drloc", "train/loss"} <= set(events.Tags()["scalars"])
+    assert [round(e.value, 6) for e in events.Scalars("train/reg_tv")] == [0.3, 0.29]
+    labels, original = [], matplotlib.axes.Axes.plot
+
+    def spy(axis, *args, label=None, **kwargs):
+        labels.append(label)
+        return original(axis, *args, label=label, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    assert records.plot_curves(lines, tmp_path / "curves.png").is_file()
+    assert "tv" in labels and "drloc" in labels
