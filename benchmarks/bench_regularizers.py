@@ -4,7 +4,9 @@ Every arm is the same model (its own copy, its own optimizer) wrapped in
 ``sarvit.train.regularizers.RegularizedModel`` with one term (or SAR's spatial entropy + DRLoc); the plain
 arm has no term, so the model runs its plain forward. Steps are interleaved (one step of each arm per
 round, arms in a fresh random order every round) so that a busy machine slows every arm alike; the table
-gives the median step time of each arm and its difference from the plain arm's median.
+gives the median step time of each arm and its difference from the plain arm's median. A second table times
+each term's own forward + backward alone, on inputs captured once: the part of the difference that is the
+term itself, and a figure that machine noise disturbs far less than the step's.
 
     python benchmarks/bench_regularizers.py                     # the quick default model, batch 64, CPU
     python benchmarks/bench_regularizers.py --device cuda --model vit_small_patch16_224 --input-size 224 \\
@@ -22,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import sarvit
+from sarvit.losses import REGULARIZERS
 from sarvit.train.regularizers import RegularizedModel, RegTerm, resolve_regularizers
 
 ARMS = {
@@ -91,6 +94,7 @@ def main() -> None:
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
+    term_times = time_terms_alone(arms, x, args.rounds, device)
     times = {label: [] for label in arms}
     order = list(arms)
     for round_index in range(args.warmup + args.rounds):
@@ -109,6 +113,36 @@ def main() -> None:
         ms = statistics.median(values) * 1e3
         over = "" if label == "plain" else f"{ms - plain:+8.2f} ms {100 * (ms - plain) / plain:+6.1f} %"
         print(f"{label:<26}{ms:>10.2f}  {over}")
+    print("each term alone, forward + backward on its captured inputs (median ms):")
+    for label, values in term_times.items():
+        print(f"  {label:<24}{statistics.median(values) * 1e3:>10.2f}")
+
+
+def time_terms_alone(arms: dict, x: torch.Tensor, rounds: int, device: torch.device) -> dict[str, list[float]]:
+    """Each single term's own forward + backward, on inputs captured once (leaf tensors), interleaved."""
+    calls = {}
+    for label, (model, _, _) in arms.items():
+        if len(model.terms) != 1:
+            continue
+        name = model.terms[0].name
+        with torch.no_grad():
+            _, captured = model.model(x, capture=model.capture)
+        inputs = {"maps": captured.get("maps"), "tokens": captured.get("tokens"), "images": x,
+                  "attention": next(iter(captured.get("attention", {}).values()), None)}
+        needed = [inputs[need].clone().requires_grad_(need != "images") for need in REGULARIZERS[name].needs]
+        calls[label] = (model.regularizers[name], needed)
+    times = {label: [] for label in calls}
+    for round_index in range(rounds + 1):
+        for label, (module, needed) in calls.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            module(*needed).backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if round_index:  # the first round warms up
+                times[label].append(time.perf_counter() - start)
+    return times
 
 
 if __name__ == "__main__":
