@@ -88,6 +88,18 @@ def test_sar_loss_is_the_spatial_entropy_term():
     assert terms_of("--no-sar", "--reg", "tv:0") == []  # weight 0 turns a term off
 
 
+def test_saved_config_repeats_the_terms(tmp_path):
+    from sarvit.train.config import save_config
+
+    config = config_of(*SMALL, "--no-sar", "--reg", "spatial-entropy:0.05", "--reg", "distance@0")
+    save_config(config, tmp_path / "config.yaml")
+    again = config_of("--config", str(tmp_path / "config.yaml"))
+    assert again["regularizers"] == config["regularizers"] == [
+        {"name": "spatial-entropy", "weight": 0.05}, {"name": "distance", "weight": 0.01, "block": 0}]
+    assert config_of("--config", str(tmp_path / "config.yaml"), "--reg", "tv")["regularizers"] == [
+        {"name": "spatial-entropy", "weight": 0.05}, {"name": "tv", "weight": 0.01}]  # --lambda 0.05 was saved
+
+
 def test_capture_asks_only_for_what_the_terms_read():
     model = create_model("vit_tiny_patch16_224", sar=False, img_size=32, patch_size=8, depth=3, embed_dim=48,
                          num_heads=3, num_classes=4)
