@@ -27,6 +27,8 @@ def _value(option: Option) -> tuple[list[str], object]:
         return ["0.1,0.2"], [0.1, 0.2]
     if option.type in (int, float):
         return ["3"], option.type("3")
+    if option.repeat:
+        return ["some/value"], ["some/value"]
     return ["some/value"], "some/value"
 
 
@@ -49,6 +51,11 @@ def test_every_option_parses_in_both_spellings(command, option):
     assert all(p == parsed[0] for p in parsed)
     for spelling in spellings(option, option.off) if option.off else ():
         assert getattr(PARSER.parse_args([command, spelling]), option.dest) is False, spelling
+
+
+def test_a_repeatable_option_keeps_every_use():
+    args = PARSER.parse_args(["train", "--reg", "tv", "--reg", "drloc:0.5"])
+    assert args.reg == ["tv", "drloc:0.5"]
 
 
 def test_parsers_hold_only_what_was_typed():

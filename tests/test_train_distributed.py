@@ -1,4 +1,4 @@
-"""Two processes on CPU (gloo) under torchrun train one model, and evaluate the whole set exactly once."""
+"""Two processes on CPU (gloo) under torchrun train one model (and DRLoc's head), and evaluate the whole set once."""
 from __future__ import annotations
 
 import json
@@ -19,10 +19,12 @@ torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
 from test_train_common import config_of, tiny_argv
 from sarvit.train import train
-config = config_of(*tiny_argv({out!r}, "--epochs", "2", "--repeated-aug", "--drop-path", "0.1", "--mixup", "0.5"))
+config = config_of(*tiny_argv({out!r}, "--epochs", "2", "--repeated-aug", "--drop-path", "0.1", "--mixup", "0.5",
+                              "--reg", "drloc"))
 result = train(config)
 rank = int(os.environ["RANK"])
 torch.save(result.model.state_dict(), os.path.join({out!r}, f"rank{{rank}}.pt"))
+torch.save(result.regularizers.state_dict(), os.path.join({out!r}, f"rank{{rank}}-regularizers.pt"))
 """
 
 
@@ -40,6 +42,9 @@ def test_two_process_gloo_run_trains_one_model(tmp_path):
     assert state_equal(rank0, rank1)
     checkpoint = torch.load(out / "last.pth", weights_only=True)
     assert state_equal(checkpoint["model"], rank0) and len(checkpoint["rng"]) == 2
+    # DRLoc's head (initialised from each rank's own seed) is synchronised and trained as one with the model
+    heads = [torch.load(out / f"rank{rank}-regularizers.pt", weights_only=True) for rank in (0, 1)]
+    assert heads[0] and state_equal(*heads) and state_equal(checkpoint["regularizers"], heads[0])
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and not (out / "rank1").exists()
     # distributed evaluation saw every image once: a single process gets the same figures

@@ -1,6 +1,7 @@
 """Failures a user meets: non-finite losses, torn checkpoint writes, bad checkpoints and paths."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -13,28 +14,29 @@ from sarvit import create_model
 from sarvit.cli import main
 from sarvit.checkpoints import files as checkpoint_files
 from sarvit.train import rng as rng_module
-from sarvit.train import loop as loop_module
 from test_train_common import one_cpu_thread, tiny_argv  # noqa: F401 (autouse fixture)
+
+# the module, not the function `sarvit.losses.spatial_entropy` the package re-exports under the same name
+entropy_module = importlib.import_module("sarvit.losses.spatial_entropy")
 
 
 def inject_nan(monkeypatch, from_call: int, calls: int = 10 ** 9):
-    """Make the spatial entropy NaN for calls ``from_call .. from_call + calls - 1`` (0-based)."""
-    real = loop_module.spatial_entropy
+    """Make the training step's spatial entropy NaN for calls ``from_call .. from_call + calls - 1`` (0-based)."""
+    real = entropy_module.spatial_entropy
     seen = {"n": 0}
 
-    def poisoned(maps, **kwargs):
-        value = real(maps, **kwargs)
+    def poisoned(*args, **kwargs):
+        value = real(*args, **kwargs)
         index, seen["n"] = seen["n"], seen["n"] + 1
         return value * float("nan") if from_call <= index < from_call + calls else value
 
-    monkeypatch.setattr(loop_module, "spatial_entropy", poisoned)
+    monkeypatch.setattr(entropy_module, "spatial_entropy", poisoned)
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
-    # 6 training steps per epoch, then 1 evaluation batch (which also calls spatial_entropy): call 9
-    # (0-based) is step 3 (1-based) of the second epoch.
-    inject_nan(monkeypatch, from_call=9)
+    # 6 training steps per epoch: call 8 (0-based) is step 3 (1-based) of the second epoch.
+    inject_nan(monkeypatch, from_call=8)
     assert main(["train", *tiny_argv(out, "--epochs", "3", "--log-interval", "100")]) == 2
     err = capsys.readouterr().err
     assert "non-finite" in err and "epoch 2, step 3" in err and "--skip-nonfinite" in err

@@ -50,7 +50,7 @@ def _run_with_crash(monkeypatch, argv, crash_epoch, crash_step):
 
     def crashing(*args, epoch, **kwargs):
         if epoch == crash_epoch:
-            original = loop_module.sar_loss_terms
+            original = loop_module.loss_terms
             calls = {"n": 0}
 
             def boom(*a, **k):
@@ -59,7 +59,7 @@ def _run_with_crash(monkeypatch, argv, crash_epoch, crash_step):
                     raise RuntimeError("simulated crash")
                 return original(*a, **k)
 
-            monkeypatch.setattr(loop_module, "sar_loss_terms", boom)
+            monkeypatch.setattr(loop_module, "loss_terms", boom)
         return real(*args, epoch=epoch, **kwargs)
 
     monkeypatch.setattr("sarvit.train.runner.train_one_epoch", crashing)

@@ -46,6 +46,7 @@ class Option:
     boolean: ``name``/``aliases`` turn it on, ``off`` spellings turn it off. ``sets``: other values the
     option also sets when given (``--voc-path DIR`` is ``--data-set voc --data-path DIR``). ``within``: the
     values allowed (a :class:`Range` for numbers, a :class:`Pattern` for text), checked by :func:`check_values`.
+    ``repeat``: each use appends its value to a list (``--reg tv --reg drloc``).
     """
 
     name: str
@@ -63,6 +64,7 @@ class Option:
     nargs: Optional[str] = None
     sets: dict = field(default_factory=dict)
     within: Any = None
+    repeat: bool = False
 
     def __post_init__(self) -> None:
         if not self.dest:
@@ -167,6 +169,10 @@ OPTIONS: tuple[Option, ...] = (
       switch=True),
     O("similarity", ROOM_SAR, "similarity of the [CLS] query with the patch keys", LEARN, default="dot",
       choices=("dot", "cosine")),
+    O("reg", ROOM_SAR, "add a loss term (repeatable): spatial-entropy, tv, nonspatial-entropy, drloc, distance, "
+      "patch-similarity; WEIGHT: default the term's paper value (spatial-entropy: --lambda), 0 turns it off; "
+      "@BLOCK: the block whose attention distance and patch-similarity read (default -1, the last); see README",
+      TRAIN, repeat=True, metavar="NAME[:WEIGHT][@BLOCK]"),
     # optimisation
     O("epochs", ROOM_OPTIM, "training epochs", TRAIN, type=int, default=300, metavar="N", within=AT_LEAST_1),
     O("opt", ROOM_OPTIM, "timm optimizer name", TRAIN, default="adamw", metavar="NAME"),
@@ -424,6 +430,8 @@ def add_options(parser: argparse.ArgumentParser, command: str) -> None:
                   if getattr(option, key) is not None}
         if option.sets:
             kwargs.update(action=_StoreAndSet, sets=option.sets)
+        if option.repeat:
+            kwargs.update(action="append")
         action = group.add_argument(*spellings(option), help=shown, **common, **kwargs)
         action.shown = _listed((option.name, *option.aliases))
 

@@ -4,7 +4,10 @@ A sarvit checkpoint is a dict of tensors and plain data::
 
     format: "sarvit-checkpoint", version: 2 (0.1 wrote 1; both load)
     model: state dict                          model_config: ModelSpec.to_dict() - enough to rebuild the model
-    ... whatever else the writer adds (a training run: optimizer, scheduler, epoch, rng states, config, ...)
+    ... whatever else the writer adds (a training run: optimizer, scheduler, epoch, rng states, config, ...,
+    and ``regularizers``: the state dict of its loss terms' own modules, DRLoc's head, when it has any)
+
+Only ``model`` and ``model_config`` make the model: readers that rebuild it ignore the rest.
 """
 from __future__ import annotations
 

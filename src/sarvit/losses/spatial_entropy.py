@@ -87,6 +87,7 @@ class SpatialEntropyLoss(nn.Module):
     Args:
         connectivity: 8 (the papers) or 4.
         eps: see :func:`spatial_entropy`.
+        check_finite: see :func:`spatial_entropy`; a training step passes False (no host sync).
 
     Shape:
         input ``S [B, H, h, w]`` -> scalar (float32).
@@ -97,15 +98,16 @@ class SpatialEntropyLoss(nn.Module):
         >>> loss.backward()
     """
 
-    def __init__(self, connectivity: int = 8, eps: float = 1e-9) -> None:
+    def __init__(self, connectivity: int = 8, eps: float = 1e-9, check_finite: bool | None = None) -> None:
         super().__init__()
         if connectivity not in (4, 8):
             raise ValueError(f"connectivity must be 8 or 4, got {connectivity!r}")
         self.connectivity = connectivity
         self.eps = eps
+        self.check_finite = check_finite
 
     def forward(self, S: torch.Tensor) -> torch.Tensor:
-        return spatial_entropy(S, self.connectivity, self.eps).mean()
+        return spatial_entropy(S, self.connectivity, self.eps, check_finite=self.check_finite).mean()
 
     def extra_repr(self) -> str:
-        return f"connectivity={self.connectivity}, eps={self.eps}"
+        return f"connectivity={self.connectivity}, eps={self.eps}, check_finite={self.check_finite}"

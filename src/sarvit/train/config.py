@@ -22,6 +22,7 @@ import yaml
 from ..data import canonical_dataset_name
 from ..errors import SarvitError
 from ..options import check_values, defaults, dest_of_spelling
+from .regularizers import resolve_regularizers
 
 __all__ = [
     "DEFAULTS", "QUICK_DEFAULTS", "SAR_COMPONENTS", "resolve_config", "resolve_sar", "load_yaml_config",
@@ -49,6 +50,10 @@ PRETEXT_DEFAULTS: dict[str, Any] = {"mixup": 0.0, "cutmix": 0.0}
 # SAR: the loss and the two removals of Eq. 10-11; --sar/--no-sar sets all three at once.
 SAR_COMPONENTS = ("sar_loss", "remove_last_skip", "remove_last_norm")
 
+# Written to config.yaml as resolved from the options (SAR's loss and --reg as one list of terms);
+# recomputed, not read, when the file is fed back with --config.
+DERIVED_KEYS = ("regularizers",)
+
 
 def load_yaml_config(path: str) -> dict[str, Any]:
     """A ``--config`` file as ``{dest: value}``; keys may use any spelling of an option."""
@@ -63,6 +68,8 @@ def load_yaml_config(path: str) -> dict[str, Any]:
         raise SarvitError(f"--config: expected a mapping of option: value in {file}, got {type(data).__name__}")
     out = {}
     for key, value in data.items():
+        if key in DERIVED_KEYS:  # a saved config.yaml's resolved values: recomputed from the options
+            continue
         dest = OPTION_NAMES.get(str(key).lstrip("-"))
         if dest is None or dest == "config":
             raise SarvitError(f"--config: {file} has the unknown option {key!r}; see `sarvit train --help`")
@@ -139,6 +146,8 @@ def resolve_config(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
                 if key not in given:
                     config[key] = bool(config["sar"])
         config["sar"] = all(config[key] for key in SAR_COMPONENTS)
+    resolve_regularizers(config, given)  # may switch the SAR loss on (--reg spatial-entropy)
+    config["sar"] = all(config[key] for key in SAR_COMPONENTS)
     config.pop("config", None)
     _check(config)
     return config

@@ -1,11 +1,12 @@
 """One training epoch and one evaluation pass.
 
 The step keeps everything on the device: metrics accumulate in device tensors and the host reads them
-only every ``log_interval`` steps and at the end of the epoch. The SAR step is one forward pass of
-:class:`SARObjective`, the model and its loss term in one module (what DDP wraps and ``--compile`` compiles)::
+only every ``log_interval`` steps and at the end of the epoch. The step is one forward pass of a
+:class:`~sarvit.train.regularizers.RegularizedModel`, which asks the model's capture only for what its
+terms read (what DDP wraps and ``--compile`` compiles, as one graph)::
 
-    logits, entropy = objective(x)   # model(x, return_maps=True), then mean spatial_entropy(S) of S [B, H, k, k]
-    loss = CE(logits, y) + lambda * entropy
+    logits, terms = model(x)                      # terms [n]: e.g. the spatial entropy of S, DRLoc's L1
+    loss = CE(logits, y) + sum_i weight_i * terms[i]
 
 Non-finite losses: every step records, on the device, whether its loss was finite. Without
 ``skip_nonfinite`` the host looks at that record at the next log point and stops the run
@@ -32,8 +33,9 @@ from ..errors import SarvitError
 from ..losses import spatial_entropy
 from ..metrics import AttentionJaccard
 from .distributed import DistInfo, all_reduce_sum
+from .regularizers import log_key
 
-__all__ = ["SARObjective", "StepSettings", "NonFiniteLoss", "train_one_epoch", "evaluate", "autocast_context",
+__all__ = ["StepSettings", "NonFiniteLoss", "train_one_epoch", "evaluate", "autocast_context",
            "nonfinite_weights"]
 
 
@@ -50,8 +52,8 @@ class NonFiniteLoss(SarvitError):
 class StepSettings:
     """What a training step needs besides the model and the data."""
 
-    lam: float = 0.01
-    sar_loss: bool = True
+    reg_names: tuple[str, ...] = ()  # the model's terms, in order (RegularizedModel.terms)
+    reg_weights: tuple[float, ...] = ()
     clip_grad: Optional[float] = None
     skip_nonfinite: bool = False
     max_skipped: int = 25     # with skip_nonfinite: this many skipped steps in a row stop the run
@@ -70,54 +72,34 @@ def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-class SARObjective(nn.Module):
-    """The training forward ``x [B, C, H, W] -> (logits [B, classes], entropy)``: the model and the mean
-    spatial entropy of its [CLS] maps (a scalar; None when ``sar_loss`` is off) from one forward pass.
-
-    One module, so that DDP and ``torch.compile`` take the model and its loss term together (one graph).
-    """
-
-    def __init__(self, model: nn.Module, sar_loss: bool) -> None:
-        super().__init__()
-        self.model, self.sar_loss = model, sar_loss
-
-    def forward(self, x: torch.Tensor):
-        if not self.sar_loss:
-            return self.model(x), None
-        logits, maps = self.model(x, return_maps=True)
-        return logits, spatial_entropy(maps, check_finite=False).mean()
-
-
 def unwrap(model: nn.Module) -> nn.Module:
     """``model`` without its ``torch.compile`` and DDP wrappers."""
     model = getattr(model, "_orig_mod", model)
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def sar_loss_terms(model: nn.Module, criterion: Callable, x: torch.Tensor, y: torch.Tensor, s: StepSettings):
-    """``(loss, ce, entropy)`` of one batch of ``model`` (a :class:`SARObjective`, wrapped or not);
-    ``entropy`` is None when the SAR loss is off."""
-    logits, entropy = model(x)
+def loss_terms(model: nn.Module, criterion: Callable, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor):
+    """``(loss, ce, terms)`` of one batch; ``terms`` ``[n]`` unweighted (None without regularizers)."""
+    logits, terms = model(x)
     ce = criterion(logits, y)
-    if entropy is None:
+    if terms is None:
         return ce, ce, None
-    return ce + s.lam * entropy, ce, entropy
+    return ce + (weights * terms).sum(), ce, terms
 
 
 class _Tally:
-    """Device-side running sums of one epoch."""
+    """Device-side running sums of one epoch: loss, CE, steps, then one slot per regularizer term."""
 
-    def __init__(self, device: torch.device) -> None:
-        self.sums = torch.zeros(4, device=device, dtype=torch.float64)  # loss, ce, entropy, steps
+    def __init__(self, device: torch.device, num_terms: int) -> None:
+        self.sums = torch.zeros(3 + num_terms, device=device, dtype=torch.float64)
         self.bad = torch.zeros((), device=device, dtype=torch.int64)
         self.first_bad = torch.full((), -1, device=device, dtype=torch.int64)
         self.skipped = 0
 
-    def add(self, loss, ce, entropy, finite: torch.Tensor, step: int, count_bad: bool = True) -> None:
-        zero = torch.zeros((), device=loss.device)
-        entropy = zero if entropy is None else entropy.detach().float()
-        values = torch.stack([loss.detach().float(), ce.detach().float(), entropy, torch.ones_like(zero)])
-        self.sums += torch.where(finite, values, zero).double()
+    def add(self, loss, ce, terms, finite: torch.Tensor, step: int, count_bad: bool = True) -> None:
+        head = torch.stack([loss.detach().float(), ce.detach().float(), torch.ones_like(finite, dtype=torch.float32)])
+        values = head if terms is None else torch.cat([head, terms.detach().float()])
+        self.sums += torch.where(finite, values, torch.zeros_like(values)).double()
         if count_bad:
             self.bad += (~finite).long()
             self.first_bad = torch.where((self.first_bad < 0) & ~finite, torch.full_like(self.first_bad, step),
@@ -176,18 +158,21 @@ def train_one_epoch(
     progress=None,
     skipped_in_a_row: int = 0,
 ):
-    """Train ``model`` (a :class:`SARObjective`, or DDP / ``torch.compile`` around one) for one pass over
-    ``loader``; returns ``(metrics, global_step)``.
+    """Train ``model`` (a :class:`~sarvit.train.regularizers.RegularizedModel`, or DDP / ``torch.compile``
+    around one) for one pass over ``loader``; returns ``(metrics, global_step)``.
 
-    ``metrics``: mean ``loss``, ``ce``, ``entropy`` (None without the SAR loss), ``lr`` at the end,
-    ``img_per_s`` (all processes), ``skipped_steps``, ``skipped_in_a_row`` (the run of skipped steps the
-    epoch ends with, counting ``skipped_in_a_row`` from the epoch before). ``loss``, ``ce`` and ``entropy``
-    are None when every step was skipped.
+    ``metrics``: mean ``loss``, ``ce``, one ``reg_<name>`` per term (:func:`~sarvit.train.regularizers.log_key`),
+    ``entropy`` (the spatial-entropy term; None without it), ``lr`` at the end, ``img_per_s`` (all processes),
+    ``skipped_steps``, ``skipped_in_a_row`` (the run of skipped steps the epoch ends with, counting
+    ``skipped_in_a_row`` from the epoch before). The means are None when every step was skipped.
+    ``ema`` averages the inner model only.
     """
     model.train()
     device = info.device
-    tally = _Tally(device)
-    averaged = unwrap(model).model  # EMA averages the model alone
+    keys = [log_key(name) for name in settings.reg_names]
+    tally = _Tally(device, len(keys))
+    weights = torch.tensor(settings.reg_weights, device=device, dtype=torch.float32)
+    averaged = unwrap(model).model  # EMA averages the model alone, not the regularizers' heads
     params = [p for p in model.parameters() if p.requires_grad]
     images, start = 0, time.perf_counter()
     steps = len(loader)
@@ -197,7 +182,7 @@ def train_one_epoch(
         if mixup is not None:
             x, y = mixup(x, y)
         with autocast_context(device, settings.amp_dtype):
-            loss, ce, entropy = sar_loss_terms(model, criterion, x, y, settings)
+            loss, ce, terms = loss_terms(model, criterion, x, y, weights)
         finite = torch.isfinite(loss.detach())
         optimizer.zero_grad(set_to_none=True)
         if settings.skip_nonfinite and not _step_is_finite(finite, info):
@@ -214,25 +199,30 @@ def train_one_epoch(
                 ema.update(averaged, step=global_step + 1)
         global_step += 1
         scheduler.step_update(num_updates=global_step)
-        tally.add(loss, ce, entropy, finite, step, count_bad=not settings.skip_nonfinite)
+        tally.add(loss, ce, terms, finite, step, count_bad=not settings.skip_nonfinite)
         images += x.shape[0]
         if (step + 1) % settings.log_interval == 0 or step + 1 == steps:
             sums = tally.check(info, epoch)
+            means = (sums / sums[2].clamp_min(1)).tolist()
             if progress is not None:
-                shown = dict(loss=f"{sums[0].item() / sums[3].item():.4f}" if sums[3].item() else "n/a",
-                             lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+                shown = ({"loss": f"{means[0]:.4f}",
+                          **{name: f"{value:.4f}" for name, value in zip(settings.reg_names, means[3:])}}
+                         if sums[2].item() else {"loss": "n/a"})
+                shown["lr"] = f"{optimizer.param_groups[0]['lr']:.2e}"
                 if settings.skip_nonfinite:
                     shown["skipped"] = tally.skipped
-                progress.set_postfix(**shown)
+                progress.set_postfix(shown)
         if progress is not None:
             progress.update(1)
     elapsed = time.perf_counter() - start
     sums = tally.check(info, epoch).tolist()
-    count = sums[3]
+    count = sums[2]
+    terms_mean = {key: value / count if count else None for key, value in zip(keys, sums[3:])}
     metrics = {
         "loss": sums[0] / count if count else None,
         "ce": sums[1] / count if count else None,
-        "entropy": sums[2] / count if count and settings.sar_loss and settings.lam > 0 else None,
+        "entropy": terms_mean.get(log_key("spatial-entropy")),
+        **terms_mean,
         "lr": float(optimizer.param_groups[0]["lr"]),
         "img_per_s": images * info.world_size / max(elapsed, 1e-9),
         "skipped_steps": tally.skipped,  # every process skips the same steps (the decision is all-reduced)

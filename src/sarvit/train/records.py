@@ -18,6 +18,11 @@ _SCALARS = (
 )
 
 
+def _term_tags(line: dict) -> tuple[tuple[str, str], ...]:
+    """The regularizer terms of a line: ``train_reg_tv`` -> TensorBoard tag ``train/reg_tv``."""
+    return tuple((key, "train/" + key[len("train_"):]) for key in line if key.startswith("train_reg_"))
+
+
 class RunLog:
     """``log.jsonl`` (one line per epoch) and TensorBoard events under ``output_dir``.
 
@@ -44,7 +49,7 @@ class RunLog:
         with self.path.open("a") as file:
             file.write(json.dumps(line) + "\n")
         if self.writer is not None:
-            for key, tag in _SCALARS:
+            for key, tag in _SCALARS + _term_tags(line):
                 if line.get(key) is not None:
                     self.writer.add_scalar(tag, line[key], line["epoch"])
             self.writer.flush()
@@ -56,7 +61,7 @@ class RunLog:
 
 
 def plot_curves(history: list[dict], path: Path) -> Optional[Path]:
-    """Loss, spatial entropy, accuracy and learning rate per epoch, as one PNG."""
+    """Loss, spatial entropy, each regularizer term (when there are any), accuracy and learning rate per epoch."""
     if not history:
         return None
     import matplotlib
@@ -65,9 +70,12 @@ def plot_curves(history: list[dict], path: Path) -> Optional[Path]:
     import matplotlib.pyplot as plt
 
     epochs = [line["epoch"] for line in history]
+    terms = tuple(dict.fromkeys(key for line in history for key in line if key.startswith("train_reg_")))
     panels = (
         ("loss", (("train_loss", "train total"), ("train_ce", "train CE"), ("val_loss", "val CE"))),
         ("spatial entropy", (("train_entropy", "train"), ("val_entropy", "val"))),
+        *((("regularizer terms (train, unweighted)", tuple((key, key[len("train_reg_"):]) for key in terms)),)
+          if terms else ()),
         ("accuracy (%)", (("val_top1", "val top-1"), ("val_top5", "val top-5"), ("val_ema_top1", "EMA top-1"),
                           ("val_jaccard", "attention Jaccard"))),
         ("learning rate", (("lr", "lr"),)),

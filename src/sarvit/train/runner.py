@@ -27,17 +27,21 @@ from ..models import ModelSpec, load_weights, sar_config
 from . import build
 from .config import save_config
 from .distributed import DistInfo, barrier, broadcast_object, setup_distributed
-from .loop import (NonFiniteLoss, SARObjective, StepSettings, evaluate, has_class_token, nonfinite_weights,
+from .loop import (NonFiniteLoss, StepSettings, evaluate, has_class_token, nonfinite_weights,
                    train_one_epoch)
 from .records import RunLog, plot_curves
 from .rng import rng_state, set_rng_state
+from .regularizers import RegularizedModel, log_key
 
 __all__ = ["TrainResult", "train", "evaluate_checkpoint", "default_output_dir"]
 
 
 @dataclass
 class TrainResult:
-    """What a finished run leaves: the model (unwrapped), its per-epoch history and the files written."""
+    """What a finished run leaves: the model (unwrapped), its per-epoch history and the files written.
+
+    ``regularizers``: the modules of the run's loss terms by name (DRLoc's trained head among them).
+    """
 
     model: torch.nn.Module
     history: list[dict] = field(default_factory=list)
@@ -45,6 +49,7 @@ class TrainResult:
     best_epoch: int = -1
     output_dir: Optional[Path] = None
     paths: dict[str, Path] = field(default_factory=dict)
+    regularizers: Optional[torch.nn.ModuleDict] = None
 
 
 _SCHEDULE_KEYS = ("epochs", "sched", "lr", "unscale_lr", "batch_size", "min_lr", "warmup_lr", "warmup_epochs",
@@ -118,9 +123,11 @@ class _Run:
         self.val_loader = build.eval_loader(val_set, config, info)
         self.spec = build.model_spec(config, num_classes)
         self.model = self.spec.build().to(info.device)
+        # the model and its regularizers' modules (DRLoc's head) train, synchronise and checkpoint together
+        self.regularized = RegularizedModel(self.model, config["regularizers"]).to(info.device)
         self.jaccard = _attention_jaccard(val_set, self.model)
         self.lr = build.scaled_lr(config, info.world_size)
-        self.optimizer = build.build_optimizer(self.model, config, self.lr)
+        self.optimizer = build.build_optimizer(self.regularized, config, self.lr)
         self.scheduler = build.build_scheduler(self.optimizer, config, len(self.train_loader))
         self.mixup = build.build_mixup(config, num_classes)
         self.criterion = build.build_criterion(config, self.mixup)
@@ -136,14 +143,15 @@ class _Run:
             self.ema = ModelEmaV3(self.model, decay=config["model_ema_decay"])
             if ema_state is not None:
                 self.ema.module.load_state_dict(ema_state)
-        self.settings = StepSettings(lam=float(config["lam"]), sar_loss=bool(config["sar_loss"]),
+        terms = self.regularized.terms
+        self.settings = StepSettings(reg_names=tuple(t.name for t in terms), reg_weights=tuple(t.weight for t in terms),
                                      clip_grad=config["clip_grad"], skip_nonfinite=bool(config["skip_nonfinite"]),
                                      max_skipped=int(config["max_skipped_steps"]),
                                      log_interval=max(1, int(config["log_interval"])), amp_dtype=self.amp)
-        # the step's forward: the model with its loss term, synchronised by DDP and compiled as one
-        objective = SARObjective(self.model, self.settings.sar_loss and self.settings.lam > 0)
-        self.ddp = (DistributedDataParallel(objective, device_ids=[info.device.index] if info.device.type == "cuda"
-                                            else None) if info.distributed else objective)
+        # the step's forward: the model with its loss terms, synchronised by DDP and compiled as one
+        device_ids = [info.device.index] if info.device.type == "cuda" else None
+        self.ddp = (DistributedDataParallel(self.regularized, device_ids=device_ids) if info.distributed
+                    else self.regularized)
         if config["compile"]:
             self.ddp = build.compile_step(self.ddp, config)
 
@@ -174,6 +182,11 @@ class _Run:
         if checkpoint.get("format") != FORMAT:  # plain weights (DeiT/timm): start from them at epoch 0
             _say(self.info, f"starting from the weights in {path}: {report}")
             return None
+        try:
+            self.regularized.load_trained_state(checkpoint.get("regularizers", {}))
+        except SarvitError as error:
+            raise SarvitError(f"--resume {path}: {error}; resume with the same --reg terms, or start a new run from "
+                              "these weights with --finetune") from None
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         changed = {key: (checkpoint["config"].get(key), self.config[key]) for key in _SCHEDULE_KEYS
                    if checkpoint.get("config", {}).get(key) != self.config[key]}
@@ -248,6 +261,9 @@ class _Run:
             extra["scaler"] = self.scaler.state_dict()
         if self.ema is not None:
             extra["model_ema"] = self.ema.module.state_dict()
+        regularizers = self.regularized.regularizers.state_dict()
+        if regularizers:  # the terms' own weights (DRLoc's head), beside the model's
+            extra["regularizers"] = regularizers
         return checkpoint_content(
             self.model.state_dict(), self.spec, optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(), epoch=epoch, global_step=self.global_step,
@@ -256,7 +272,8 @@ class _Run:
 
     def fit(self) -> None:
         config, info = self.config, self.info
-        _say(info, f"training {config['model']} ({'SAR: ' + _sar_words(config)}) on {config['data_set']}: "
+        _say(info, f"training {config['model']} (SAR: {_sar_words(config)}; loss terms: "
+                   f"{self.regularized.describe() or 'none'}) on {config['data_set']}: "
                    f"{len(self.train_loader.sampler) * info.world_size} images/epoch, {config['epochs']} epochs, "
                    f"{info.world_size} process(es) on {info.device.type}, lr {self.lr:.2e}; output {self.out}")
         for epoch in range(self.start_epoch, config["epochs"]):
@@ -314,13 +331,16 @@ class _Run:
         jaccard = f", attention Jaccard {val['jaccard']:.1f}%" if "jaccard" in val else ""
         loss = "n/a (every step skipped)" if line["train_loss"] is None else f"{line['train_loss']:.4f}"
         skipped = f", {line['train_skipped_steps']} step(s) skipped" if line["train_skipped_steps"] else ""
-        _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {loss}{skipped}, "
+        terms = "".join(f", {term.name} {line['train_' + log_key(term.name)]:.4f}" for term in self.regularized.terms
+                        if line["train_" + log_key(term.name)] is not None)
+        _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {loss}{terms}{skipped}, "
                         f"val top-1 {val['top1']:.2f}% top-5 {val['top5']:.2f}%{jaccard}, "
                         f"{line['img_per_s']:.0f} img/s")
 
     def finish(self) -> TrainResult:
         result = TrainResult(model=self.model, history=self.history, best_top1=self.best_top1,
-                             best_epoch=self.best_epoch, output_dir=self.out)
+                             best_epoch=self.best_epoch, output_dir=self.out,
+                             regularizers=self.regularized.regularizers)
         if self.info.is_main:
             self.log.close()
             paths = {"config": self.out / "config.yaml", "log": self.out / "log.jsonl"}
