@@ -102,7 +102,7 @@ def check_value(option, value: Any) -> Any:
         items = float_list(value) if isinstance(value, str) else [_number(option, v, float) for v in value]
     elif option.type in (int, float):
         items = [_number(option, value, option.type)]
-    elif option.nargs == "+":
+    elif option.nargs == "+" or option.repeat:
         items = [value] if isinstance(value, str) else list(value)
         if not all(isinstance(item, str) for item in items):
             raise ValueError
@@ -117,4 +117,4 @@ def check_value(option, value: Any) -> Any:
             raise ValueError
         if option.choices and item not in option.choices:
             raise ValueError
-    return items if option.type is float_list or option.nargs == "+" else items[0]
+    return items if option.type is float_list or option.nargs == "+" or option.repeat else items[0]
