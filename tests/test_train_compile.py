@@ -9,7 +9,8 @@ from sarvit.checkpoints import load_checkpoint, load_model, write_checkpoint
 from sarvit.cli import main
 from sarvit.models import ModelSpec
 from sarvit.train import train
-from sarvit.train.loop import SARObjective
+from sarvit.losses import REGULARIZERS
+from sarvit.train.regularizers import RegularizedModel, RegTerm
 from test_train_common import config_of, one_cpu_thread, state_equal, tiny_argv  # noqa: F401 (autouse fixture)
 
 # The brief's tiny run: 64 images, batches of 16 (4 steps an epoch), 2 epochs, 2 blocks of width 32.
@@ -48,10 +49,13 @@ def test_unknown_backend_is_one_line(tmp_path, capsys):
     assert "\n" not in error
 
 
-def test_the_training_forward_has_no_graph_break(fresh_dynamo):
+@pytest.mark.parametrize("name", sorted(REGULARIZERS))
+def test_the_training_forward_has_no_graph_break(fresh_dynamo, name):
     model = create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, embed_dim=32, num_heads=2,
                          num_classes=4)
-    explained = torch._dynamo.explain(SARObjective(model, sar_loss=True))(torch.randn(4, 3, 32, 32))
+    block = -1 if "attention" in REGULARIZERS[name].needs else None
+    step = RegularizedModel(model, [RegTerm(name, REGULARIZERS[name].default_weight, block)])
+    explained = torch._dynamo.explain(step)(torch.randn(4, 3, 32, 32))
     assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
 
 

@@ -29,10 +29,12 @@ def last_line(out):
 
 def test_rotation_pretraining_then_finetune(tmp_path, capsys):
     pre, fine = tmp_path / "pre", tmp_path / "fine"
-    assert main(["train", *TINY_ARVIT, "--pretext", "rotation", "--output-dir", str(pre)]) == 0
+    argv = [*TINY_ARVIT, "--pretext", "rotation", "--reg", "distance:0.01@0", "--output-dir", str(pre)]
+    assert main(["train", *argv]) == 0
     assert f"{4 * 64} images/epoch" in capsys.readouterr().out  # every image in each of its four rotations
     line = last_line(pre)
     assert 0.0 <= line["val_top1"] <= 100.0 and line["val_entropy"] is None  # no [CLS] maps in ARViT
+    assert line["train_reg_distance"] > 0  # the thesis's distance loss on the first block's attention
     checkpoint = torch.load(pre / "last.pth", map_location="cpu", weights_only=True)
     assert checkpoint["model"]["head.weight"].shape[0] == 4 and checkpoint["model_config"]["name"] == "arvit_base"
     saved = yaml.safe_load((pre / "config.yaml").read_text())
@@ -53,11 +55,12 @@ def test_rotation_pretraining_then_finetune(tmp_path, capsys):
 def test_rotation_pretraining_of_a_sar_vit(tmp_path):
     out = tmp_path / "vit"
     vit = ["--model", "vit_tiny_patch16_224", "--depth", "2", "--embed-dim", "48", "--num-heads", "3",
-           "--input-size", "32", "--patch-size", "8", "--sar"]
+           "--input-size", "32", "--patch-size", "8", "--sar", "--reg", "patch-similarity@-1"]
     argv = [*TINY_ARVIT[TINY_ARVIT.index("--num-samples"):], *vit, "--pretext", "rotation", "--output-dir", str(out)]
     assert main(["train", *argv]) == 0
     line = last_line(out)
     assert line["train_entropy"] is not None and line["val_entropy"] is not None  # SAR's loss runs on the pretext
+    assert line["train_reg_patch_similarity"] is not None
     assert torch.load(out / "last.pth", weights_only=True)["model"]["head.weight"].shape[0] == 4
 
 
