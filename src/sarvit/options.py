@@ -70,6 +70,9 @@ O = Option
 OPTIONS: tuple[Option, ...] = (
     # run
     O("config", ROOM_RUN, "options from a YAML file; the command line wins", LEARN, metavar="YAML"),
+    O("recipe", ROOM_RUN, "a set of defaults: deit (the papers' ImageNet recipe), small-data (from scratch on "
+      "thousands of images), quick (a small ViT at 32 px, minutes on a CPU); every option overrides it (default: "
+      "chosen from the device and the data set's size, printed at the start)", TRAIN, metavar="NAME"),
     O("output-dir", ROOM_RUN, "where results go (train: output/<data set>-<time>; segment-eval, analyze: the "
       "current folder; visualize: attention_maps; experiment: output/experiments/<grid>-<scale>-<data set>)",
       DATA_USERS, metavar="DIR"),
@@ -172,15 +175,21 @@ OPTIONS: tuple[Option, ...] = (
       metavar="R"),
     O("model-ema", ROOM_OPTIM, "keep an exponential moving average of the weights (timm ModelEmaV3)", TRAIN,
       default=True, switch=True, off=("no-model-ema",)),
-    O("model-ema-decay", ROOM_OPTIM, "EMA decay per step", TRAIN, type=float, default=0.99996, metavar="D"),
+    O("model-ema-decay", ROOM_OPTIM, "EMA decay per step (recipes other than deit: tied to the run's length)",
+      TRAIN, type=float, default=0.99996, metavar="D"),
+    O("model-ema-warmup", ROOM_OPTIM, "timm's EMA warm-up: the decay grows from 0 to --model-ema-decay, so an "
+      "early average follows the model", TRAIN, default=False, switch=True, off=("no-model-ema-warmup",)),
     # augmentation
+    O("hflip", ROOM_AUGMENT, "horizontal flip probability (0: off, e.g. for digits or text)", TRAIN, type=float,
+      default=0.5, metavar="P"),
     O("color-jitter", ROOM_AUGMENT, "colour jitter", TRAIN, type=float, default=0.3, metavar="F"),
     O("aa", ROOM_AUGMENT, "timm auto-augment policy or none", TRAIN, default="rand-m9-mstd0.5-inc1",
       metavar="POLICY"),
     O("smoothing", ROOM_AUGMENT, "label smoothing", TRAIN, type=float, default=0.1, metavar="E"),
     O("train-interpolation", ROOM_AUGMENT, "resize interpolation", TRAIN, default="bicubic",
       choices=("bicubic", "bilinear", "nearest")),
-    O("repeated-aug", ROOM_AUGMENT, "repeated augmentation (3 views per image across processes)", TRAIN,
+    O("repeated-aug", ROOM_AUGMENT, "repeated augmentation (3 views per image across processes; every epoch "
+      "still covers the whole training set)", TRAIN,
       default=True, switch=True, off=("no-repeated-aug",)),
     O("reprob", ROOM_AUGMENT, "random erasing probability", TRAIN, type=float, default=0.25, metavar="P"),
     O("remode", ROOM_AUGMENT, "random erasing mode", TRAIN, default="pixel"),

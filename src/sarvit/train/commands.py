@@ -10,7 +10,7 @@ import os
 from typing import Any, Optional
 
 from ..checkpoints import FORMAT, load_checkpoint
-from .config import ARCH_KEYS, INVOCATION_KEYS, resolve_config
+from .config import ARCH_KEYS, INVOCATION_KEYS, resolve_run
 from .distributed import cleanup_distributed
 
 __all__ = ["run_train", "run_eval", "config_from_args"]
@@ -25,6 +25,8 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace, evaluating: bool = False) -> tuple[dict[str, Any], Optional[dict]]:
     """The resolved configuration, and the checkpoint it continues (``--resume``) or evaluates (``--weights``).
+
+    Prints (rank 0) the lines the resolution notes: the recipe and why it was chosen, options it ignores.
 
     Resuming a sarvit checkpoint starts from the configuration stored in it, so ``sarvit train
     --resume out/last.pth`` continues the run as it was; options given now override it. Evaluating one
@@ -45,7 +47,11 @@ def config_from_args(args: argparse.Namespace, evaluating: bool = False) -> tupl
         source = load_checkpoint(start)
         if source.get("format") == FORMAT:
             inherit = {k: source["config"][k] for k in ARCH_KEYS if k in source.get("config", {})}
-    return resolve_config(cli, base, inherit), checkpoint
+    config, notes = resolve_run(cli, base, inherit, training=not evaluating)
+    if int(os.environ.get("RANK", "0")) == 0:
+        for line in notes:
+            print(line, flush=True)
+    return config, checkpoint
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -127,7 +127,8 @@ class _Run:
         ema_state = self._load_resume(config["resume"]) if config["resume"] else None
         self.ema = None
         if config["model_ema"]:  # a copy of the weights as loaded, or the resumed run's own average
-            self.ema = ModelEmaV3(self.model, decay=config["model_ema_decay"])
+            self.ema = ModelEmaV3(self.model, decay=config["model_ema_decay"],
+                                  use_warmup=bool(config.get("model_ema_warmup")))
             if ema_state is not None:
                 self.ema.module.load_state_dict(ema_state)
         self.ddp = (DistributedDataParallel(self.model, device_ids=[info.device.index] if info.device.type == "cuda"
