@@ -98,6 +98,9 @@ OPTIONS: tuple[Option, ...] = (
     O("deterministic", ROOM_RUN, "deterministic algorithms (slower on GPU)", TRAIN, default=False, switch=True),
     O("log-interval", ROOM_RUN, "steps between progress updates and non-finite checks", TRAIN, type=int,
       default=50, metavar="STEPS"),
+    O("attention-every", ROOM_RUN, "draw the attention of a few fixed validation images to "
+      "attention/epoch_NNN.png and TensorBoard every N epochs and at the end (0: never; default: about five "
+      "pictures a run)", TRAIN, type=int, metavar="N"),
     O("tensorboard", ROOM_RUN, "write TensorBoard events", TRAIN, default=True, switch=True,
       off=("no-tensorboard",)),
     # data
@@ -180,6 +183,8 @@ OPTIONS: tuple[Option, ...] = (
     O("model-ema-warmup", ROOM_OPTIM, "timm's EMA warm-up: the decay grows from 0 to --model-ema-decay, so an "
       "early average follows the model", TRAIN, default=False, switch=True, off=("no-model-ema-warmup",)),
     # augmentation
+    O("crop-scale", ROOM_AUGMENT, "area range of the training random-resized crop (timm's --scale)", TRAIN,
+      type=float_list, default=[0.08, 1.0], metavar="MIN,MAX"),
     O("hflip", ROOM_AUGMENT, "horizontal flip probability (0: off, e.g. for digits or text)", TRAIN, type=float,
       default=0.5, metavar="P"),
     O("color-jitter", ROOM_AUGMENT, "colour jitter", TRAIN, type=float, default=0.3, metavar="F"),

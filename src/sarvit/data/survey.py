@@ -53,11 +53,9 @@ def _folder(train_dir: Path) -> tuple[Optional[int], Optional[int]]:
         return None, None
     count, sample = 0, []
     for folder, _, files in os.walk(train_dir):
-        for file in files:
-            if file.lower().endswith(IMAGE_SUFFIXES):
-                count += 1
-                if len(sample) < HEADERS_READ and count % 7 == 1:  # spread over the classes walked first
-                    sample.append(Path(folder) / file)
+        images = [file for file in files if file.lower().endswith(IMAGE_SUFFIXES)]
+        count += len(images)
+        sample += [Path(folder) / file for file in images[:4]][: HEADERS_READ - len(sample)]  # a few per class
         if count >= COUNT_CAP:
             break
     return (count or None), _median_side(sample)

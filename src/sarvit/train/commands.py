@@ -71,6 +71,9 @@ def run_train(args: argparse.Namespace) -> int:
                   f"best top-1 {result.best_top1:.2f}% (epoch {result.best_epoch + 1})")
         print(f"wrote {result.output_dir}/")
         for name, path in result.paths.items():
+            if isinstance(path, list):  # the attention pictures, one per drawn epoch
+                shown = ", ".join(item.name for item in path)
+                path = f"{path[0].parent}/ {shown}"
             print(f"  {name:<12}{path}")
     return 0
 

@@ -7,7 +7,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from . import build
 from .config import save_config
 from .distributed import DistInfo, barrier, broadcast_object, setup_distributed
 from .loop import NonFiniteLoss, StepSettings, evaluate, has_class_token, train_one_epoch
+from .pace import Pace
 from .records import RunLog, plot_curves
 from .rng import rng_state, set_rng_state
 
@@ -41,7 +42,7 @@ class TrainResult:
     best_top1: float = 0.0
     best_epoch: int = -1
     output_dir: Optional[Path] = None
-    paths: dict[str, Path] = field(default_factory=dict)
+    paths: dict[str, Union[Path, list[Path]]] = field(default_factory=dict)
 
 
 _SCHEDULE_KEYS = ("epochs", "sched", "lr", "unscale_lr", "batch_size", "min_lr", "warmup_lr", "warmup_epochs",
@@ -113,6 +114,7 @@ class _Run:
         self.spec = build.model_spec(config, num_classes)
         self.model = self.spec.build().to(info.device)
         self.jaccard = _attention_jaccard(val_set, self.model)
+        build.check_input_fits(self.model, {"training": train_set, "validation": val_set}, config)
         self.lr = build.scaled_lr(config, info.world_size)
         self.optimizer = build.build_optimizer(self.model, config, self.lr)
         self.scheduler = build.build_scheduler(self.optimizer, config, len(self.train_loader))
@@ -221,12 +223,18 @@ class _Run:
 
     def fit(self) -> None:
         config, info = self.config, self.info
-        _say(info, f"training {config['model']} ({'SAR: ' + _sar_words(config)}) on {config['data_set']}: "
-                   f"{len(self.train_loader.sampler) * info.world_size} images/epoch, {config['epochs']} epochs, "
-                   f"{info.world_size} process(es) on {info.device.type}, lr {self.lr:.2e}; output {self.out}")
+        train_images = len(self.train_loader.sampler) * info.world_size
+        _say(info, f"training {config['model']} ({_architecture_words(self.model)}) at {config['input_size']} px "
+                   f"({'SAR: ' + _sar_words(config)}) on {config['data_set']}: {train_images} images/epoch, "
+                   f"{config['epochs']} epochs, batch {config['batch_size']} x {info.world_size} process(es) on "
+                   f"{info.device.type}, lr {self.lr:.2e}; output {self.out}")
         for epoch in range(self.start_epoch, config["epochs"]):
             self.train_loader.sampler.set_epoch(epoch)
             progress = _progress(info, len(self.train_loader), epoch, config["epochs"])
+            if epoch == self.start_epoch and info.is_main:
+                progress = Pace(progress, steps_per_epoch=len(self.train_loader),
+                                epochs=config["epochs"] - self.start_epoch, train_images=train_images,
+                                val_images=len(self.val_loader.dataset), say=_write)
             try:
                 train_metrics, self.global_step = train_one_epoch(
                     self.ddp, self.criterion, self.train_loader, self.optimizer, self.scheduler, self.settings, info,
@@ -261,8 +269,9 @@ class _Run:
         self.history.append(line)
         barrier(self.info)
         jaccard = f", attention Jaccard {val['jaccard']:.1f}%" if "jaccard" in val else ""
-        _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {line['train_loss']:.4f}, val top-1 {val['top1']:.2f}% "
-                        f"top-5 {val['top5']:.2f}%{jaccard}, {line['img_per_s']:.0f} img/s")
+        ema = f" (EMA {line['val_ema_top1']:.2f}%)" if "val_ema_top1" in line else ""
+        _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {line['train_loss']:.4f}, val top-1 "
+                        f"{val['top1']:.2f}%{ema} top-5 {val['top5']:.2f}%{jaccard}, {line['img_per_s']:.0f} img/s")
 
     def finish(self) -> TrainResult:
         result = TrainResult(model=self.model, history=self.history, best_top1=self.best_top1,
@@ -291,6 +300,20 @@ def _sar_words(config: dict) -> str:
     if config["remove_last_norm"]:
         parts.append("no last LN")
     return ", ".join(parts) if parts else "off"
+
+
+def _architecture_words(model: torch.nn.Module) -> str:
+    grid = "x".join(str(side) for side in model.patch_embed.grid_size)
+    return (f"{len(model.blocks)} blocks, width {model.embed_dim}, {model.blocks[0].attn.num_heads} heads, "
+            f"{grid} patches, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
+
+
+def _write(message: str) -> None:
+    """A line between progress-bar updates."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stdout)
+    sys.stdout.flush()
 
 
 def _progress(info: DistInfo, total: int, epoch: int, epochs: int):
