@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from ..errors import SarvitError
+from ..figures import attention_figure, denormalize, save_figure
 from ..losses import spatial_entropy
 from ..metrics import AttentionJaccard, HeadStats, segmentation_jaccard
 from .attention import attention_maps
-from .visualize import attention_figure, denormalize, save_figure
 
 __all__ = ["segmentation_report", "head_report", "draw_attention", "num_heads"]
 

@@ -27,6 +27,7 @@ from .config import save_config
 from .distributed import DistInfo, barrier, broadcast_object, setup_distributed
 from .loop import NonFiniteLoss, StepSettings, evaluate, has_class_token, train_one_epoch
 from .pace import Pace
+from .pictures import AttentionPictures, picture_epochs
 from .records import RunLog, plot_curves
 from .rng import rng_state, set_rng_state
 
@@ -201,6 +202,8 @@ class _Run:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(config, self.out / "config.yaml")
             self.log = RunLog(self.out, self.history, tensorboard=config["tensorboard"])
+            self.pictures = AttentionPictures(self.val_loader.dataset, self.out, writer=self.log.writer)
+        self.picture_epochs = picture_epochs(config["epochs"], config.get("attention_every"))
 
     def _checkpoint(self, epoch: int, line: dict) -> dict:
         states = rng_state()
@@ -266,6 +269,8 @@ class _Run:
             if improved:
                 save_atomic(content, self.out / "best.pth")
             self.log.add(line)
+            if epoch in self.picture_epochs:
+                self.pictures.draw(self.model, epoch)
         self.history.append(line)
         barrier(self.info)
         jaccard = f", attention Jaccard {val['jaccard']:.1f}%" if "jaccard" in val else ""
@@ -287,6 +292,8 @@ class _Run:
             curves = plot_curves(self.history, self.out / "curves.png")
             if curves is not None:
                 paths["curves"] = curves
+            if self.pictures.written:
+                paths["attention"] = self.pictures.written
             result.paths = paths
         return result
 
