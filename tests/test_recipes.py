@@ -10,7 +10,6 @@ from sarvit.cli import parse_args
 from sarvit.data.survey import survey
 from sarvit.train.config import resolve_run, save_config
 from sarvit.train.recipes import RECIPES, choose_recipe
-from data_fixtures import write_image_folder, write_image
 from test_train_common import config_of, one_cpu_thread  # noqa: F401 (autouse fixture)
 
 
@@ -20,9 +19,9 @@ def resolved(*argv: str):
 
 
 @pytest.fixture(scope="module")
-def folder_300(tmp_path_factory):
+def folder_300(tmp_path_factory, data_writers):
     """300 training images of 12 px in 3 classes."""
-    return write_image_folder(tmp_path_factory.mktemp("f300"), {"a": 100, "b": 100, "c": 100}, val_count=1)
+    return data_writers.image_folder(tmp_path_factory.mktemp("f300"), {"a": 100, "b": 100, "c": 100}, val_count=1)
 
 
 def test_survey_counts_a_folder_and_reads_its_image_size(folder_300):
@@ -119,7 +118,7 @@ def test_every_recipe_documents_itself():
         assert f"``{name}``" in recipes.__doc__
 
 
-def test_mixed_size_survey_takes_the_median_side(tmp_path):
+def test_mixed_size_survey_takes_the_median_side(tmp_path, data_writers):
     for index, size in enumerate((20, 300, 500)):
-        write_image(tmp_path / "train" / "a" / f"{index}.png", index, size=size)
+        data_writers.image(tmp_path / "train" / "a" / f"{index}.png", index, size=size)
     assert survey("folder", str(tmp_path)).side == 300
