@@ -74,7 +74,8 @@ OPTIONS: tuple[Option, ...] = (
       "thousands of images), quick (a small ViT at 32 px, minutes on a CPU); every option overrides it (default: "
       "chosen from the device and the data set's size, printed at the start)", TRAIN, metavar="NAME"),
     O("output-dir", ROOM_RUN, "where results go (train: output/<data set>-<time>; segment-eval, analyze: the "
-      "current folder; visualize: attention_maps; experiment: output/experiments/<grid>-<scale>-<data set>)",
+      "folder of the weights; visualize: its attention_maps/; experiment: output/experiments/<grid>-<scale>-<data "
+      "set>); a result file already there is kept and the next free name (_2, _3, ...) used",
       DATA_USERS, metavar="DIR"),
     O("exp-dir", ROOM_RUN, "the experiment folder: --output-dir", EXPERIMENT, dest="output_dir", metavar="DIR"),
     O("weights", ROOM_RUN, "load these weights into the model (a sarvit checkpoint, which also brings its "
