@@ -14,9 +14,10 @@ options nobody gave. Adding a recipe is one entry in :data:`RECIPES`.
   patch from the images' size (32 px / patch 4 for small images, 64 / 8, else 224 / 16), lr 1e-3 per 512
   images at batch 128, no repeated augmentation, a warm-up of 5 % of the epochs, and an EMA whose decay is tied
   to the run's length (timm's warm-up on).
-* ``quick`` - the CPU demo for any data set: a 4-block, 128-wide ViT at 32 px with 4-px patches, no mixup,
-  RandAugment, erasing or repeated augmentation, random-resized crops of 35-100 % of the image, about 30,000 images seen (10 epochs of the synthetic set's
-  3,000), lr 1.6e-2 per 512 images, one warm-up epoch per 20.
+* ``quick`` - the CPU demo for any data set: a 4-block, 128-wide ViT at 32 px with 4-px patches (an 8 x 8 grid;
+  at another ``--input-size`` the patch follows, 16 px at 224), no mixup, RandAugment, erasing or repeated
+  augmentation, random-resized crops of 35-100 % of the image, about 30,000 images seen (10 epochs of the
+  synthetic set's 3,000), lr 1.6e-2 per 512 images, one warm-up epoch per 20.
 """
 from __future__ import annotations
 
@@ -94,12 +95,12 @@ RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
             "epochs": _epochs_for(SMALL_DATA_IMAGES_SEEN, 100, 5_000, unknown=300),
             "warmup_epochs": _warmup_epochs(0.05), "model_ema_decay": _ema_decay_for_run}),
     Recipe("quick", "the CPU demo: a small ViT at 32 px that trains in minutes",
-           {"model": "vit_tiny_patch16_224", "input_size": 32, "patch_size": 4, "depth": 4, "embed_dim": 128,
+           {"model": "vit_tiny_patch16_224", "input_size": 32, "depth": 4, "embed_dim": 128,
             "num_heads": 4, "lr": 1.6e-2, "min_lr": 1e-5, "drop_path": 0.0, "mixup": 0.0,
             "cutmix": 0.0, "crop_scale": [0.35, 1.0], "model_ema": False, "model_ema_warmup": True, "repeated_aug": False, "reprob": 0.0,
             "aa": None},
            {"num_samples": lambda config, data: 3_000 if config["data_set"] == "synthetic" else None,
-            "batch_size": _batch_for(64),
+            "batch_size": _batch_for(64), "patch_size": _patch_for_size,
             "epochs": _epochs_for(QUICK_IMAGES_SEEN, 2, 100, unknown=10),
             "warmup_epochs": _warmup_epochs(0.05), "model_ema_decay": _ema_decay_for_run}),
 )}
