@@ -26,8 +26,10 @@ def test_picture_epochs_every_few_and_the_last(epochs, every, expected):
 
 def test_a_run_draws_attention_pictures_and_names_them(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", *tiny_argv(out, "--epochs", "3", "--attention-every", "2", "--tensorboard")]) == 0
+    assert main(["train", *tiny_argv(out, "--epochs", "3", "--attention-every", "2", "--tensorboard", "--model-ema",
+                                     "--model-ema-warmup")]) == 0
     printed = capsys.readouterr().out
+    assert printed.count("(EMA ") == 3  # the EMA's top-1 beside the model's, every epoch
     pictures = sorted((out / "attention").glob("epoch_*.png"))
     assert [path.name for path in pictures] == ["epoch_002.png", "epoch_003.png"]
     assert "attention" in printed and "epoch_002.png, epoch_003.png" in printed
