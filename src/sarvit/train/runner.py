@@ -203,7 +203,9 @@ class _Run:
             save_config(config, self.out / "config.yaml")
             self.log = RunLog(self.out, self.history, tensorboard=config["tensorboard"])
             self.pictures = AttentionPictures(self.val_loader.dataset, self.out, writer=self.log.writer)
-        self.picture_epochs = picture_epochs(config["epochs"], config.get("attention_every"))
+        # the pictures are of the [CLS] query's attention: a model without one (ARViT) has none to draw
+        self.picture_epochs = (picture_epochs(config["epochs"], config.get("attention_every"))
+                               if has_class_token(self.model) else set())
 
     def _checkpoint(self, epoch: int, line: dict) -> dict:
         states = rng_state()
