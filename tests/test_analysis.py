@@ -24,12 +24,14 @@ def test_attention_figure_layout():
     foreground[8:24, 8:24] = True
     figure = attention_figure(image, attention, torch.rand(7), foreground=foreground,
                               head_jaccard=[0.1] * 7, title="x")
-    # 7 heads at 6 per row: 1 image row + 2 groups x (raw, thresholded) = 5 rows x 6 columns
-    assert len(figure.axes) == 30
+    # 7 heads at 6 per row: 1 image row + 2 groups x (raw, thresholded) = 5 rows x 6 columns, + 7 colour bars
+    assert len(figure.axes) == 30 + 7
     titles = [axis.get_title() for axis in figure.axes]
     assert titles[0] == "image" and titles[1] == "ground-truth foreground"
-    assert titles[6].startswith("head 0: SE=") and titles[12].startswith("60% mass:")
-    assert titles[18].startswith("head 6: SE=")
+    assert titles[6].startswith("head 0\nSE=") and titles[6].endswith("(S > mean)") and titles[12].startswith("60% mass:")
+    assert titles[18].startswith("head 6\nSE=")
+    legend = " ".join(text.get_text() for text in figure.axes[5].texts)  # which threshold each row uses
+    assert "S > mean(S)" in legend and "60% of the attention" in legend
     import matplotlib.pyplot as plt
 
     plt.close(figure)

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from sarvit.data import SHAPES, SyntheticMasks, SyntheticObjects, build_transform
+from sarvit.data import SHAPES, SyntheticMasks, SyntheticObjects, build_mask_transform, build_transform
 from sarvit.errors import SarvitError
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=int)
@@ -98,9 +98,10 @@ def test_masks_dataset_gives_aligned_tensors():
     assert mask.shape == (40, 40) and mask.dtype == torch.bool and target == raw_target
     assert torch.equal(mask, torch.from_numpy(raw_mask)) and valid.all()
     assert abs(image.mean().item()) < 3  # normalised
-    # the same pixels as the classification set's image through ToTensor + Normalize (no resize at 32 px)
+    # the classification set's pixels through the masks' resize-only transform (identity at 32 px)
     image32 = SyntheticMasks(num_samples=10, img_size=32)[3][0]
-    plain = build_transform(False, 32)(SyntheticObjects(num_samples=10, img_size=32, train=False)[3][0])
+    resize_only = build_mask_transform(32, interpolation="bicubic")
+    plain = resize_only(SyntheticObjects(num_samples=10, img_size=32, train=False)[3][0])
     torch.testing.assert_close(image32, plain)
 
 

@@ -1,5 +1,5 @@
-"""The rooms of src/sarvit import only downwards: ops <- losses <- models <- data/metrics/checkpoints <- train
-<- analysis/experiments <- cli (read from the source with ast, so a lazy import inside a function counts too)."""
+"""The rooms of src/sarvit import only downwards: ops <- losses <- models <- data/metrics/checkpoints <- figures
+<- train <- analysis/experiments <- cli (read from the source with ast, so a lazy import inside a function counts too)."""
 import ast
 from pathlib import Path
 
@@ -8,8 +8,11 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sarvit"
 # A room may import rooms of a strictly lower level; errors.py and options.py (the option table, standard library
 # only) are the floor everyone stands on; errors.py and option_values.py (what the table's rows take) lie below it.
-LEVELS = {"errors": -1, "option_values": -1, "options": 0, "ops": 1, "losses": 2, "models": 3, "data": 4, "metrics": 4, "checkpoints": 4, "train": 5,
-          "analysis": 6, "experiments": 6, "cli": 7, "__main__": 8, "__init__": 8}
+# figures (pictures drawn from tensors) sits between metrics, whose threshold it draws, and train and analysis,
+# which both draw them.
+LEVELS = {"errors": -1, "option_values": -1, "options": 0, "ops": 1, "losses": 2, "models": 3, "data": 4, "metrics": 4,
+          "checkpoints": 4, "figures": 4.5, "train": 5, "analysis": 6, "experiments": 6, "cli": 7, "__main__": 8,
+          "__init__": 8}
 
 
 def _room(module: str) -> str:

@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from sarvit import SarvitError
-from sarvit.train.config import DEFAULTS, QUICK_DEFAULTS
+from sarvit.train.config import DEFAULTS
+from sarvit.train.recipes import RECIPES
 from test_train_common import one_cpu_thread, config_of  # noqa: F401 (autouse fixture)
 
 # (reference spelling, new spelling): each pair must resolve to the same configuration.
@@ -33,7 +34,7 @@ def test_reference_alias_same_config(reference, new):
 
 
 # Reference spellings without a second spelling: each sets its value, which is not the one it gets without it.
-CIFAR = ("--data-set", "cifar10")  # DeiT's defaults (repeated augmentation on)
+CIFAR = ("--data-set", "cifar10", "--recipe", "deit")  # DeiT's defaults (repeated augmentation on)
 REFERENCE_VALUES = [
     (["--resume", "x.pth"], "resume", "x.pth"),
     (["--finetune", "w.pth"], "finetune", "w.pth"),
@@ -52,11 +53,12 @@ def test_reference_option_sets_its_value(argv, key, value):
 
 
 def test_reference_readme_commands_parse():
-    pretrain = config_of("--batch-size", "128", "--epochs", "300", "--data-set", "imagenet", "--data-path", "/in",
+    pretrain = config_of("--device", "cuda", "--batch-size", "128", "--epochs", "300", "--data-set", "imagenet",
+                         "--data-path", "/in",
                          "--no-repeated-aug", "--use-blob", "--use-nosn", "--blob-weight", "0.01")
     assert pretrain["sar"] and pretrain["lam"] == 0.01 and not pretrain["repeated_aug"]
     assert pretrain["model"] == "deit_small_patch16_224" and pretrain["input_size"] == 224
-    assert pretrain["mixup"] == 0.8 and pretrain["model_ema"]  # DeiT's recipe off synthetic
+    assert pretrain["mixup"] == 0.8 and pretrain["model_ema"]  # ImageNet on a GPU: DeiT's recipe
     finetune = config_of("--batch-size", "64", "--epochs", "100", "--lr", "5e-4", "--no-pin-mem", "--warmup-epochs",
                          "3", "--data-set", "cifar10", "--no-repeated-aug", "--resume", "p.pth")
     assert not finetune["pin_mem"] and finetune["warmup_epochs"] == 3 and finetune["resume"] == "p.pth"
@@ -82,11 +84,13 @@ def test_sar_switch_semantics():
     assert mlp["remove_last_mlp_skip"] and not mlp["sar_loss"]
 
 
-def test_quick_defaults_only_on_synthetic():
+def test_quick_recipe_on_synthetic_deit_by_name():
     quick = config_of()
-    for key, value in QUICK_DEFAULTS.items():
+    assert quick["recipe"] == "quick"
+    for key, value in RECIPES["quick"].values.items():
         assert quick[key] == value, key
-    deit = config_of("--data-set", "cifar100", "--data-path", "/c")
+    assert (quick["epochs"], quick["num_samples"], quick["warmup_epochs"]) == (10, 3000, 1)  # the demo's schedule
+    deit = config_of("--data-set", "cifar100", "--data-path", "/c", "--recipe", "deit")
     assert deit["epochs"] == DEFAULTS["epochs"] == 300 and deit["lr"] == 5e-4 and deit["input_size"] == 224
     assert config_of("--epochs", "2")["epochs"] == 2
 

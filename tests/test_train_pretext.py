@@ -74,9 +74,10 @@ def test_pretext_datasets_hold_every_image_in_four_rotations():
 
 def test_pretext_options():
     assert config_of("--pretext", "rotation")["mixup"] == 0.0
-    assert config_of("--pretext", "rotation", "--data-set", "cifar10")["cutmix"] == 0.0  # DeiT's 1.0 otherwise
-    assert config_of("--pretext", "rotation", "--data-set", "cifar10", "--mixup", "0.2")["mixup"] == 0.2
-    assert config_of("--data-set", "cifar10")["mixup"] == 0.8
+    deit = ("--data-set", "cifar10", "--recipe", "deit")
+    assert config_of("--pretext", "rotation", *deit)["cutmix"] == 0.0  # DeiT's 1.0 otherwise
+    assert config_of("--pretext", "rotation", *deit, "--mixup", "0.2")["mixup"] == 0.2
+    assert config_of(*deit)["mixup"] == 0.8
     with pytest.raises(SystemExit):
         config_of("--pretext", "jigsaw")
     table = next(option for option in OPTIONS if option.name == "pretext")

@@ -75,8 +75,12 @@ O = Option
 OPTIONS: tuple[Option, ...] = (
     # run
     O("config", ROOM_RUN, "options from a YAML file; the command line wins", LEARN, metavar="YAML"),
+    O("recipe", ROOM_RUN, "a set of defaults: deit (the papers' ImageNet recipe), small-data (from scratch on "
+      "thousands of images), quick (a small ViT at 32 px, minutes on a CPU); every option overrides it (default: "
+      "chosen from the device and the data set's size, printed at the start)", TRAIN, metavar="NAME"),
     O("output-dir", ROOM_RUN, "where results go (train: output/<data set>-<time>; segment-eval, analyze: the "
-      "current folder; visualize: attention_maps; experiment: output/experiments/<grid>-<scale>-<data set>)",
+      "folder of the weights; visualize: its attention_maps/; experiment: output/experiments/<grid>-<scale>-<data "
+      "set>); a result file already there is kept and the next free name (_2, _3, ...) used",
       DATA_USERS, metavar="DIR"),
     O("exp-dir", ROOM_RUN, "the experiment folder: --output-dir", EXPERIMENT, dest="output_dir", metavar="DIR"),
     O("weights", ROOM_RUN, "load these weights into the model (a sarvit checkpoint, which also brings its "
@@ -104,6 +108,9 @@ OPTIONS: tuple[Option, ...] = (
     O("deterministic", ROOM_RUN, "deterministic algorithms (slower on GPU)", TRAIN, default=False, switch=True),
     O("log-interval", ROOM_RUN, "steps between progress updates and non-finite checks", TRAIN, type=int,
       default=50, metavar="STEPS", within=AT_LEAST_1),
+    O("attention-every", ROOM_RUN, "draw the attention of a few fixed validation images to "
+      "attention/epoch_NNN.png and TensorBoard every N epochs and at the end (0: never; default: about five "
+      "pictures a run)", TRAIN, type=int, metavar="N", within=NON_NEGATIVE),
     O("tensorboard", ROOM_RUN, "write TensorBoard events", TRAIN, default=True, switch=True,
       off=("no-tensorboard",)),
     O("compile", ROOM_RUN, "torch.compile the model with its loss terms, after DDP, as timm's --torchcompile "
@@ -196,9 +203,15 @@ OPTIONS: tuple[Option, ...] = (
       metavar="R", within=POSITIVE),
     O("model-ema", ROOM_OPTIM, "keep an exponential moving average of the weights (timm ModelEmaV3)", TRAIN,
       default=True, switch=True, off=("no-model-ema",)),
-    O("model-ema-decay", ROOM_OPTIM, "EMA decay per step", TRAIN, type=float, default=0.99996, metavar="D",
-      within=PROBABILITY),
+    O("model-ema-decay", ROOM_OPTIM, "EMA decay per step (recipes other than deit: tied to the run's length)",
+      TRAIN, type=float, default=0.99996, metavar="D", within=PROBABILITY),
+    O("model-ema-warmup", ROOM_OPTIM, "timm's EMA warm-up: the decay grows from 0 to --model-ema-decay, so an "
+      "early average follows the model", TRAIN, default=False, switch=True, off=("no-model-ema-warmup",)),
     # augmentation
+    O("crop-scale", ROOM_AUGMENT, "area range of the training random-resized crop (timm's --scale)", TRAIN,
+      type=float_list, default=[0.08, 1.0], metavar="MIN,MAX"),
+    O("hflip", ROOM_AUGMENT, "horizontal flip probability (0: off, e.g. for digits or text)", TRAIN, type=float,
+      default=0.5, metavar="P", within=PROBABILITY),
     O("color-jitter", ROOM_AUGMENT, "colour jitter", TRAIN, type=float, default=0.3, metavar="F", within=NON_NEGATIVE),
     O("aa", ROOM_AUGMENT, "timm auto-augment policy or none", TRAIN, default="rand-m9-mstd0.5-inc1",
       metavar="POLICY"),
@@ -206,7 +219,8 @@ OPTIONS: tuple[Option, ...] = (
       within=Range(0, 1, high_open=True)),
     O("train-interpolation", ROOM_AUGMENT, "resize interpolation", TRAIN, default="bicubic",
       choices=("bicubic", "bilinear", "nearest")),
-    O("repeated-aug", ROOM_AUGMENT, "repeated augmentation (3 views per image across processes)", TRAIN,
+    O("repeated-aug", ROOM_AUGMENT, "repeated augmentation (3 views per image across processes; every epoch "
+      "still covers the whole training set)", TRAIN,
       default=True, switch=True, off=("no-repeated-aug",)),
     O("reprob", ROOM_AUGMENT, "random erasing probability", TRAIN, type=float, default=0.25, metavar="P",
       within=PROBABILITY),

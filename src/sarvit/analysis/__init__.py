@@ -5,14 +5,14 @@ in :mod:`sarvit.metrics`; loading a checkpoint into a model in :mod:`sarvit.chec
 
 * :func:`attention_maps` - ``(logits, S, A)`` of a sarvit model for a batch; :func:`upsample_maps`.
 * :func:`segmentation_report`, :func:`head_report`, :func:`draw_attention` - the commands' bodies.
-* :func:`attention_figure` - one image's heads as a matplotlib figure; :func:`format_head_table`.
+* :func:`format_head_table`; :func:`attention_figure` (from :mod:`sarvit.figures`, which training draws with too).
 
 Commands (``sarvit segment-eval | visualize | analyze``) live in :mod:`sarvit.analysis.commands`.
 """
-from .attention import attention_maps, upsample_maps
+from ..figures import attention_figure, denormalize, save_figure, upsample_maps
+from .attention import attention_maps
 from .report import format_head_table
 from .runs import draw_attention, head_report, segmentation_report
-from .visualize import attention_figure, denormalize, save_figure
 
 __all__ = [
     "attention_figure",

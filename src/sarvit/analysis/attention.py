@@ -1,13 +1,10 @@
-"""Last-block [CLS] attention maps: capture from a model, upsampling to pixels."""
+"""Last-block [CLS] attention maps, captured from a model."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..losses import check_maps
-
-__all__ = ["attention_maps", "upsample_maps"]
+__all__ = ["attention_maps"]
 
 
 @torch.no_grad()
@@ -37,17 +34,3 @@ def attention_maps(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor
     device = next(model.parameters()).device
     logits, S, A = model(images.to(device, non_blocking=True), return_maps=True, return_attention=True)
     return logits, S.float(), A.float()
-
-
-def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour upsampling of patch-grid maps ``[B, H, k, k]`` to pixels ``[B, H, *size]``.
-
-    For an image side that is a multiple of the grid this repeats every patch value over its patch
-    (DINO's ``interpolate(scale_factor=patch_size, mode="nearest")``); otherwise it is
-    ``F.interpolate(size=size, mode="nearest")``. Bool maps stay bool.
-    """
-    check_maps(maps.float() if maps.dtype == torch.bool else maps, "maps")
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    source = maps.to(torch.uint8) if maps.dtype == torch.bool else maps
-    out = F.interpolate(source, size=size, mode="nearest")
-    return out.bool() if maps.dtype == torch.bool else out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..checkpoints import load_model, write_json
+from ..checkpoints import fresh_path, load_model, write_json
 from ..errors import SarvitError
 from .inputs import (ImageFiles, dataset_name, image_dataset, image_files, image_ids, input_normalization, limit,
                      make_loader, mask_dataset, model_image_size, png_names)
@@ -42,8 +42,21 @@ def _loader(dataset, args, model):
     return make_loader(dataset, args.batch_size, args.num_workers, next(model.parameters()).device)
 
 
+def _output_dir(args) -> Path:
+    """``--output-dir``, else the folder of the weights analysed."""
+    if args.output_dir:
+        return Path(args.output_dir)
+    weights = Path(args.weights).expanduser()
+    return weights if weights.is_dir() else weights.parent
+
+
 def _json_path(args, default_name: str) -> Path:
-    return Path(args.json) if args.json else Path(args.output_dir or ".") / default_name
+    """``--json`` or OUTPUT_DIR/default_name; a file already there is kept and the next free name used."""
+    wanted = Path(args.json) if args.json else _output_dir(args) / default_name
+    path = fresh_path(wanted)
+    if path != wanted:
+        print(f"{wanted} exists: kept, writing {path.name} beside it", file=sys.stderr)
+    return path
 
 
 def _model_summary(info: dict) -> dict:
@@ -82,7 +95,7 @@ def run_segment_eval(args) -> int:
 
 def run_visualize(args) -> int:
     model, _ = _load(args)
-    output_dir = Path(args.output_dir or "attention_maps")
+    output_dir = Path(args.output_dir) if args.output_dir else _output_dir(args) / "attention_maps"
     if args.test_dir:
         files = image_files(args.test_dir)
         dataset, titles, names = ImageFiles(files, model_image_size(model)), [str(f) for f in files], png_names(files)

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import Normalize
 
-from ..data import (MASK_DATASET_NAMES, build_dataset, build_mask_dataset, build_mask_transform, build_transform,
+from ..data import (MASK_DATASET_NAMES, build_dataset, build_mask_dataset, build_transform,
                     load_rgb_image)
 from ..errors import SarvitError
 
@@ -122,11 +122,12 @@ def png_names(files: list[Path]) -> list[str]:
 
 
 class ImageFiles(Dataset):
-    """Image files as model inputs: items ``transform(image)`` (default: the mask datasets' plain resize)."""
+    """Image files as model inputs: items ``transform(image)`` (default: evaluation's resize of the shorter side
+    and centre crop, so a photo keeps its aspect ratio)."""
 
     def __init__(self, files: list[Path], img_size: int, transform: Optional[Callable] = None) -> None:
         self.files = list(files)
-        self.transform = transform if transform is not None else build_mask_transform(img_size, interpolation="bicubic")
+        self.transform = transform if transform is not None else build_transform(False, img_size)
 
     def __len__(self) -> int:
         return len(self.files)

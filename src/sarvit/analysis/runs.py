@@ -7,11 +7,12 @@ from typing import Iterable, Optional, Sequence
 import torch
 from torch import nn
 
+from ..checkpoints import fresh_path
 from ..errors import SarvitError
+from ..figures import attention_figure, denormalize, save_figure
 from ..losses import spatial_entropy
 from ..metrics import AttentionJaccard, HeadStats, segmentation_jaccard
 from .attention import attention_maps
-from .visualize import attention_figure, denormalize, save_figure
 
 __all__ = ["segmentation_report", "head_report", "draw_attention", "num_heads"]
 
@@ -77,7 +78,7 @@ def draw_attention(model: nn.Module, batches: Iterable, output_dir: Path, *, kee
                 foreground=None if foreground is None else foreground[index],
                 head_jaccard=None if per_head is None else per_head[index].tolist(), title=title,
             )
-            written.append(save_figure(figure, Path(output_dir) / name, dpi=dpi))
+            written.append(save_figure(figure, fresh_path(Path(output_dir) / name), dpi=dpi))  # none overwritten
     if not written:
         raise SarvitError("visualize: expected at least one image, found none")
     return written

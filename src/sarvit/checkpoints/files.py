@@ -25,8 +25,8 @@ import torch
 from ..errors import SarvitError
 from ..models import ModelSpec
 
-__all__ = ["FORMAT", "VERSION", "PathLike", "checkpoint_content", "copy_atomic", "save_atomic", "write_json",
-           "write_text", "write_checkpoint",
+__all__ = ["FORMAT", "VERSION", "PathLike", "checkpoint_content", "copy_atomic", "fresh_path", "save_atomic",
+           "write_json", "write_text", "write_checkpoint",
            "load_checkpoint",
            "extract_state_dict", "resolve_checkpoint_path", "without_wrapper_prefixes"]
 
@@ -35,15 +35,23 @@ VERSION = 2
 PathLike = Union[str, os.PathLike]
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def _write_atomic(path: PathLike, write: Callable, mode: str) -> Path:
     """Write through ``write(file)`` to a temporary file beside ``path``, fsync, then rename over ``path``.
 
-    A crash at any moment leaves either the previous file or the new one, never a torn file.
+    A crash at any moment leaves either the previous file or the new one, never a torn file. The file gets the
+    mode an ordinary ``open`` would give it (0644 under the usual umask), not ``mkstemp``'s private 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(temp, 0o666 & ~_umask())
         with os.fdopen(handle, mode) as file:
             write(file)
             file.flush()
@@ -172,3 +180,14 @@ def without_wrapper_prefixes(state: dict) -> dict:
         if state and all(key.startswith(prefix) for key in state):
             state = {key[len(prefix):]: value for key, value in state.items()}
     return state
+
+
+def fresh_path(path: PathLike) -> Path:
+    """``path``, or if a file is there already the first free ``<stem>_<n><suffix>`` beside it (n = 2, 3, ...):
+    result files are never overwritten silently."""
+    original = candidate = Path(path)
+    number = 2
+    while candidate.exists():
+        candidate = original.with_name(f"{original.stem}_{number}{original.suffix}")
+        number += 1
+    return candidate

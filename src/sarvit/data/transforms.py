@@ -48,55 +48,55 @@ def build_transform(
     remode: str = "pixel",
     recount: int = 1,
     color_jitter: Optional[float] = 0.3,
+    hflip: float = 0.5,
+    crop_scale: tuple[float, float] = (0.08, 1.0),
     interpolation: str = "bicubic",
     eval_crop_ratio: float = 0.875,
     mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
     std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
 ):
-    """PIL image -> normalised tensor ``[3, input_size, input_size]``, exactly as DeiT's ``build_transform``.
+    """PIL image of any size -> normalised tensor ``[3, input_size, input_size]``, by timm's ``create_transform``.
 
-    Training: timm's RandomResizedCrop + flip + RandAugment (``auto_augment``; ``None`` or ``"none"``
-    disables it) + colour jitter + RandomErasing (``reprob``, ``remode``, ``recount``). For inputs of 32 px
-    or less (CIFAR at native size) the random-resized crop becomes ``RandomCrop(input_size, padding=4)``.
-    Evaluation: Resize(``int(input_size / eval_crop_ratio)``) + CenterCrop(``input_size``), both skipped at
-    32 px or less, then ToTensor + Normalize.
+    Training (DeiT's): RandomResizedCrop to ``input_size`` (area fraction in ``crop_scale``) + horizontal flip with probability ``hflip`` (0: off)
+    + RandAugment (``auto_augment``; ``None`` or ``"none"`` disables it) + colour jitter + RandomErasing
+    (``reprob``, ``remode``, ``recount``). Evaluation: Resize(``int(input_size / eval_crop_ratio)``, shorter
+    side) + CenterCrop(``input_size``), so the aspect ratio is kept; then ToTensor + Normalize. The same at every
+    size, 32 px and below included, so folders of mixed-size images work.
     """
     if interpolation not in _INTERPOLATIONS:
         raise SarvitError(f"interpolation must be one of {', '.join(_INTERPOLATIONS)}, got {interpolation!r}")
+    if len(crop_scale) != 2 or not 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0:
+        raise SarvitError(f"--crop-scale: expected MIN,MAX with 0 < MIN <= MAX <= 1, got {crop_scale}")
+    if not 0.0 <= float(hflip) <= 1.0:
+        raise SarvitError(f"--hflip is a probability: expected a value in [0, 1], got {hflip}")
     if auto_augment is not None and auto_augment.strip().lower() in ("", "none"):
         auto_augment = None
-    resize_image = input_size > 32
-    if is_train:
-        if auto_augment is not None:
-            allow_zero_bit_posterize()
-        try:
-            transform = create_transform(
-                input_size=input_size,
-                is_training=True,
-                color_jitter=color_jitter,
-                auto_augment=auto_augment,
-                interpolation=interpolation,
-                re_prob=reprob,
-                re_mode=remode,
-                re_count=recount,
-                mean=mean,
-                std=std,
-            )
-        except (AssertionError, ValueError, KeyError) as error:  # timm's reaction to a malformed policy string
-            raise SarvitError(
-                f"could not build the training transform: expected a timm auto-augment policy such as "
-                f"'rand-m9-mstd0.5-inc1' or 'none' and a remode of const/rand/pixel, got auto_augment="
-                f"{auto_augment!r}, remode={remode!r} ({error})"
-            ) from None
-        if not resize_image:
-            transform.transforms[0] = T.RandomCrop(input_size, padding=4)
-        return transform
-    steps = []
-    if resize_image:
-        steps.append(T.Resize(int(input_size / eval_crop_ratio), interpolation=_INTERPOLATIONS[interpolation]))
-        steps.append(T.CenterCrop(input_size))
-    steps += [T.ToTensor(), T.Normalize(mean, std)]
-    return T.Compose(steps)
+    if not is_train:
+        return create_transform(input_size=input_size, is_training=False, interpolation=interpolation,
+                                crop_pct=eval_crop_ratio, mean=mean, std=std)
+    if auto_augment is not None:
+        allow_zero_bit_posterize()
+    try:
+        return create_transform(
+            input_size=input_size,
+            is_training=True,
+            hflip=float(hflip),
+            scale=tuple(crop_scale),
+            color_jitter=color_jitter,
+            auto_augment=auto_augment,
+            interpolation=interpolation,
+            re_prob=reprob,
+            re_mode=remode,
+            re_count=recount,
+            mean=mean,
+            std=std,
+        )
+    except (AssertionError, ValueError, KeyError) as error:  # timm's reaction to a malformed policy string
+        raise SarvitError(
+            f"could not build the training transform: expected a timm auto-augment policy such as "
+            f"'rand-m9-mstd0.5-inc1' or 'none' and a remode of const/rand/pixel, got auto_augment="
+            f"{auto_augment!r}, remode={remode!r} ({error})"
+        ) from None
 
 
 def build_mask_transform(

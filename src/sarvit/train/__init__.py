@@ -4,11 +4,12 @@
 * :func:`evaluate_checkpoint` - top-1/top-5/loss/spatial entropy of a checkpoint.
 * :func:`train_one_epoch` / :func:`evaluate` - the loop itself, for custom scripts.
 """
-from .config import DEFAULTS, QUICK_DEFAULTS, resolve_config
+from .config import DEFAULTS, resolve_config
+from .recipes import RECIPES, Recipe
 from .loop import NonFiniteLoss, StepSettings, evaluate, train_one_epoch
 from .runner import TrainResult, evaluate_checkpoint, train
 
 __all__ = [
-    "DEFAULTS", "QUICK_DEFAULTS", "NonFiniteLoss", "StepSettings", "TrainResult", "evaluate", "evaluate_checkpoint",
+    "DEFAULTS", "RECIPES", "NonFiniteLoss", "Recipe", "StepSettings", "TrainResult", "evaluate", "evaluate_checkpoint",
     "resolve_config", "train", "train_one_epoch",
 ]

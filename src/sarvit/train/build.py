@@ -18,7 +18,7 @@ from .distributed import DistInfo, ShardSampler
 
 __all__ = ["model_spec", "build_datasets", "train_loader", "eval_loader", "build_optimizer",
            "build_scheduler", "build_mixup", "build_criterion", "amp_dtype", "scaled_lr", "cpu_threads",
-           "compile_step"]
+           "compile_step", "check_input_fits"]
 
 _ARCH_OVERRIDES = ("patch_size", "depth", "embed_dim", "num_heads")
 
@@ -55,7 +55,8 @@ def build_datasets(config: dict[str, Any], train: bool = True, evaluation: bool 
     if train:
         transform = build_transform(
             True, config["input_size"], auto_augment=config["aa"], reprob=config["reprob"], remode=config["remode"],
-            recount=config["recount"], color_jitter=config["color_jitter"],
+            recount=config["recount"], color_jitter=config["color_jitter"], hflip=config.get("hflip", 0.5),
+            crop_scale=config.get("crop_scale") or (0.08, 1.0),
             interpolation=config["train_interpolation"])
         train_set, num_classes = build_dataset(
             config["data_set"], train=True, transform=transform, subset_ratio=float(config["subset_ratio"]),
@@ -100,7 +101,9 @@ def train_loader(dataset, config: dict[str, Any], info: DistInfo) -> DataLoader:
     if config["repeated_aug"]:
         from timm.data.distributed_sampler import RepeatAugSampler
 
-        sampler = RepeatAugSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True)
+        # selected_round=0: an epoch is as long as the data set (DeiT's 256-rounding drops up to 255 images)
+        sampler = RepeatAugSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                   selected_round=0)
     else:
         sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
                                      seed=config["seed"])
@@ -111,6 +114,35 @@ def train_loader(dataset, config: dict[str, Any], info: DistInfo) -> DataLoader:
             f"the training set gives {len(sampler)} images per process, fewer than one batch of {config['batch_size']}; "
             "lower --batch-size")
     return loader
+
+
+def check_input_fits(model: torch.nn.Module, datasets: dict, config: dict[str, Any]) -> None:
+    """Before the first epoch: each set's first image is ``[3, S, S]`` with S = ``--input-size``, the patch
+    divides S, and the model takes the image."""
+    size = config["input_size"]
+    for name, dataset in datasets.items():
+        if dataset is None or len(dataset) == 0:
+            continue
+        image = dataset[0][0]
+        if not isinstance(image, torch.Tensor) or tuple(image.shape) != (3, size, size):
+            found = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+            raise SarvitError(f"the {name} set gives images of shape {found}, the model expects (3, {size}, {size}) "
+                              f"(--input-size {size}); check --input-size and the data set's transform")
+    patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
+    if patch is not None and (size % patch[0] or size % patch[1]):
+        raise SarvitError(f"--input-size {size} is not a multiple of the patch size {patch[0]}: the last "
+                          f"{size % patch[0]} px of every image would never be seen; pick an input size the patch "
+                          "divides")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(image.unsqueeze(0).to(next(model.parameters()).device))
+    except (RuntimeError, AssertionError, ValueError) as error:
+        raise SarvitError(f"{config['model']} (patch {config.get('patch_size') or 'as named'}) cannot take "
+                          f"{size}-px images: {error}; pick an --input-size the --patch-size divides") from None
+    finally:
+        model.train(was_training)
 
 
 def eval_loader(dataset, config: dict[str, Any], info: DistInfo) -> DataLoader:

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from ..checkpoints import FORMAT, load_checkpoint
 from ..errors import SarvitError
-from .config import ARCH_KEYS, INVOCATION_KEYS, checked_values, resolve_config
+from .config import ARCH_KEYS, INVOCATION_KEYS, checked_values, resolve_run
 from .distributed import cleanup_distributed
 
 __all__ = ["run_train", "run_eval", "config_from_args"]
@@ -26,6 +26,8 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace, evaluating: bool = False) -> tuple[dict[str, Any], Optional[dict]]:
     """The resolved configuration, and the checkpoint it continues (``--resume``) or evaluates (``--weights``).
+
+    Prints (rank 0) the lines the resolution notes: the recipe and why it was chosen, options it ignores.
 
     Resuming a sarvit checkpoint starts from the configuration stored in it, so ``sarvit train
     --resume out/last.pth`` continues the run as it was; options given now override it. Evaluating one
@@ -51,7 +53,11 @@ def config_from_args(args: argparse.Namespace, evaluating: bool = False) -> tupl
         source = load_checkpoint(start)
         if source.get("format") == FORMAT:
             inherit = {k: source["config"][k] for k in ARCH_KEYS if k in source.get("config", {})}
-    return resolve_config(cli, base, inherit), checkpoint
+    config, notes = resolve_run(cli, base, inherit, training=not evaluating)
+    if int(os.environ.get("RANK", "0")) == 0:
+        for line in notes:
+            print(line, flush=True)
+    return config, checkpoint
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -71,6 +77,9 @@ def run_train(args: argparse.Namespace) -> int:
                   f"best top-1 {result.best_top1:.2f}% (epoch {result.best_epoch + 1})")
         print(f"wrote {result.output_dir}/")
         for name, path in result.paths.items():
+            if isinstance(path, list):  # the attention pictures, one per drawn epoch
+                shown = ", ".join(item.name for item in path)
+                path = f"{path[0].parent}/ {shown}"
             print(f"  {name:<12}{path}")
     return 0
 

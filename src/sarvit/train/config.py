@@ -3,10 +3,9 @@
 The parser carries no defaults, so the parsed namespace holds exactly what the user typed. The resolved
 configuration is layered, later layers winning::
 
-    DEFAULTS (the option table's)  <  QUICK_DEFAULTS (only for the built-in synthetic dataset)
-    <  PRETEXT_DEFAULTS (only with --pretext)  <  inherit
-    (a --finetune / --weights checkpoint's architecture)  <  base (a resumed checkpoint's own config)
-    <  --config run.yaml  <  the command line
+    DEFAULTS (the option table's)  <  the recipe (sarvit.train.recipes; --recipe or chosen from the device and
+    the data)  <  PRETEXT_DEFAULTS (only with --pretext)  <  inherit (a --finetune / --weights checkpoint's
+    architecture)  <  base (a resumed checkpoint's own config)  <  --config run.yaml  <  the command line
 
 and finally the SAR switches are resolved (:func:`resolve_sar`). The result is a plain ``dict`` keyed by
 the option's ``dest`` (``config.yaml`` in the output folder holds it and can be fed back with ``--config``).
@@ -20,27 +19,21 @@ from typing import Any, Optional
 import yaml
 
 from ..data import canonical_dataset_name
+from ..data.survey import DataSurvey, survey
 from ..errors import SarvitError
 from ..options import check_values, defaults, dest_of_spelling
+from .recipes import RECIPES, apply_recipe, choose_recipe, get_recipe, recipe_line
 from .regularizers import resolve_regularizers
 
 __all__ = [
-    "DEFAULTS", "QUICK_DEFAULTS", "SAR_COMPONENTS", "resolve_config", "resolve_sar", "load_yaml_config",
+    "DEFAULTS", "SAR_COMPONENTS", "resolve_config", "resolve_run", "resolve_sar", "load_yaml_config",
     "save_config",
 ]
 
 DEFAULTS: dict[str, Any] = {**defaults("eval"), **defaults("train")}   # dest -> the option table's default
 OPTION_NAMES: dict[str, str] = {**dest_of_spelling("eval"), **dest_of_spelling("train")}  # spelling -> dest
 
-# The built-in synthetic set (32 px procedural objects, 8x8 patch grid) trains a small ViT in minutes on a laptop CPU;
-# these values replace DeiT's for every option the user does not set when --data-set is synthetic.
-QUICK_DEFAULTS: dict[str, Any] = {
-    "model": "vit_tiny_patch16_224", "input_size": 32, "patch_size": 4, "depth": 4, "embed_dim": 128,
-    "num_heads": 4, "epochs": 10, "batch_size": 64, "lr": 1.6e-2, "warmup_epochs": 1, "min_lr": 1e-5,
-    "drop_path": 0.0, "mixup": 0.0, "cutmix": 0.0, "model_ema": False, "repeated_aug": False,
-    "reprob": 0.0, "aa": None, "num_samples": 3000,
-}
-# DeiT's model and input side, where neither the user, a checkpoint nor the synthetic quick defaults give one.
+# DeiT's model and input side, where neither the user, a checkpoint nor a recipe gives one.
 DEIT_MODEL, DEIT_INPUT_SIZE = "deit_small_patch16_224", 224
 
 # A pretext run's labels are the pretext's (the rotation): a mixed image has no single one, so no Mixup/CutMix
@@ -107,30 +100,49 @@ ARCH_KEYS = ("model", "input_size", "patch_size", "depth", "embed_dim", "num_hea
 
 
 def resolve_config(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
-                   inherit: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-    """Layer DEFAULTS < QUICK_DEFAULTS (synthetic) < PRETEXT_DEFAULTS (--pretext) < inherit < base < --config
-    YAML < the command line.
+                   inherit: Optional[dict[str, Any]] = None, training: bool = True) -> dict[str, Any]:
+    """The configuration of :func:`resolve_run`, without its notes."""
+    return resolve_run(cli, base, inherit, training)[0]
+
+
+def resolve_run(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
+                inherit: Optional[dict[str, Any]] = None, training: bool = True) -> tuple[dict[str, Any], list[str]]:
+    """``(config, notes)``: DEFAULTS < the recipe < inherit < base < --config YAML < the command line.
 
     ``base``: a resumed run's stored configuration. ``inherit``: the architecture (:data:`ARCH_KEYS`)
-    of a ``--finetune`` checkpoint, used where the user names none.
+    of a ``--finetune`` checkpoint, used where the user names none. ``training``: ``sarvit train``, whose
+    recipe is ``--recipe`` or chosen from the device and the data (:func:`~sarvit.train.recipes.choose_recipe`);
+    ``sarvit eval`` uses ``quick`` on the synthetic set, else ``deit``. ``notes``: the lines a run prints
+    first (the recipe and why it was chosen; options ignored).
     """
     file = load_yaml_config(cli["config"]) if cli.get("config") else {}
     cli = checked_values(cli)
-    given = set(file) | set(cli)
-    config = dict(DEFAULTS)
-    upper = {**(base or {}), **file, **cli}
-    data_set = canonical_dataset_name(str(upper.get("data_set", config["data_set"])))
-    if data_set == "synthetic":
-        config.update(QUICK_DEFAULTS)
-    if upper.get("pretext"):
-        config.update(PRETEXT_DEFAULTS)
-    for layer in (inherit or {}, base or {}, file, cli):
-        config.update(layer)
-    config["data_set"] = data_set
-    if data_set != "synthetic":  # a resumed synthetic run's generator options do not carry over
+    given = set(inherit or {}) | set(base or {}) | set(file) | set(cli)
+    upper = {**(inherit or {}), **(base or {}), **file, **cli}
+    data_set = canonical_dataset_name(str(upper.get("data_set", DEFAULTS["data_set"])))
+    upper["data_set"] = data_set
+    notes: list[str] = []
+    if data_set != "synthetic":  # a synthetic run's generator options, reused on another data set
         for key in ("num_samples", "num_classes"):
-            if key not in file and key not in cli:
-                config[key] = None
+            if key in cli or upper.get(key) is None:
+                continue
+            source = f"--config {cli['config']}" if key in file else "the resumed run"
+            notes.append(f"note: {key} from {source} is ignored: it applies to the synthetic data set only")
+            upper[key] = None
+    if upper.get("data_path"):  # stored absolute, so that the run's config works from any folder
+        upper["data_path"] = str(Path(str(upper["data_path"])).expanduser().resolve())
+    reason = None
+    if upper.get("recipe"):
+        name = get_recipe(upper["recipe"]).name
+    elif training:
+        name, reason = choose_recipe(data_set, _device_of(upper), _survey(upper))
+    else:
+        name = "quick" if data_set == "synthetic" else "deit"
+    upper["recipe"] = name
+    config = dict(DEFAULTS)
+    apply_recipe(config, RECIPES[name], given, upper, _survey, PRETEXT_DEFAULTS if upper.get("pretext") else None)
+    if training and base is None:
+        notes.insert(0, recipe_line(name, reason))
     if config["model"] is None:
         config["model"] = DEIT_MODEL
     if config["input_size"] is None:
@@ -138,6 +150,7 @@ def resolve_config(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
     if base is None:
         resolve_sar(config, given)
     else:  # a resumed run's switches are resolved already: only what is given now changes them
+        given = set(file) | set(cli)
         if config.pop("use_nosn", False):
             config["remove_last_skip"] = config["remove_last_norm"] = True
             given |= {"remove_last_skip", "remove_last_norm"}
@@ -150,7 +163,20 @@ def resolve_config(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
     config["sar"] = all(config[key] for key in SAR_COMPONENTS)
     config.pop("config", None)
     _check(config)
-    return config
+    return config, notes
+
+
+def _device_of(config: dict[str, Any]) -> str:
+    if config.get("device"):
+        return str(config["device"])
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _survey(config: dict[str, Any]) -> DataSurvey:
+    return survey(config["data_set"], config.get("data_path"), num_samples=config.get("num_samples"),
+                  subset_ratio=float(config.get("subset_ratio") or 1.0))
 
 
 def _check(config: dict[str, Any]) -> None:

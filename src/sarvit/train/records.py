@@ -69,7 +69,7 @@ def plot_curves(history: list[dict], path: Path) -> Optional[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [line["epoch"] for line in history]
+    epochs = [line["epoch"] + 1 for line in history]  # counted from 1, as the terminal does
     terms = tuple(dict.fromkeys(key for line in history for key in line if key.startswith("train_reg_")))
     panels = (
         ("loss", (("train_loss", "train total"), ("train_ce", "train CE"), ("val_loss", "val CE"))),
@@ -81,13 +81,18 @@ def plot_curves(history: list[dict], path: Path) -> Optional[Path]:
         ("learning rate", (("lr", "lr"),)),
     )
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
+    # Lines that coincide (train total = CE + lambda * entropy, with lambda small) stay visible: each series
+    # of a panel has its own dash pattern and marker, later ones drawn thinner on top.
+    styles = (("-", "o", 2.6), ("--", "s", 1.8), (":", "^", 1.4), ("-.", "D", 1.2))
     for axis, (title, series) in zip(axes, panels):
-        for key, label in series:
+        for (key, label), (dashes, marker, width) in zip(series, styles):
             values = [line.get(key) for line in history]
             if any(value is not None for value in values):
-                axis.plot(epochs, [float("nan") if v is None else v for v in values], marker="o", ms=3, label=label)
+                axis.plot(epochs, [float("nan") if v is None else v for v in values], linestyle=dashes,
+                          marker=marker, ms=3.5, lw=width, label=label)
         axis.set_title(title)
         axis.set_xlabel("epoch")
+        axis.xaxis.get_major_locator().set_params(integer=True)
         if axis.lines:
             axis.legend(fontsize=8)
     figure.tight_layout()

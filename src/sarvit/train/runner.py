@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -29,6 +29,8 @@ from .config import save_config
 from .distributed import DistInfo, barrier, broadcast_object, setup_distributed
 from .loop import (NonFiniteLoss, StepSettings, evaluate, has_class_token, nonfinite_weights,
                    train_one_epoch)
+from .pace import Pace
+from .pictures import AttentionPictures, picture_epochs
 from .records import RunLog, plot_curves
 from .rng import rng_state, set_rng_state
 from .regularizers import RegularizedModel, log_key
@@ -48,7 +50,7 @@ class TrainResult:
     best_top1: float = 0.0
     best_epoch: int = -1
     output_dir: Optional[Path] = None
-    paths: dict[str, Path] = field(default_factory=dict)
+    paths: dict[str, Union[Path, list[Path]]] = field(default_factory=dict)
     regularizers: Optional[torch.nn.ModuleDict] = None
 
 
@@ -126,6 +128,7 @@ class _Run:
         # the model and its regularizers' modules (DRLoc's head) train, synchronise and checkpoint together
         self.regularized = RegularizedModel(self.model, config["regularizers"]).to(info.device)
         self.jaccard = _attention_jaccard(val_set, self.model)
+        build.check_input_fits(self.model, {"training": train_set, "validation": val_set}, config)
         self.lr = build.scaled_lr(config, info.world_size)
         self.optimizer = build.build_optimizer(self.regularized, config, self.lr)
         self.scheduler = build.build_scheduler(self.optimizer, config, len(self.train_loader))
@@ -140,7 +143,8 @@ class _Run:
         ema_state = self._load_resume(config["resume"]) if config["resume"] else None
         self.ema = None
         if config["model_ema"]:  # a copy of the weights as loaded, or the resumed run's own average
-            self.ema = ModelEmaV3(self.model, decay=config["model_ema_decay"])
+            self.ema = ModelEmaV3(self.model, decay=config["model_ema_decay"],
+                                  use_warmup=bool(config.get("model_ema_warmup")))
             if ema_state is not None:
                 self.ema.module.load_state_dict(ema_state)
         terms = self.regularized.terms
@@ -247,6 +251,10 @@ class _Run:
         if self.info.is_main:
             save_config(config, self.out / "config.yaml")
             self.log = RunLog(self.out, self.history, tensorboard=config["tensorboard"])
+            self.pictures = AttentionPictures(self.val_loader.dataset, self.out, writer=self.log.writer)
+        # the pictures are of the [CLS] query's attention: a model without one (ARViT) has none to draw
+        self.picture_epochs = (picture_epochs(config["epochs"], config.get("attention_every"))
+                               if has_class_token(self.model) else set())
 
     def _checkpoint(self, epoch: int, line: dict) -> dict:
         states = rng_state()
@@ -272,13 +280,19 @@ class _Run:
 
     def fit(self) -> None:
         config, info = self.config, self.info
-        _say(info, f"training {config['model']} (SAR: {_sar_words(config)}; loss terms: "
-                   f"{self.regularized.describe() or 'none'}) on {config['data_set']}: "
-                   f"{len(self.train_loader.sampler) * info.world_size} images/epoch, {config['epochs']} epochs, "
-                   f"{info.world_size} process(es) on {info.device.type}, lr {self.lr:.2e}; output {self.out}")
+        train_images = len(self.train_loader.sampler) * info.world_size
+        _say(info, f"training {config['model']} ({_architecture_words(self.model)}) at {config['input_size']} px "
+                   f"(SAR: {_sar_words(config)}; loss terms: {self.regularized.describe() or 'none'}) on "
+                   f"{config['data_set']}: {train_images} images/epoch, {config['epochs']} epochs, batch "
+                   f"{config['batch_size']} x {info.world_size} process(es) on {info.device.type}, lr {self.lr:.2e}; "
+                   f"output {self.out}")
         for epoch in range(self.start_epoch, config["epochs"]):
             self.train_loader.sampler.set_epoch(epoch)
             progress = _progress(info, len(self.train_loader), epoch, config["epochs"])
+            if epoch == self.start_epoch and info.is_main:
+                progress = Pace(progress, steps_per_epoch=len(self.train_loader),
+                                epochs=config["epochs"] - self.start_epoch, train_images=train_images,
+                                val_images=len(self.val_loader.dataset), say=_write)
             try:
                 train_metrics, self.global_step = train_one_epoch(
                     self.ddp, self.criterion, self.train_loader, self.optimizer, self.scheduler, self.settings, info,
@@ -326,6 +340,8 @@ class _Run:
             if improved:
                 save_atomic(content, self.out / "best.pth")
             self.log.add(line)
+            if epoch in self.picture_epochs:
+                self.pictures.draw(self.model, epoch)
         self.history.append(line)
         barrier(self.info)
         jaccard = f", attention Jaccard {val['jaccard']:.1f}%" if "jaccard" in val else ""
@@ -333,8 +349,9 @@ class _Run:
         skipped = f", {line['train_skipped_steps']} step(s) skipped" if line["train_skipped_steps"] else ""
         terms = "".join(f", {term.name} {line['train_' + log_key(term.name)]:.4f}" for term in self.regularized.terms
                         if line["train_" + log_key(term.name)] is not None)
+        ema = f" (EMA {line['val_ema_top1']:.2f}%)" if "val_ema_top1" in line else ""
         _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {loss}{terms}{skipped}, "
-                        f"val top-1 {val['top1']:.2f}% top-5 {val['top5']:.2f}%{jaccard}, "
+                        f"val top-1 {val['top1']:.2f}%{ema} top-5 {val['top5']:.2f}%{jaccard}, "
                         f"{line['img_per_s']:.0f} img/s")
 
     def finish(self) -> TrainResult:
@@ -352,6 +369,8 @@ class _Run:
             curves = plot_curves(self.history, self.out / "curves.png")
             if curves is not None:
                 paths["curves"] = curves
+            if self.pictures.written:
+                paths["attention"] = self.pictures.written
             result.paths = paths
         return result
 
@@ -365,6 +384,20 @@ def _sar_words(config: dict) -> str:
     if config["remove_last_norm"]:
         parts.append("no last LN")
     return ", ".join(parts) if parts else "off"
+
+
+def _architecture_words(model: torch.nn.Module) -> str:
+    grid = "x".join(str(side) for side in model.patch_embed.grid_size)
+    return (f"{len(model.blocks)} blocks, width {model.embed_dim}, {model.blocks[0].attn.num_heads} heads, "
+            f"{grid} patches, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
+
+
+def _write(message: str) -> None:
+    """A line between progress-bar updates."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stdout)
+    sys.stdout.flush()
 
 
 def _progress(info: DistInfo, total: int, epoch: int, epochs: int):

@@ -1,12 +1,15 @@
-"""Pictures of the last-block attention: per image, every head's raw map and its thresholded components.
+"""Pictures of the last-block attention, drawn from tensors: what `sarvit visualize` writes and what a training
+run writes to attention/epoch_NNN.png (a room below train and analysis, so that both draw the same picture).
 
 Layout of :func:`attention_figure` (``C = min(H, max_columns)`` columns):
 
-* row 0: the image; the ground-truth foreground outlined on it when known;
-* then, per group of ``C`` heads, two rows: the raw post-softmax [CLS] attention of each head (titled
-  ``head h: SE=<spatial entropy of S>``) and, below it, the ``keep``-mass thresholded map on a dimmed
-  copy of the image, each 8-connected component in its own colour (titled with the number of regions,
-  and, when a mask is known, the head's Jaccard with the foreground, whose outline is drawn in white).
+* row 0: the image; the ground-truth foreground outlined on it when known; a line saying which threshold
+  each row uses;
+* then, per group of ``C`` heads, two rows: the raw post-softmax [CLS] attention of each head with its colour
+  bar (titled ``head h: SE=<spatial entropy of S>``, the loss's regions of S > mean(S)) and, below it, the
+  ``keep``-mass thresholded map (DINO's) on a dimmed copy of the image, each 8-connected component in its own
+  colour (titled with the number of regions, and, when a mask is known, the head's Jaccard with the
+  foreground, whose outline is drawn in white).
 """
 from __future__ import annotations
 
@@ -16,11 +19,14 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
-from ..ops import connected_components
-from ..metrics import mass_threshold
-from .attention import upsample_maps
+import torch.nn.functional as F
 
-__all__ = ["attention_figure", "denormalize", "save_figure", "COMPONENT_COLOURS"]
+from ..losses import check_maps
+from ..metrics import mass_threshold
+from ..ops import connected_components
+
+__all__ = ["attention_figure", "denormalize", "figure_pixels", "save_figure", "save_pixels", "upsample_maps",
+           "COMPONENT_COLOURS"]
 
 # Distinct, saturated colours for components 1..n (cycled beyond 10).
 COMPONENT_COLOURS = np.array(
@@ -30,6 +36,20 @@ COMPONENT_COLOURS = np.array(
     ],
     dtype=np.float32,
 ) / 255.0
+
+
+def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Nearest-neighbour upsampling of patch-grid maps ``[B, H, k, k]`` to pixels ``[B, H, *size]``.
+
+    For an image side that is a multiple of the grid this repeats every patch value over its patch
+    (DINO's ``interpolate(scale_factor=patch_size, mode="nearest")``); otherwise it is
+    ``F.interpolate(size=size, mode="nearest")``. Bool maps stay bool.
+    """
+    check_maps(maps.float() if maps.dtype == torch.bool else maps, "maps")
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    source = maps.to(torch.uint8) if maps.dtype == torch.bool else maps
+    out = F.interpolate(source, size=size, mode="nearest")
+    return out.bool() if maps.dtype == torch.bool else out
 
 
 def _pyplot():
@@ -122,14 +142,22 @@ def attention_figure(
     if outline:
         axes[0, 1].contour(fg, levels=[0.5], colors="white", linewidths=1.0)
 
+    legend = (f"upper rows: [CLS] attention;\nSE = spatial entropy of\nthe regions of S > mean(S)\nlower rows: the "
+              f"patches\nholding {round(100 * keep)}% of the attention\nmass, one colour a region")
+    if columns > (2 if foreground is not None else 1):  # a free panel in the first row says which row is which
+        axes[0, -1].text(0.0, 0.5, legend, fontsize=7, va="center", ha="left", transform=axes[0, -1].transAxes)
+    else:
+        figure.text(0.01, 0.01, legend.replace("\n", " "), fontsize=6, va="bottom", ha="left", wrap=True)
     for head in range(heads):
         group, column = divmod(head, columns)
         raw_axis, kept_axis = axes[1 + 2 * group, column], axes[2 + 2 * group, column]
-        raw_axis.imshow(raw_px[head], cmap="inferno", interpolation="nearest")
+        shown = raw_axis.imshow(raw_px[head], cmap="inferno", interpolation="nearest")
+        colour_bar = figure.colorbar(shown, ax=raw_axis, fraction=0.046, pad=0.02)
+        colour_bar.ax.tick_params(labelsize=6)
         label = f"head {head}"
         if entropy is not None:
-            label += f": SE={entropy[head]:.2f}"  # spatial_entropy is never negative
-        raw_axis.set_title(label, fontsize=9)
+            label += f"\nSE={entropy[head]:.2f} (S > mean)"  # spatial_entropy is never negative
+        raw_axis.set_title(label, fontsize=8)
         kept_axis.imshow(_component_overlay(image, labels_px[head]), interpolation="nearest")
         if outline:
             kept_axis.contour(fg, levels=[0.5], colors="white", linewidths=0.8)
@@ -151,4 +179,24 @@ def save_figure(figure, path: Union[str, Path], dpi: int = 100) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=dpi, format="png")
     plt.close(figure)
+    return path
+
+
+def figure_pixels(figure, dpi: int = 100) -> np.ndarray:
+    """``figure`` rendered as ``uint8 [height, width, 3]``, then closed."""
+    plt = _pyplot()
+    figure.set_dpi(dpi)
+    figure.canvas.draw()
+    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(figure)
+    return pixels
+
+
+def save_pixels(pixels: np.ndarray, path: Union[str, Path]) -> Path:
+    """Write ``uint8 [height, width, 3]`` as a PNG (parent folders created)."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format="PNG")
     return path
