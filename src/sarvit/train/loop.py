@@ -211,7 +211,7 @@ def train_one_epoch(
                 shown["lr"] = f"{optimizer.param_groups[0]['lr']:.2e}"
                 if settings.skip_nonfinite:
                     shown["skipped"] = tally.skipped
-                progress.set_postfix(shown)
+                progress.set_postfix(**shown)
         if progress is not None:
             progress.update(1)
     elapsed = time.perf_counter() - start
