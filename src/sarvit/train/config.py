@@ -126,7 +126,7 @@ def resolve_run(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
         for key in ("num_samples", "num_classes"):
             if key in cli or upper.get(key) is None:
                 continue
-            source = f"--config {cli['config']}" if key in file else "the resumed run"
+            source = f"--config {cli['config']}" if key in file else "the checkpoint's run"
             notes.append(f"note: {key} from {source} is ignored: it applies to the synthetic data set only")
             upper[key] = None
     if upper.get("data_path"):  # stored absolute, so that the run's config works from any folder
