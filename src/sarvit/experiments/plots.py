@@ -19,6 +19,13 @@ def _pyplot():
     return plt
 
 
+def _save(plt, figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return Path(path)
+
+
 def plot_bars(results: dict, path: Path) -> Optional[Path]:
     """One panel per metric that any run logged: mean per cell, the standard deviation as error bar."""
     cells = results["cells"]
@@ -38,10 +45,7 @@ def plot_bars(results: dict, path: Path) -> Optional[Path]:
         axis.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
         axis.set_title(label)
     figure.suptitle(f"{results['grid']}: mean ± std over seeds (grey: baselines)", fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return Path(path)
+    return _save(plt, figure, path)
 
 
 def plot_sweep(results: dict, grid: Grid, path: Path, key: str = "best_top1") -> Optional[Path]:
@@ -68,10 +72,7 @@ def plot_sweep(results: dict, grid: Grid, path: Path, key: str = "best_top1") ->
     axis.set_ylabel(dict((k, label) for k, label, *_ in METRICS)[key])
     axis.legend(fontsize=8)
     axis.set_title(f"{results['grid']}: mean ± std over seeds", fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return Path(path)
+    return _save(plt, figure, path)
 
 
 def plot_curves(results: dict, path: Path) -> Optional[Path]:
@@ -91,7 +92,4 @@ def plot_curves(results: dict, path: Path) -> Optional[Path]:
     axis.set_ylabel("val top-1 (%)")
     axis.legend(fontsize=7)
     axis.set_title(f"{results['grid']}: one seed per cell", fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return Path(path)
+    return _save(plt, figure, path)

@@ -168,7 +168,16 @@ def distance_attention_loss(
         return _per_image(patch, weights, reduction)
 
 
-class DistanceAttentionLoss(nn.Module):
+class _OptionsModule(nn.Module):
+    """A loss Module that calls its function with the keyword ``options`` it was built with (shown in repr)."""
+
+    options: dict
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value!r}" for key, value in self.options.items())
+
+
+class DistanceAttentionLoss(_OptionsModule):
     """Mean over the batch of :func:`distance_attention_loss` (same arguments).
 
     Shape:
@@ -202,9 +211,6 @@ class DistanceAttentionLoss(nn.Module):
 
     def forward(self, A: torch.Tensor) -> torch.Tensor:
         return distance_attention_loss(A, **self.options).mean()
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{key}={value!r}" for key, value in self.options.items())
 
 
 @torch.no_grad()
@@ -285,7 +291,7 @@ def patch_similarity_loss(
         return _per_image(patch, (distances + bias).unsqueeze(1), reduction)
 
 
-class PatchSimilarityLoss(nn.Module):
+class PatchSimilarityLoss(_OptionsModule):
     """Mean over the batch of :func:`patch_similarity_loss` (same arguments).
 
     Shape:
@@ -316,6 +322,3 @@ class PatchSimilarityLoss(nn.Module):
 
     def forward(self, A: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         return patch_similarity_loss(A, images, **self.options).mean()
-
-    def extra_repr(self) -> str:
-        return ", ".join(f"{key}={value!r}" for key, value in self.options.items())

@@ -202,12 +202,12 @@ def train_one_epoch(
         tally.add(loss, ce, terms, finite, step, count_bad=not settings.skip_nonfinite)
         images += x.shape[0]
         if (step + 1) % settings.log_interval == 0 or step + 1 == steps:
-            sums = tally.check(info, epoch)
-            means = (sums / sums[2].clamp_min(1)).tolist()
+            sums = tally.check(info, epoch).tolist()  # the log point's one host sync
             if progress is not None:
+                means = [value / sums[2] for value in sums] if sums[2] else None
                 shown = ({"loss": f"{means[0]:.4f}",
                           **{name: f"{value:.4f}" for name, value in zip(settings.reg_names, means[3:])}}
-                         if sums[2].item() else {"loss": "n/a"})
+                         if means else {"loss": "n/a"})
                 shown["lr"] = f"{optimizer.param_groups[0]['lr']:.2e}"
                 if settings.skip_nonfinite:
                     shown["skipped"] = tally.skipped

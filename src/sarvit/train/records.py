@@ -64,6 +64,8 @@ def plot_curves(history: list[dict], path: Path) -> Optional[Path]:
     """Loss, spatial entropy, each regularizer term (when there are any), accuracy and learning rate per epoch."""
     if not history:
         return None
+    import itertools
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,7 +87,7 @@ def plot_curves(history: list[dict], path: Path) -> Optional[Path]:
     # of a panel has its own dash pattern and marker, later ones drawn thinner on top.
     styles = (("-", "o", 2.6), ("--", "s", 1.8), (":", "^", 1.4), ("-.", "D", 1.2))
     for axis, (title, series) in zip(axes, panels):
-        for (key, label), (dashes, marker, width) in zip(series, styles):
+        for (key, label), (dashes, marker, width) in zip(series, itertools.cycle(styles)):  # every --reg term
             values = [line.get(key) for line in history]
             if any(value is not None for value in values):
                 axis.plot(epochs, [float("nan") if v is None else v for v in values], linestyle=dashes,
