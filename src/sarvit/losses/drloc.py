@@ -68,8 +68,11 @@ def drloc_loss(
         first, second = picked[:, :num_pairs], picked[:, num_pairs:]
         predicted = head(torch.cat([first, second], dim=-1))  # [B, m, 2]
         y, x = cells.div(w, rounding_mode="floor"), cells.remainder(w)
-        steps = torch.stack([y[:, :num_pairs] - y[:, num_pairs:], x[:, :num_pairs] - x[:, num_pairs:]], dim=-1)
-        target = (steps if signed else steps.abs()).to(predicted.dtype) / steps.new_tensor([h, w], dtype=predicted.dtype)
+        dy, dx = y[:, :num_pairs] - y[:, num_pairs:], x[:, :num_pairs] - x[:, num_pairs:]
+        if not signed:
+            dy, dx = dy.abs(), dx.abs()
+        # Python scalars, not a [h, w] tensor: building one on the GPU is a host-to-device copy (a sync).
+        target = torch.stack([dy.to(predicted.dtype) / h, dx.to(predicted.dtype) / w], dim=-1)
         per_image = (predicted - target).abs().mean(dim=(1, 2))
     return per_image.to(compute_dtype(per_image))
 
