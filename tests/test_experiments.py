@@ -46,6 +46,14 @@ def test_paired_difference_within_noise_and_pairs_only_common_seeds():
     assert single.n == 1 and single.ci_low is None and single.within_noise is None
 
 
+def test_two_agreeing_seeds_give_no_verdict():
+    # Accuracies on one validation set are multiples of 1/N: two seeds can agree exactly, making a zero-width
+    # interval; two pairs are too few to call that a difference.
+    two = paired_difference({0: 19.5, 1: 19.5}, {0: 17.5, 1: 17.5})
+    assert two.n == 2 and two.ci_low == pytest.approx(2.0) and two.within_noise is None
+    assert two.verdict() == "cannot tell (2 paired seeds; 3 needed)"
+
+
 # ---- grids ----
 
 def _resolved(flags):
@@ -125,9 +133,9 @@ def test_report_from_fake_run_folders(tmp_path):
 def test_sweep_plot_for_subset_grid(tmp_path):
     grid = get_grid("subsets")
     for cell in grid.cells:
-        for seed in (0, 1):
+        for seed in (0, 1, 2):
             _fake_run(tmp_path / cell.name / f"seed{seed}", [10 * cell.x + seed], 1.0, 30.0, epochs=1)
-    paths = write_report(grid, tmp_path, [0, 1])
+    paths = write_report(grid, tmp_path, [0, 1, 2])
     assert paths["accuracy_vs_subset_ratio"].is_file()
     assert "within noise" in paths["report"].read_text()   # every arm equals its baseline at each ratio
 

@@ -95,7 +95,7 @@ OPTIONS: tuple[Option, ...] = (
     O("json", ROOM_RUN, "also write the results to this JSON file (segment-eval, analyze: default "
       "OUTPUT_DIR/<command>.json)", EVAL + ("segment-eval", "analyze"), metavar="FILE"),
     O("device", ROOM_RUN, "cpu, cuda or cuda:N (default: cuda when available)", ALL, metavar="DEV", within=DEVICE),
-    O("seed", ROOM_RUN, "random seed (also of the synthetic images)", ALL, type=int, default=0, within=NON_NEGATIVE),
+    O("seed", ROOM_RUN, "random seed (training draws the same synthetic images for every seed; analysis commands draw them with it)", ALL, type=int, default=0, within=NON_NEGATIVE),
     O("amp", ROOM_RUN, "mixed precision (default: on with CUDA, off on CPU)", LEARN, switch=True, off=("no-amp",)),
     O("amp-dtype", ROOM_RUN, "autocast dtype; fp16 uses a gradient scaler", LEARN, default="bf16",
       choices=("bf16", "fp16")),

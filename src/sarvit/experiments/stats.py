@@ -9,7 +9,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Mapping, Optional, Sequence
 
-__all__ = ["Summary", "PairedDifference", "summarize", "paired_difference"]
+__all__ = ["Summary", "PairedDifference", "summarize", "paired_difference", "MIN_PAIRS_FOR_VERDICT"]
+
+MIN_PAIRS_FOR_VERDICT = 3
 
 
 @dataclass(frozen=True)
@@ -41,14 +43,15 @@ class PairedDifference:
 
     @property
     def within_noise(self) -> Optional[bool]:
-        """True when the interval contains 0; None when it cannot be computed (fewer than 2 pairs)."""
-        if self.ci_low is None or self.ci_high is None:
+        """True when the interval contains 0; None below MIN_PAIRS_FOR_VERDICT pairs, where two seeds that
+        happen to agree (accuracies are multiples of 1/N) would give a zero-width interval and a false verdict."""
+        if self.n < MIN_PAIRS_FOR_VERDICT or self.ci_low is None or self.ci_high is None:
             return None
         return self.ci_low <= 0.0 <= self.ci_high
 
     def verdict(self) -> str:
         if self.within_noise is None:
-            return "cannot tell (fewer than 2 paired seeds)"
+            return f"cannot tell ({self.n} paired seed{'s' if self.n != 1 else ''}; {MIN_PAIRS_FOR_VERDICT} needed)"
         if self.within_noise:
             return "within noise (the interval contains 0)"
         return "higher than the baseline" if self.mean > 0 else "lower than the baseline"
