@@ -203,8 +203,8 @@ def test_resuming_names_the_resumed_checkpoint_when_the_next_epoch_goes_bad(tmp_
     real = loop.loss_terms
 
     def nan_loss(*args):
-        loss, ce, terms = real(*args)
-        return loss * float("nan"), ce, terms
+        loss, ce, terms, logits = real(*args)
+        return loss * float("nan"), ce, terms, logits
 
     monkeypatch.setattr(loop, "loss_terms", nan_loss)
     capsys.readouterr()

@@ -35,6 +35,7 @@ def test_short_run_learns_and_writes_everything(tmp_path, capsys, sar):
     for key in ("train_ce", "lr", "val_top1", "val_top5", "val_loss", "val_entropy", "val_jaccard", "img_per_s"):
         assert log[-1][key] is not None
     assert 0.0 <= log[-1]["val_jaccard"] <= 100.0 and "attention Jaccard" in printed
+    assert 0.0 <= log[-1]["train_top1"] <= 100.0 and f"train top-1 {log[-1]['train_top1']:.2f}%" in printed
     for name in ("config.yaml", "last.pth", "best.pth", "curves.png"):
         assert (out / name).is_file(), name
     assert any((out / "tensorboard").iterdir())
@@ -205,3 +206,12 @@ def test_resuming_a_finished_run_without_more_epochs_is_an_error(tmp_path, capsy
     capsys.readouterr()
     assert main(["train", "--resume", str(out), "--num-workers", "0"]) == 2
     assert "nothing to train; pass --epochs N" in capsys.readouterr().err
+
+
+def test_train_top1_counts_hard_and_soft_targets():
+    from sarvit.train.loop import correct_count
+
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0], [5.0, 0.0, 0.0]])
+    assert int(correct_count(logits, torch.tensor([0, 1, 0, 2]))) == 2
+    soft = torch.tensor([[0.7, 0.3, 0.0], [0.6, 0.4, 0.0], [0.0, 0.2, 0.8], [0.5, 0.0, 0.5]])  # mixup's targets
+    assert int(correct_count(logits, soft)) == 3   # the largest class of each row (the first on a tie)

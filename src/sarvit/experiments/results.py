@@ -17,6 +17,7 @@ METRICS = (
     ("final_top1", "final top-1 (%)", "val_top1", "final"),
     ("entropy", "spatial entropy", "val_entropy", "final"),
     ("jaccard", "attention Jaccard (%)", "val_jaccard", "final"),
+    ("train_top1", "final train top-1 (%)", "train_top1", "final"),  # near 100 while val is not: overfitting
 )
 
 

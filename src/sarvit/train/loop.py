@@ -79,25 +79,36 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def loss_terms(model: nn.Module, criterion: Callable, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor):
-    """``(loss, ce, terms)`` of one batch; ``terms`` ``[n]`` unweighted (None without regularizers)."""
+    """``(loss, ce, terms, logits)`` of one batch; ``terms`` ``[n]`` unweighted (None without regularizers)."""
     logits, terms = model(x)
     ce = criterion(logits, y)
     if terms is None:
-        return ce, ce, None
-    return ce + (weights * terms).sum(), ce, terms
+        return ce, ce, None, logits
+    return ce + (weights * terms).sum(), ce, terms, logits
+
+
+def correct_count(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Right top-1 guesses in a batch; with mixup/cutmix's soft targets ``[B, K]``, against their largest class."""
+    labels = y.argmax(dim=-1) if y.ndim > 1 else y
+    return (logits.detach().argmax(dim=-1) == labels).sum()
 
 
 class _Tally:
-    """Device-side running sums of one epoch: loss, CE, steps, then one slot per regularizer term."""
+    """Device-side running sums of one epoch: loss, CE, steps, right guesses, images, then one slot per
+    regularizer term (the first HEAD slots, then the terms)."""
+
+    HEAD = 5
 
     def __init__(self, device: torch.device, num_terms: int) -> None:
-        self.sums = torch.zeros(3 + num_terms, device=device, dtype=torch.float64)
+        self.sums = torch.zeros(self.HEAD + num_terms, device=device, dtype=torch.float64)
         self.bad = torch.zeros((), device=device, dtype=torch.int64)
         self.first_bad = torch.full((), -1, device=device, dtype=torch.int64)
         self.skipped = 0
 
-    def add(self, loss, ce, terms, finite: torch.Tensor, step: int, count_bad: bool = True) -> None:
-        head = torch.stack([loss.detach().float(), ce.detach().float(), torch.ones_like(finite, dtype=torch.float32)])
+    def add(self, loss, ce, terms, correct: torch.Tensor, images: int, finite: torch.Tensor, step: int,
+            count_bad: bool = True) -> None:
+        one = torch.ones_like(finite, dtype=torch.float32)
+        head = torch.stack([loss.detach().float(), ce.detach().float(), one, correct.float(), one * images])
         values = head if terms is None else torch.cat([head, terms.detach().float()])
         self.sums += torch.where(finite, values, torch.zeros_like(values)).double()
         if count_bad:
@@ -182,7 +193,7 @@ def train_one_epoch(
         if mixup is not None:
             x, y = mixup(x, y)
         with autocast_context(device, settings.amp_dtype):
-            loss, ce, terms = loss_terms(model, criterion, x, y, weights)
+            loss, ce, terms, logits = loss_terms(model, criterion, x, y, weights)
         finite = torch.isfinite(loss.detach())
         optimizer.zero_grad(set_to_none=True)
         if settings.skip_nonfinite and not _step_is_finite(finite, info):
@@ -199,14 +210,15 @@ def train_one_epoch(
                 ema.update(averaged, step=global_step + 1)
         global_step += 1
         scheduler.step_update(num_updates=global_step)
-        tally.add(loss, ce, terms, finite, step, count_bad=not settings.skip_nonfinite)
+        tally.add(loss, ce, terms, correct_count(logits, y), x.shape[0], finite, step,
+                  count_bad=not settings.skip_nonfinite)
         images += x.shape[0]
         if (step + 1) % settings.log_interval == 0 or step + 1 == steps:
             sums = tally.check(info, epoch).tolist()  # the log point's one host sync
             if progress is not None:
                 means = [value / sums[2] for value in sums] if sums[2] else None
                 shown = ({"loss": f"{means[0]:.4f}",
-                          **{name: f"{value:.4f}" for name, value in zip(settings.reg_names, means[3:])}}
+                          **{name: f"{value:.4f}" for name, value in zip(settings.reg_names, means[tally.HEAD:])}}
                          if means else {"loss": "n/a"})
                 shown["lr"] = f"{optimizer.param_groups[0]['lr']:.2e}"
                 if settings.skip_nonfinite:
@@ -217,10 +229,11 @@ def train_one_epoch(
     elapsed = time.perf_counter() - start
     sums = tally.check(info, epoch).tolist()
     count = sums[2]
-    terms_mean = {key: value / count if count else None for key, value in zip(keys, sums[3:])}
+    terms_mean = {key: value / count if count else None for key, value in zip(keys, sums[tally.HEAD:])}
     metrics = {
         "loss": sums[0] / count if count else None,
         "ce": sums[1] / count if count else None,
+        "top1": 100.0 * sums[3] / sums[4] if sums[4] else None,  # on the augmented batches, in train mode
         "entropy": terms_mean.get(log_key("spatial-entropy")),
         **terms_mean,
         "lr": float(optimizer.param_groups[0]["lr"]),

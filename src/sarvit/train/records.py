@@ -11,7 +11,8 @@ __all__ = ["RunLog", "plot_curves"]
 
 # (log key, TensorBoard tag)
 _SCALARS = (
-    ("train_loss", "train/loss"), ("train_ce", "train/ce"), ("train_entropy", "train/spatial_entropy"),
+    ("train_loss", "train/loss"), ("train_ce", "train/ce"), ("train_top1", "train/top1"),
+    ("train_entropy", "train/spatial_entropy"),
     ("lr", "train/lr"), ("img_per_s", "train/img_per_s"), ("val_loss", "val/loss"), ("val_top1", "val/top1"),
     ("val_top5", "val/top5"), ("val_entropy", "val/spatial_entropy"), ("val_ema_top1", "val/ema_top1"),
     ("val_jaccard", "val/jaccard"),
@@ -78,8 +79,8 @@ def plot_curves(history: list[dict], path: Path) -> Optional[Path]:
         ("spatial entropy", (("train_entropy", "train"), ("val_entropy", "val"))),
         *((("regularizer terms (train, unweighted)", tuple((key, key[len("train_reg_"):]) for key in terms)),)
           if terms else ()),
-        ("accuracy (%)", (("val_top1", "val top-1"), ("val_top5", "val top-5"), ("val_ema_top1", "EMA top-1"),
-                          ("val_jaccard", "attention Jaccard"))),
+        ("accuracy (%)", (("train_top1", "train top-1"), ("val_top1", "val top-1"), ("val_top5", "val top-5"),
+                          ("val_ema_top1", "EMA top-1"), ("val_jaccard", "attention Jaccard"))),
         ("learning rate", (("lr", "lr"),)),
     )
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))

@@ -350,7 +350,8 @@ class _Run:
         terms = "".join(f", {term.name} {line['train_' + log_key(term.name)]:.4f}" for term in self.regularized.terms
                         if line["train_" + log_key(term.name)] is not None)
         ema = f" (EMA {line['val_ema_top1']:.2f}%)" if "val_ema_top1" in line else ""
-        _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {loss}{terms}{skipped}, "
+        train_top1 = "" if line["train_top1"] is None else f", train top-1 {line['train_top1']:.2f}%"
+        _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {loss}{terms}{skipped}{train_top1}, "
                         f"val top-1 {val['top1']:.2f}%{ema} top-5 {val['top5']:.2f}%{jaccard}, "
                         f"{line['img_per_s']:.0f} img/s")
 
