@@ -81,8 +81,10 @@ def test_segment_eval_voc_tree(checkpoint, tmp_path, capsys, masks, data_writers
     from torchvision.transforms import functional as TF
 
     for row, image_id in zip(result["per_image"], ids):
-        image = Image.open(voc / "JPEGImages" / f"{image_id}.jpg").convert("RGB").resize((32, 32), Image.BILINEAR)
-        labels = np.asarray(Image.open(voc / masks / f"{image_id}.png").resize((32, 32), Image.NEAREST))
+        # evaluation's fit: shorter side to 32, centre crop (the photos are 40x48, 36x36 and 50x30)
+        image = TF.center_crop(TF.resize(Image.open(voc / "JPEGImages" / f"{image_id}.jpg").convert("RGB"), 32), 32)
+        label_image = Image.open(voc / masks / f"{image_id}.png")
+        labels = np.asarray(TF.center_crop(TF.resize(label_image, 32, TF.InterpolationMode.NEAREST), 32))
         x = TF.normalize(TF.to_tensor(image), IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)[None]
         with torch.no_grad():
             _, _, A = model(x, return_maps=True, return_attention=True)

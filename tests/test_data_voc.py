@@ -88,3 +88,32 @@ def test_voc_comes_from_the_registry_with_the_synthetic_sets_item_shape(data_wri
         build_mask_dataset("cifar10", tmp_path, img_size=24)
     with pytest.raises(SarvitError, match="--data-path"):
         build_mask_dataset("voc", img_size=24)
+
+
+class _WidePhoto(MaskedDataset):
+    """One 60 x 30 photo whose object fills the middle third of its width (columns 20..39)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+
+    def __len__(self) -> int:
+        return 1
+
+    def load(self, index: int):
+        foreground = np.zeros((30, 60), dtype=bool)
+        foreground[:, 20:40] = True
+        pixels = np.zeros((30, 60, 3), dtype=np.uint8)
+        pixels[foreground] = 255
+        return Image.fromarray(pixels), NO_TARGET, foreground, np.ones_like(foreground)
+
+
+def test_a_wide_photo_keeps_its_aspect_ratio_and_its_masks_stay_aligned():
+    image, _, foreground, valid = _WidePhoto(30)[0]
+    # shorter side 30 -> no resize; centre crop = columns 15..44, so the object is columns 5..24: 20 wide, as in
+    # the photo (a squash to 30 x 30 would have made it 10 wide)
+    assert foreground.shape == (30, 30) and valid.all()
+    assert foreground[0].nonzero().flatten().tolist() == list(range(5, 25))
+    bright = image.mean(dim=0) > 0  # ImageNet-normalised: black is negative, white positive
+    assert torch.equal(bright, foreground)
+    small_image, _, small_foreground, _ = _WidePhoto(15)[0]  # halved first, then cropped: the same geometry
+    assert small_image.shape == (3, 15, 15) and small_foreground[0].sum() == 10

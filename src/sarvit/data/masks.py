@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from .transforms import build_mask_transform
 
-__all__ = ["MaskedDataset", "NO_TARGET"]
+__all__ = ["MaskedDataset", "NO_TARGET", "fit_square"]
 
 NO_TARGET = -1  # the target of an image without an image-level class (VOC segmentation)
 
@@ -20,9 +20,11 @@ class MaskedDataset(Dataset):
     foreground bool [h, w], valid bool [h, w])`` (numpy) and ``__len__``.
 
     Items: ``(image [3, S, S] float, target int, foreground [S, S] bool, valid [S, S] bool)``, ``valid`` False on
-    pixels that count for nothing (VOC's void boundaries). The image goes through ``transform`` (default
-    :func:`sarvit.data.build_mask_transform` at ``S`` with ImageNet's statistics: a resize to ``S x S``, no crop,
-    so image and masks stay aligned); the masks are resized to ``S x S`` with nearest-neighbour, never blended.
+    pixels that count for nothing (VOC's void boundaries). Image and masks are first fitted to ``S x S`` the way
+    timm's evaluation transform fits an image (shorter side resized to ``S``, then the centre ``S x S`` crop; the
+    aspect ratio is kept), the image bilinear, the masks nearest-neighbour so labels are never blended; then
+    the image goes through ``transform`` (default :func:`sarvit.data.build_mask_transform` at ``S`` with
+    ImageNet's statistics, which no longer changes its size).
     """
 
     def __init__(self, output_size: int, transform: Optional[Callable] = None) -> None:
@@ -34,7 +36,19 @@ class MaskedDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
         image, target, foreground, valid = self.load(index)
-        size = (self.output_size, self.output_size)
-        masks = [np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST)) if mask.shape != size else mask
+        image = fit_square(image, self.output_size, Image.BILINEAR)
+        masks = [np.asarray(fit_square(Image.fromarray(mask), self.output_size, Image.NEAREST))
                  for mask in (foreground, valid)]
         return self.transform(image), target, torch.from_numpy(masks[0].copy()), torch.from_numpy(masks[1].copy())
+
+
+def fit_square(picture: Image.Image, size: int, resample) -> Image.Image:
+    """``picture`` with its shorter side resized to ``size``, then its centre ``size x size`` crop (as timm's
+    evaluation transform at ``crop_pct=1``): a photo keeps its aspect ratio instead of being squashed."""
+    width, height = picture.size
+    if (width, height) == (size, size):
+        return picture
+    scale = size / min(width, height)
+    resized = picture.resize((max(size, round(width * scale)), max(size, round(height * scale))), resample)
+    left, top = (resized.width - size) // 2, (resized.height - size) // 2
+    return resized.crop((left, top, left + size, top + size))

@@ -108,7 +108,8 @@ def build_mask_transform(
 ):
     """PIL image -> normalised tensor ``[3, input_size, input_size]`` by a plain resize (timm's eval transform
     with ``crop_mode="squash"``, ``crop_pct=1``): no crop, so pixel masks resized the same way stay aligned.
-    Used for datasets with masks and for the analysis commands' own image files (with the model's mean/std)."""
+    The datasets with masks give it images already fitted to ``input_size`` (aspect kept: see
+    :func:`sarvit.data.masks.fit_square`), so for them it only converts and normalises."""
     if interpolation not in _INTERPOLATIONS:
         raise SarvitError(f"interpolation must be one of {', '.join(_INTERPOLATIONS)}, got {interpolation!r}")
     return create_transform(input_size=input_size, is_training=False, interpolation=interpolation, crop_pct=1.0,

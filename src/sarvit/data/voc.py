@@ -34,8 +34,9 @@ def find_voc2012(root: Union[str, Path]) -> Path:
 class VOCForeground(MaskedDataset):
     """PASCAL VOC 2012 segmentation images with their foreground and valid masks, resized for a ViT.
 
-    The image goes through ``transform`` (default: a bilinear resize to ``img_size x img_size`` and ImageNet
-    normalisation); the masks are resized with nearest-neighbour so labels are never blended. Foreground = any object label (1..254); the void label 255
+    Image and masks are fitted to ``img_size x img_size`` together (shorter side resized, centre crop: the aspect
+    ratio is kept; see :class:`~sarvit.data.masks.MaskedDataset`), then the image goes through ``transform``
+    (default: ImageNet normalisation). Foreground = any object label (1..254); the void label 255
     (object boundaries) is neither foreground nor valid. Masks come from ``SegmentationObject`` when that folder
     exists, else from ``SegmentationClass`` (both give the same foreground).
 
@@ -43,7 +44,7 @@ class VOCForeground(MaskedDataset):
         root: the ``VOC2012`` folder, its parent (``VOCdevkit``) or the parent of ``VOCdevkit``.
         split: ``"train"``, ``"val"`` or ``"trainval"`` (``ImageSets/Segmentation/<split>.txt``).
         img_size: side S of the returned image and masks.
-        transform: PIL image -> ``[3, S, S]`` tensor without cropping (see :func:`sarvit.data.build_mask_transform`).
+        transform: ``S x S`` PIL image -> ``[3, S, S]`` tensor (see :func:`sarvit.data.build_mask_transform`).
 
     Items: ``(image [3, S, S] float, -1 (no image-level class), foreground [S, S] bool, valid [S, S] bool)``;
     ``image_ids[i]`` names item ``i`` (e.g. ``"2007_000033"``).
