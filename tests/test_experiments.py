@@ -152,6 +152,12 @@ FAKE_TRAIN = textwrap.dedent("""
     with open(os.environ["FAKE_CALLS"], "a") as calls:
         calls.write(f"{out.parent.name}/seed{seed}{' resume' if '--resume' in args else ''}\\n")
     start = 0
+    held = out / "held_by_last_pth.jsonl"  # the epoch line a kill kept out of log.jsonl (last.pth holds it)
+    if "--resume" in args and held.is_file():  # as sarvit train: the log is rewritten from last.pth, then
+        with open(out / "log.jsonl", "a") as log:   # "nothing to train" (exit code 2)
+            log.write(held.read_text())
+        held.unlink()
+        sys.exit(2)
     if "--resume" in args:
         start = len((out / "log.jsonl").read_text().splitlines())
     else:
@@ -164,6 +170,11 @@ FAKE_TRAIN = textwrap.dedent("""
         (out / "last.pth").write_text("checkpoint")
         if os.environ.get("FAKE_CRASH") == f"{out.parent.name}/seed{seed}" and "--resume" not in args:
             sys.exit(3)
+    if os.environ.get("FAKE_KILL_BEFORE_LAST_LINE") == f"{out.parent.name}/seed{seed}" and "--resume" not in args:
+        lines = (out / "log.jsonl").read_text().splitlines(keepends=True)
+        (out / "log.jsonl").write_text("".join(lines[:-1]))
+        held.write_text(lines[-1])
+        sys.exit(137)
 """)
 
 
@@ -194,3 +205,18 @@ def test_interrupted_grid_resumes_and_reruns_nothing_finished(tmp_path, monkeypa
     assert results["cells"]["sar"]["summary"]["final_top1"]["n"] == 2 and results["missing"] == []
     with pytest.raises(SarvitError, match="started with other options"):
         experiment("--lr", "0.1")
+
+
+def test_a_run_killed_between_its_last_checkpoint_and_its_log_line_counts_as_done(tmp_path, monkeypatch, capsys):
+    script, calls = tmp_path / "fake_train.py", tmp_path / "calls.txt"
+    script.write_text(FAKE_TRAIN)
+    monkeypatch.setenv("FAKE_CALLS", str(calls))
+    argv = ["experiment", "jaccard", "--seeds", "1", "--exp-dir", str(tmp_path / "exp"), "--", "--epochs", "2"]
+    monkeypatch.setenv("FAKE_KILL_BEFORE_LAST_LINE", "sar/seed0")
+    assert run_experiment(parse_args(argv), train_command=[sys.executable, str(script)]) == 1
+    assert run_state(tmp_path / "exp" / "sar" / "seed0") == "resumable"
+    monkeypatch.delenv("FAKE_KILL_BEFORE_LAST_LINE")
+    capsys.readouterr()
+    assert run_experiment(parse_args(argv), train_command=[sys.executable, str(script)]) == 0
+    assert "sar/seed0 done" in capsys.readouterr().out
+    assert run_state(tmp_path / "exp" / "sar" / "seed0") == "finished"

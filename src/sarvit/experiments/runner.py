@@ -185,7 +185,9 @@ def run_grid(plans: Sequence[RunPlan], jobs: int = 1, train_command: Sequence[st
             slots.put(device)
         with lock:
             durations.append(elapsed)
-            if code == 0 and run_state(plan.folder) == "finished":
+            # A run killed after its final checkpoint but before its log line resumes to "nothing to train"
+            # (exit 2) after rewriting the log from that checkpoint: finished, not failed.
+            if (code == 0 or resume) and run_state(plan.folder) == "finished":
                 outcome.completed.append(plan.label)
                 verdict = f"done in {elapsed:.0f} s" + (" (resumed)" if resume else "")
             else:
