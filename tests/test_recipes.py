@@ -46,7 +46,7 @@ def test_automatic_choice_follows_device_and_data_size(data_set, device, images,
 def test_a_cpu_folder_run_gets_quick_with_its_reason_printed_and_epochs_scaled_to_the_data(folder_300):
     config, notes = resolved("--data-set", "folder", "--data-path", str(folder_300), "--device", "cpu")
     assert config["recipe"] == "quick" and config["model"] == "vit_tiny_patch16_224" and config["input_size"] == 32
-    assert config["epochs"] == 100 and config["warmup_epochs"] == 5  # 30,000 images seen, a 5 % warm-up
+    assert config["epochs"] == 100 and config["warmup_epochs"] == 5  # 45,000 images seen (capped at 100), a 5 % warm-up
     assert config["batch_size"] == 64 and not config["repeated_aug"]
     assert notes[0].startswith("recipe quick") and "device is cpu" in notes[0]
     assert resolved("--data-set", "folder", "--data-path", str(folder_300), "--device", "cpu",
