@@ -17,7 +17,7 @@ from importlib import import_module
 
 from .errors import SarvitError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # public name -> the room that defines it
 _LAZY = {
