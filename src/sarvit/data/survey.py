@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .registry import canonical_dataset_name
+from .registry import SYNTHETIC_TRAIN_SAMPLES, canonical_dataset_name
 
 __all__ = ["DataSurvey", "survey"]
 
@@ -38,7 +38,7 @@ def survey(name: str, root: Optional[str], *, num_samples: Optional[int] = None,
     (building the data set then says what is wrong)."""
     key = canonical_dataset_name(name)
     if key == "synthetic":
-        images, side = num_samples, None
+        images, side = (SYNTHETIC_TRAIN_SAMPLES if num_samples is None else num_samples), None
     elif key in _KNOWN:
         images, side = _KNOWN[key]
     else:

@@ -146,7 +146,10 @@ def apply_recipe(config: dict[str, Any], recipe: Recipe, given: set[str], upper:
             continue
         if data is None:
             data = survey(config)
+        before = config.get(key)
         config[key] = derive(config, data)
+        if key == "num_samples" and config[key] != before:
+            data = None  # the synthetic set's size is what the survey counts: the later values see the new one
 
 
 def recipe_line(name: str, reason: Optional[str]) -> str:
