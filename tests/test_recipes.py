@@ -47,7 +47,7 @@ def test_a_cpu_folder_run_gets_quick_with_its_reason_printed_and_epochs_scaled_t
     config, notes = resolved("--data-set", "folder", "--data-path", str(folder_300), "--device", "cpu")
     assert config["recipe"] == "quick" and config["model"] == "vit_tiny_patch16_224" and config["input_size"] == 32
     assert config["epochs"] == 100 and config["warmup_epochs"] == 5  # 45,000 images seen (capped at 100), a 5 % warm-up
-    assert config["batch_size"] == 64 and not config["repeated_aug"]
+    assert config["batch_size"] == 64 and not config["repeated_aug"] and config["crop_scale"] == [0.35, 1.0]
     assert notes[0].startswith("recipe quick") and "device is cpu" in notes[0]
     assert resolved("--data-set", "folder", "--data-path", str(folder_300), "--device", "cpu",
                     "--recipe", "quick")[1][0].endswith("as asked by --recipe. Every option overrides it.")

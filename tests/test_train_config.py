@@ -91,6 +91,7 @@ def test_quick_recipe_on_synthetic_deit_by_name():
         assert quick[key] == value, key
     # the demo's schedule: 45,000 images seen of the 3,000 the recipe draws, a 5 % warm-up
     assert (quick["epochs"], quick["num_samples"], quick["warmup_epochs"]) == (15, 3000, 1)
+    assert quick["crop_scale"] == [0.8, 1.0] and config_of("--crop-scale", "0.5,1")["crop_scale"] == [0.5, 1.0]
     assert config_of("--num-samples", "9000")["epochs"] == 5 and config_of("--subset-ratio", "0.5")["epochs"] == 30
     deit = config_of("--data-set", "cifar100", "--data-path", "/c", "--recipe", "deit")
     assert deit["epochs"] == DEFAULTS["epochs"] == 300 and deit["lr"] == 5e-4 and deit["input_size"] == 224

@@ -16,7 +16,7 @@ options nobody gave. Adding a recipe is one entry in :data:`RECIPES`.
   to the run's length (timm's warm-up on).
 * ``quick`` - the CPU demo for any data set: a 4-block, 128-wide ViT at 32 px with 4-px patches (an 8 x 8 grid;
   at another ``--input-size`` the patch follows, 16 px at 224), no mixup, RandAugment, erasing or repeated
-  augmentation, random-resized crops of 35-100 % of the image, about 45,000 images seen (15 epochs of the
+  augmentation, random-resized crops of 35-100 % of the image (80-100 % on the synthetic set), about 45,000 images seen (15 epochs of the
   synthetic set's 3,000; a few minutes on two CPU cores; with 30,000 the model still underfit, train top-1
   below val), lr 1.6e-2 per 512 images, one warm-up epoch per 20.
 """
@@ -82,6 +82,12 @@ def _patch_for_size(config: dict, data: DataSurvey) -> int:
     return 16 if config["input_size"] >= 224 else max(2, config["input_size"] // 8)
 
 
+def _quick_crop_scale(config: dict, data: DataSurvey) -> list[float]:
+    """35-100 % of the image; 80-100 % on the synthetic set, whose small objects lie anywhere in the picture: a
+    smaller crop often cuts the object out (measured: 4 epochs of the demo, val top-1 22 % at 35 %, 30.5 % at 80 %)."""
+    return [0.8, 1.0] if config["data_set"] == "synthetic" else [0.35, 1.0]
+
+
 QUICK_IMAGES_SEEN = 45_000
 SMALL_DATA_IMAGES_SEEN = 5_000 * 2_040
 
@@ -98,9 +104,10 @@ RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
     Recipe("quick", "the CPU demo: a small ViT at 32 px that trains in minutes",
            {"model": "vit_tiny_patch16_224", "input_size": 32, "depth": 4, "embed_dim": 128,
             "num_heads": 4, "lr": 1.6e-2, "min_lr": 1e-5, "drop_path": 0.0, "mixup": 0.0,
-            "cutmix": 0.0, "crop_scale": [0.35, 1.0], "model_ema": False, "model_ema_warmup": True, "repeated_aug": False, "reprob": 0.0,
+            "cutmix": 0.0, "model_ema": False, "model_ema_warmup": True, "repeated_aug": False, "reprob": 0.0,
             "aa": None},
            {"num_samples": lambda config, data: 3_000 if config["data_set"] == "synthetic" else None,
+            "crop_scale": _quick_crop_scale,
             "batch_size": _batch_for(64), "patch_size": _patch_for_size,
             "epochs": _epochs_for(QUICK_IMAGES_SEEN, 2, 100, unknown=10),
             "warmup_epochs": _warmup_epochs(0.05), "model_ema_decay": _ema_decay_for_run}),
