@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from ..data.survey import DataSurvey
+from ..data.survey import SURVEY_OPTIONS, DataSurvey
 from ..errors import SarvitError
 
 __all__ = ["RECIPES", "Recipe", "choose_recipe", "apply_recipe"]
@@ -155,8 +155,8 @@ def apply_recipe(config: dict[str, Any], recipe: Recipe, given: set[str], upper:
             data = survey(config)
         before = config.get(key)
         config[key] = derive(config, data)
-        if key == "num_samples" and config[key] != before:
-            data = None  # the synthetic set's size is what the survey counts: the later values see the new one
+        if key in SURVEY_OPTIONS and config[key] != before:
+            data = None  # e.g. the synthetic set's size: the later derived values see the new survey
 
 
 def recipe_line(name: str, reason: Optional[str]) -> str:
