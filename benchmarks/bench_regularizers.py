@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 import sarvit
 from sarvit.losses import REGULARIZERS
+from sarvit.train.loop import loss_terms
 from sarvit.train.regularizers import RegularizedModel, RegTerm, resolve_regularizers
 
 ARMS = {
@@ -83,10 +84,7 @@ def main() -> None:
             torch.cuda.synchronize()
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
-            logits, values = model(x)
-            loss = F.cross_entropy(logits, y)
-            if values is not None:
-                loss = loss + (weights * values).sum()
+            loss = loss_terms(model, F.cross_entropy, x, y, weights)[0]  # the training step's own loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

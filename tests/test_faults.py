@@ -164,6 +164,7 @@ def test_fresh_run_into_an_old_folder_is_refused_and_overwrite_moves_it_aside(tm
     aside = list(folder.glob("replaced-*"))
     assert len(aside) == 1 and "moved the old run's" in capsys.readouterr().out
     assert all((aside[0] / name).read_bytes() == data for name, data in before.items() if name != LOCK_NAME)
+    assert sorted(path.name for path in (aside[0] / "attention").iterdir()) == ["epoch_001.png"]  # pictures too
 
 
 def _finite(state: dict) -> bool:

@@ -38,7 +38,7 @@ __all__ = ["LOCK_NAME", "RunFolder", "check_resumable", "reconcile"]
 LOCK_NAME = ".sarvit.lock"
 CHECKPOINTS = ("last.pth", "best.pth")
 # What a run writes into its folder; --overwrite moves these aside.
-RUN_FILES = (*CHECKPOINTS, "log.jsonl", "config.yaml", "curves.png", "tensorboard")
+RUN_FILES = (*CHECKPOINTS, "log.jsonl", "config.yaml", "curves.png", "tensorboard", "attention")
 
 
 class RunFolder:

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
 
 from .transforms import build_mask_transform
 
@@ -36,19 +38,15 @@ class MaskedDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
         image, target, foreground, valid = self.load(index)
-        image = fit_square(image, self.output_size, Image.BILINEAR)
-        masks = [np.asarray(fit_square(Image.fromarray(mask), self.output_size, Image.NEAREST))
+        image = fit_square(image, self.output_size, InterpolationMode.BILINEAR)
+        masks = [np.asarray(fit_square(Image.fromarray(mask), self.output_size, InterpolationMode.NEAREST))
                  for mask in (foreground, valid)]
         return self.transform(image), target, torch.from_numpy(masks[0].copy()), torch.from_numpy(masks[1].copy())
 
 
-def fit_square(picture: Image.Image, size: int, resample) -> Image.Image:
+def fit_square(picture: Image.Image, size: int, interpolation: InterpolationMode) -> Image.Image:
     """``picture`` with its shorter side resized to ``size``, then its centre ``size x size`` crop (as timm's
     evaluation transform at ``crop_pct=1``): a photo keeps its aspect ratio instead of being squashed."""
-    width, height = picture.size
-    if (width, height) == (size, size):
+    if picture.size == (size, size):
         return picture
-    scale = size / min(width, height)
-    resized = picture.resize((max(size, round(width * scale)), max(size, round(height * scale))), resample)
-    left, top = (resized.width - size) // 2, (resized.height - size) // 2
-    return resized.crop((left, top, left + size, top + size))
+    return TF.center_crop(TF.resize(picture, size, interpolation=interpolation), size)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from ..figures import save_figure
 from .grids import Grid
 from .results import METRICS
 
@@ -19,11 +20,9 @@ def _pyplot():
     return plt
 
 
-def _save(plt, figure, path: Path) -> Path:
+def _save(figure, path: Path) -> Path:
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return Path(path)
+    return save_figure(figure, path)
 
 
 def plot_bars(results: dict, path: Path) -> Optional[Path]:
@@ -45,7 +44,7 @@ def plot_bars(results: dict, path: Path) -> Optional[Path]:
         axis.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
         axis.set_title(label)
     figure.suptitle(f"{results['grid']}: mean ± std over seeds (grey: baselines)", fontsize=10)
-    return _save(plt, figure, path)
+    return _save(figure, path)
 
 
 def plot_sweep(results: dict, grid: Grid, path: Path, key: str = "best_top1") -> Optional[Path]:
@@ -72,7 +71,7 @@ def plot_sweep(results: dict, grid: Grid, path: Path, key: str = "best_top1") ->
     axis.set_ylabel(dict((k, label) for k, label, *_ in METRICS)[key])
     axis.legend(fontsize=8)
     axis.set_title(f"{results['grid']}: mean ± std over seeds", fontsize=10)
-    return _save(plt, figure, path)
+    return _save(figure, path)
 
 
 def plot_curves(results: dict, path: Path) -> Optional[Path]:
@@ -92,4 +91,4 @@ def plot_curves(results: dict, path: Path) -> Optional[Path]:
     axis.set_ylabel("val top-1 (%)")
     axis.legend(fontsize=7)
     axis.set_title(f"{results['grid']}: one seed per cell", fontsize=10)
-    return _save(plt, figure, path)
+    return _save(figure, path)

@@ -30,7 +30,12 @@ from torch import nn
 
 from ..errors import SarvitError
 
-__all__ = ["Capture", "capturing", "enable_capture", "patch_grid"]
+__all__ = ["Capture", "capturing", "enable_capture", "has_class_token", "patch_grid"]
+
+
+def has_class_token(model: nn.Module) -> bool:
+    """Whether ``model`` has the [CLS] query that SAR's maps are read from (ARViT has none)."""
+    return bool(getattr(model, "has_class_token", getattr(model, "cls_token", None) is not None))
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ def _block_indices(model: nn.Module, capture: Capture) -> tuple[int | None, tupl
             attention_blocks.append(index % depth)
     cls_block = None
     if capture.maps or capture.cls_attention:
-        if not getattr(model, "has_class_token", getattr(model, "cls_token", None) is not None):
+        if not has_class_token(model):
             raise SarvitError(
                 f"capturing maps or cls_attention needs a [CLS] query; this {type(model).__name__} has no class token"
             )

@@ -22,7 +22,7 @@ from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
 from ..errors import SarvitError
-from .capture import Capture, capturing, enable_capture, patch_grid
+from .capture import Capture, capturing, enable_capture, has_class_token, patch_grid
 
 __all__ = ["SARBlock", "SARConfig", "create_model", "sar_config", "SIMILARITIES"]
 
@@ -192,7 +192,7 @@ def create_model(
             f"{name!r} is a {type(model).__name__} (timm module '{family}'); SAR needs a timm VisionTransformer "
             "(vit_*, deit_*) whose last block attends from a [CLS] token"
         )
-    if not getattr(model, "has_class_token", getattr(model, "cls_token", None) is not None):
+    if not has_class_token(model):
         raise SarvitError(f"{name!r} has no [CLS] token (class_token=False); SAR needs the [CLS] query")
     last = model.blocks[-1]
     if type(last) is not Block:

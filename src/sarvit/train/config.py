@@ -167,7 +167,8 @@ def resolve_run(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
 
 
 def _device_of(config: dict[str, Any]) -> str:
-    if config.get("device"):
+    """The device the run asks for; ``auto`` or none: CUDA when available (as training resolves it)."""
+    if config.get("device") and str(config["device"]) != "auto":
         return str(config["device"])
     import torch
 

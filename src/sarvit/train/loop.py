@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..errors import SarvitError
 from ..losses import spatial_entropy
 from ..metrics import AttentionJaccard
+from ..models import has_class_token
 from .distributed import DistInfo, all_reduce_sum
 from .regularizers import log_key
 
@@ -59,11 +60,6 @@ class StepSettings:
     max_skipped: int = 25     # with skip_nonfinite: this many skipped steps in a row stop the run
     log_interval: int = 50
     amp_dtype: Optional[torch.dtype] = None  # None: no autocast
-
-
-def has_class_token(model: nn.Module) -> bool:
-    """Whether ``model`` has the [CLS] query that SAR's maps are read from (ARViT has none)."""
-    return bool(getattr(model, "has_class_token", getattr(model, "cls_token", None) is not None))
 
 
 def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
@@ -214,7 +210,7 @@ def train_one_epoch(
                   count_bad=not settings.skip_nonfinite)
         images += x.shape[0]
         if (step + 1) % settings.log_interval == 0 or step + 1 == steps:
-            sums = tally.check(info, epoch).tolist()  # the log point's one host sync
+            sums = tally.check(info, epoch).tolist()  # host syncs at log points only (non-finite count, sums)
             if progress is not None:
                 means = [value / sums[2] for value in sums] if sums[2] else None
                 shown = ({"loss": f"{means[0]:.4f}",

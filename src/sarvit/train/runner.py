@@ -23,12 +23,11 @@ from ..checkpoints import (FORMAT, RunFolder, check_resumable, checkpoint_conten
 from ..data import MaskedDataset
 from ..errors import SarvitError
 from ..metrics import AttentionJaccard
-from ..models import ModelSpec, load_weights, sar_config
+from ..models import ModelSpec, has_class_token, load_weights, sar_config
 from . import build
 from .config import save_config
 from .distributed import DistInfo, barrier, broadcast_object, setup_distributed
-from .loop import (NonFiniteLoss, StepSettings, evaluate, has_class_token, nonfinite_weights,
-                   train_one_epoch)
+from .loop import NonFiniteLoss, StepSettings, evaluate, nonfinite_weights, train_one_epoch
 from .pace import Pace
 from .pictures import AttentionPictures, picture_epochs
 from .records import RunLog, plot_curves
