@@ -64,8 +64,9 @@ def _inline_commands(text: str):
                    flags=re.MULTILINE | re.DOTALL)
     for span in CODE_SPAN.finditer(prose):
         words = span.group(1).split()
-        if words[0] != "sarvit" or len(words) < 2 or "<" in span.group(1) or words[1].endswith(":"):
-            continue                                     # a placeholder (`sarvit <command>`) or a quoted message
+        if len(words) < 2 or words[0] != "sarvit" or words[1].endswith(":") or any(
+                mark in span.group(1) for mark in ("<", "...", "…")):
+            continue                        # a quoted message, or a placeholder (`sarvit <command>`, `sarvit ...`)
         yield text.count("\n", 0, span.start()) + 1, words[1:]
 
 
