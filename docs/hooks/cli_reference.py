@@ -80,5 +80,4 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
     """mkdocs event: fill the marker of the page that holds it."""
     if MARKER not in markdown:
         return markdown
-    render = getattr(options, "reference_markdown", None) or render_cli_reference
-    return re.sub(re.escape(MARKER), lambda _: render(), markdown)
+    return re.sub(re.escape(MARKER), lambda _: render_cli_reference(), markdown)
