@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Optional
 
 from . import __version__
 from .errors import SarvitError
-from .options import COMMANDS, LEARN, HelpFormatter, add_options, check_output_dir, check_values, defaults
+from .option_parser import HelpFormatter, add_options
+from .options import COMMANDS, LEARN, check_values, defaults
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -63,6 +65,20 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     module, function = COMMANDS[args.command].run.split(":")
     args.run = getattr(importlib.import_module(module), function)
     return args
+
+
+def check_output_dir(path: Optional[str]) -> None:
+    """``--output-dir`` names a folder this process can create or write into (nothing is created here)."""
+    if not path:
+        return
+    folder = os.path.abspath(os.path.expanduser(path))
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise SarvitError(f"--output-dir {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SarvitError(f"--output-dir {path}: cannot write there ({existing} is not writable)")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -7,13 +7,11 @@ long spelling is accepted with ``-`` and with ``_`` (generated, not listed). Add
     Option("hflip", ROOM_AUGMENT, "horizontal flip probability (0: off)", TRAIN, type=float, default=0.5,
            metavar="P"),
 
-Parsers carry no defaults (``argparse.SUPPRESS``): the namespace holds what the user typed, and
-:func:`defaults` gives the table's values (``train`` / ``eval`` layer them in ``sarvit.train.config``).
+:mod:`sarvit.option_parser` builds the argparse parsers from it, :func:`reference_markdown` the CLI reference
+page; :func:`defaults` gives the table's values (``train`` / ``eval`` layer them in ``sarvit.train.config``).
 """
 from __future__ import annotations
 
-import argparse
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -21,8 +19,8 @@ from .errors import SarvitError
 from .option_values import (AT_LEAST_1, DEVICE, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_value,
                             expected, float_list)
 
-__all__ = ["COMMANDS", "OPTIONS", "Command", "HelpFormatter", "Option", "Range", "add_options", "check_output_dir", "check_values",
-           "defaults", "dest_of_spelling", "options_of", "spellings"]
+__all__ = ["COMMANDS", "OPTIONS", "Command", "Option", "Range", "check_values", "defaults", "dest_of_spelling",
+           "options_of", "reference_markdown", "spellings"]
 
 TRAIN, EVAL = ("train",), ("eval",)
 ANALYSIS = ("segment-eval", "visualize", "analyze")
@@ -176,8 +174,8 @@ OPTIONS: tuple[Option, ...] = (
       switch=True),
     O("similarity", ROOM_SAR, "similarity of the [CLS] query with the patch keys", LEARN, default="dot",
       choices=("dot", "cosine")),
-    O("reg", ROOM_SAR, "add a loss term (repeatable): spatial-entropy, tv, nonspatial-entropy, drloc, distance, "
-      "patch-similarity; WEIGHT: default the term's paper value (spatial-entropy: --lambda), 0 turns it off; "
+    O("reg", ROOM_SAR, "add a loss term (repeatable): NAME is one of sarvit.losses.REGULARIZERS (an unknown name "
+      "is refused with the list); WEIGHT: default the term's paper value (spatial-entropy: --lambda), 0 turns it off; "
       "@BLOCK: the block whose attention distance and patch-similarity read (default -1, the last); see README",
       TRAIN, repeat=True, metavar="NAME[:WEIGHT][@BLOCK]"),
     # optimisation
@@ -331,18 +329,6 @@ def spellings(option: Option, names: tuple[str, ...] = ()) -> list[str]:
                 found.append(spelling)
     return found
 
-
-class HelpFormatter(argparse.HelpFormatter):
-    """Shows each option by its table spellings only (its generated ``_``/``-`` twins are accepted, not listed)."""
-
-    def _format_action_invocation(self, action: argparse.Action) -> str:
-        shown = getattr(action, "shown", None)
-        if not shown:
-            return super()._format_action_invocation(action)
-        metavar = self._format_args(action, action.dest.upper()) if action.nargs != 0 else ""
-        return ", ".join(f"{spelling} {metavar}".rstrip() for spelling in shown)
-
-
 def options_of(command: str) -> list[Option]:
     """The rows of ``command``, in table order."""
     if command not in COMMANDS:
@@ -391,64 +377,40 @@ def check_values(command: str, values: dict[str, Any], source: str = "") -> dict
     return checked
 
 
-def check_output_dir(path: Optional[str]) -> None:
-    """``--output-dir`` names a folder this process can create or write into (nothing is created here)."""
-    if not path:
-        return
-    folder = os.path.abspath(os.path.expanduser(path))
-    existing = folder
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise SarvitError(f"--output-dir {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise SarvitError(f"--output-dir {path}: cannot write there ({existing} is not writable)")
-
-
-def _shown(value: Any) -> str:
+def shown_default(value: Any) -> str:
+    """A default as ``--help`` shows it: ``on``/``off`` for booleans."""
     return "off" if value is False else "on" if value is True else str(value)
 
 
-class _StoreAndSet(argparse.Action):
-    """Store the value and the row's ``sets`` (e.g. ``--voc-path DIR`` also sets ``data_set = "voc"``)."""
-
-    def __init__(self, *args, sets: dict, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.sets = sets
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        setattr(namespace, self.dest, values)
-        for dest, value in self.sets.items():
-            setattr(namespace, dest, value)
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
 
 
-def add_options(parser: argparse.ArgumentParser, command: str) -> None:
-    """Add ``command``'s rows to ``parser``, one argument group per room; no defaults on the parser."""
-    for dest, nargs, metavar, help in COMMANDS[command].positional:
-        parser.add_argument(dest, nargs=nargs, metavar=metavar, help=help, default=argparse.SUPPRESS)
-    used = {option.room for option in options_of(command)}
-    groups = {room: parser.add_argument_group(room) for room in ROOMS if room in used}
-    for option in options_of(command):
-        group = groups[option.room]
-        shown = option.help if option.default is None else f"{option.help} (default: {_shown(option.default)})"
-        common = dict(dest=option.dest, default=argparse.SUPPRESS)
-        if option.switch:
-            on = group.add_argument(*spellings(option), action="store_true", help=shown, **common)
-            on.shown = _listed((option.name, *option.aliases))
-            if option.off:
-                off = group.add_argument(*spellings(option, option.off), action="store_false",
-                                         help="turn off: " + option.help, **common)
-                off.shown = _listed(option.off)
-            continue
-        kwargs = {key: getattr(option, key) for key in ("type", "choices", "metavar", "nargs")
-                  if getattr(option, key) is not None}
-        if option.sets:
-            kwargs.update(action=_StoreAndSet, sets=option.sets)
-        if option.repeat:
-            kwargs.update(action="append")
-        action = group.add_argument(*spellings(option), help=shown, **common, **kwargs)
-        action.shown = _listed((option.name, *option.aliases))
+def reference_markdown() -> str:
+    """The CLI reference as Markdown: per command its description, then a table of its options by help section.
 
-
-def _listed(names: tuple[str, ...]) -> list[str]:
-    return [name if name.startswith("-") else f"--{name}" for name in names]
+    >>> page = reference_markdown()
+    >>> page.startswith("# Command-line reference") and "`--lambda`, `--blob-weight`" in page
+    True
+    """
+    out = ["# Command-line reference", "",
+           "Generated from the option table (`sarvit.options.OPTIONS`); every long option is also accepted with `_` "
+           "in place of `-`.", ""]
+    for name, command in COMMANDS.items():
+        out += [f"## sarvit {name}", "", command.description, ""]
+        rows = options_of(name)
+        for room in ROOMS:
+            in_room = [option for option in rows if option.room == room]
+            if not in_room:
+                continue
+            out += [f"### {room}", "", "| option | value | default | meaning |", "|---|---|---|---|"]
+            for option in in_room:
+                names = [n if n.startswith("-") else f"--{n}" for n in (option.name, *option.aliases)]
+                shown = ", ".join(f"`{n}`" for n in names)
+                if option.off:
+                    shown += " (off: " + ", ".join(f"`--{n}`" for n in option.off) + ")"
+                value = "" if option.switch else (option.metavar or "|".join(map(str, option.choices or ())) or "TEXT")
+                default = "" if option.default is None else f"`{shown_default(option.default)}`"
+                out.append(f"| {shown} | {_cell(value)} | {_cell(default)} | {_cell(option.help)} |")
+            out.append("")
+    return "\n".join(out)
