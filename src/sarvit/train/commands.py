@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from ..checkpoints import FORMAT, load_checkpoint
 from ..errors import SarvitError
-from .config import ARCH_KEYS, INVOCATION_KEYS, checked_values, resolve_run
+from .config import ARCH_KEYS, INVOCATION_KEYS, resolve_run, stored_layer
 from .distributed import cleanup_distributed
 
 __all__ = ["run_train", "run_eval", "config_from_args"]
@@ -46,8 +46,8 @@ def config_from_args(args: argparse.Namespace, evaluating: bool = False) -> tupl
             if not isinstance(stored, dict):
                 raise SarvitError(f"{continued}: the checkpoint's 'config' should be the run's options (a dict), "
                                   f"found {type(stored).__name__}")
-            base = checked_values({k: v for k, v in stored.items() if k not in _RUN_KEYS},
-                                  f"{continued} (the options stored in the checkpoint)")
+            base = stored_layer({k: v for k, v in stored.items() if k not in _RUN_KEYS},
+                                f"{continued} (the options stored in the checkpoint)")
     start = None if evaluating else cli.get("finetune") or cli.get("weights")
     if start and "model" not in cli:  # train the architecture the weights belong to
         source = load_checkpoint(start)
