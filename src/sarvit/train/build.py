@@ -15,10 +15,11 @@ from ..data import ROTATIONS, build_dataset, build_mask_dataset, build_transform
 from ..errors import SarvitError
 from ..models import ModelSpec
 from .distributed import DistInfo, ShardSampler
+from .tasks import RotationTask, SupervisedTask, TrainingTask
 
 __all__ = ["model_spec", "build_datasets", "train_loader", "eval_loader", "build_optimizer",
            "build_scheduler", "build_mixup", "build_criterion", "amp_dtype", "scaled_lr", "cpu_threads",
-           "compile_step", "check_input_fits"]
+           "compile_step", "check_input_fits", "build_task", "worker_count"]
 
 _ARCH_OVERRIDES = ("patch_size", "depth", "embed_dim", "num_heads")
 
@@ -81,11 +82,16 @@ def cpus_per_process(info: DistInfo) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, local))
 
 
+def worker_count(requested: int, device: torch.device, cpus: Optional[int] = None) -> int:
+    """Data-loading processes for ``--num-workers requested``: capped by ``cpus`` (default: all of this machine's),
+    on a CPU device by a quarter of them (at least one), since the model's threads need the cores too."""
+    cpus = cpus or os.cpu_count() or 1
+    cap = max(1, cpus // 4) if device.type == "cpu" else cpus
+    return max(0, min(int(requested), cap))
+
+
 def _workers(config: dict[str, Any], info: DistInfo) -> int:
-    """``--num-workers``, capped by the CPUs of this process; on a CPU device a quarter of them (at least one)."""
-    cpus = cpus_per_process(info)
-    cap = max(1, cpus // 4) if info.device.type == "cpu" else cpus
-    return max(0, min(int(config["num_workers"]), cap))
+    return worker_count(config["num_workers"], info.device, cpus_per_process(info))
 
 
 def cpu_threads(config: dict[str, Any], info: DistInfo) -> int:
@@ -192,6 +198,15 @@ def build_mixup(config: dict[str, Any], num_classes: int) -> Optional[Mixup]:
     return Mixup(mixup_alpha=config["mixup"], cutmix_alpha=config["cutmix"], cutmix_minmax=config.get("cutmix_minmax"),
                  prob=config["mixup_prob"], switch_prob=config["mixup_switch_prob"], mode=config["mixup_mode"],
                  label_smoothing=config["smoothing"], num_classes=num_classes)
+
+
+def build_task(config: dict[str, Any], model: torch.nn.Module, num_classes: int) -> TrainingTask:
+    """The run's task around ``model`` (a RegularizedModel): the rotation pretext with ``--pretext rotation``, else
+    supervised classification (with DeiT's Mixup/CutMix when asked for)."""
+    mixup = build_mixup(config, num_classes)
+    criterion = build_criterion(config, mixup)
+    task = RotationTask if config.get("pretext") == "rotation" else SupervisedTask
+    return task(model, criterion, mixup)
 
 
 def build_criterion(config: dict[str, Any], mixup: Optional[Mixup]):

@@ -73,7 +73,8 @@ def run_train(args: argparse.Namespace) -> int:
     if result.paths:
         last = result.history[-1] if result.history else {}
         if last:
-            print(f"final: val top-1 {last['val_top1']:.2f}%, top-5 {last['val_top5']:.2f}% (epoch {last['epoch'] + 1}); "
+            top5 = "" if last.get("val_top5") is None else f", top-5 {last['val_top5']:.2f}%"
+            print(f"final: val top-1 {last['val_top1']:.2f}%{top5} (epoch {last['epoch'] + 1}); "
                   f"best top-1 {result.best_top1:.2f}% (epoch {result.best_epoch + 1})")
         print(f"wrote {result.output_dir}/")
         for name, path in result.paths.items():
@@ -94,7 +95,8 @@ def run_eval(args: argparse.Namespace) -> int:
         cleanup_distributed()
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{metrics['checkpoint']} on {metrics['data_set']} ({metrics['images']} images): "
-              f"top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  loss {metrics['loss']:.4f}"
+              f"top-1 {metrics['top1']:.2f}%" + ("" if metrics["top5"] is None else f"  top-5 {metrics['top5']:.2f}%")
+              + f"  loss {metrics['loss']:.4f}"
               + (f"  spatial entropy {metrics['entropy']:.4f}" if metrics["entropy"] is not None else "")
               + (f"  attention Jaccard {metrics['jaccard']:.1f}%" if "jaccard" in metrics else ""))
         if config.get("json"):
