@@ -67,10 +67,7 @@ def plot_curves(history: list[dict], path: Path) -> Optional[Path]:
         return None
     import itertools
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # drawn on its own Figure: pyplot's backend and state stay untouched
 
     epochs = [line["epoch"] + 1 for line in history]  # counted from 1, as the terminal does
     terms = tuple(dict.fromkeys(key for line in history for key in line if key.startswith("train_reg_")))
@@ -83,7 +80,8 @@ def plot_curves(history: list[dict], path: Path) -> Optional[Path]:
                           ("val_ema_top1", "EMA top-1"), ("val_jaccard", "attention Jaccard"))),
         ("learning rate", (("lr", "lr"),)),
     )
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
+    figure = Figure(figsize=(4.2 * len(panels), 3.4))
+    axes = figure.subplots(1, len(panels))
     # Lines that coincide (train total = CE + lambda * entropy, with lambda small) stay visible: each series
     # of a panel has its own dash pattern and marker, later ones drawn thinner on top.
     styles = (("-", "o", 2.6), ("--", "s", 1.8), (":", "^", 1.4), ("-.", "D", 1.2))
@@ -100,5 +98,4 @@ def plot_curves(history: list[dict], path: Path) -> Optional[Path]:
             axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return Path(path)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from . import build
 from .config import TrainConfig, save_config
 from .distributed import DistInfo, barrier, broadcast_object, setup_distributed
 from .loop import LoopState, NonFiniteLoss, Optimization, StepSettings, evaluate, nonfinite_weights, train_one_epoch
-from .pace import Pace
+from .pace import Pace, progress_bar, write_line
 from .pictures import AttentionPictures, picture_epochs
 from .records import RunLog, plot_curves
 from .regularizers import RegularizedModel, log_key
@@ -212,10 +211,10 @@ class _Run:
         for epoch in range(first, config.epochs):
             self.train_loader.sampler.set_epoch(epoch)
             self.state.epoch = epoch
-            progress = _progress(info, len(self.train_loader), epoch, config.epochs)
+            progress = progress_bar(info.is_main, len(self.train_loader), epoch, config.epochs)
             if epoch == first and info.is_main:
                 progress = Pace(progress, steps_per_epoch=len(self.train_loader), epochs=config.epochs - first,
-                                train_images=train_images, val_images=len(self.val_loader.dataset), say=_write)
+                                train_images=train_images, val_images=len(self.val_loader.dataset), say=write_line)
             try:
                 train_metrics = train_one_epoch(self.step, self.train_loader, self.optimization, self.state,
                                                 self.settings, info, progress)
@@ -313,23 +312,6 @@ def _architecture_words(model: torch.nn.Module) -> str:
     grid = "x".join(str(side) for side in model.patch_embed.grid_size)
     return (f"{len(model.blocks)} blocks, width {model.embed_dim}, {model.blocks[0].attn.num_heads} heads, "
             f"{grid} patches, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
-
-
-def _write(message: str) -> None:
-    """A line between progress-bar updates."""
-    from tqdm import tqdm
-
-    tqdm.write(message, file=sys.stdout)
-    sys.stdout.flush()
-
-
-def _progress(info: DistInfo, total: int, epoch: int, epochs: int):
-    if not info.is_main:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="step", leave=False, file=sys.stderr,
-                dynamic_ncols=True, disable=None)
 
 
 def train(config: TrainConfig) -> TrainResult:
