@@ -105,7 +105,7 @@ class _EpochMeans:
 
     def _mean(self, key: str) -> MeanMetric:
         if key not in self.means:  # nan_strategy "disable": no host-side NaN check per update
-            self.means[key] = MeanMetric(nan_strategy="disable", sync_on_compute=True).to(self.device)
+            self.means[key] = MeanMetric(nan_strategy="disable").to(self.device)
         return self.means[key]
 
     def add(self, loss: torch.Tensor, task_loss: torch.Tensor, terms: Optional[torch.Tensor], out: TaskOutput) -> None:
@@ -118,8 +118,8 @@ class _EpochMeans:
             self._mean(key).update(value.detach().float())
         if out.logits is not None:
             if self.top1 is None:
-                self.top1 = MulticlassAccuracy(out.logits.shape[-1], average="micro", validate_args=False,
-                                               sync_on_compute=True).to(self.device)
+                self.top1 = MulticlassAccuracy(out.logits.shape[-1], average="micro",
+                                               validate_args=False).to(self.device)
             self.top1.update(out.logits.detach(), hard_labels(out.targets))
         self.updates += 1
 
@@ -139,18 +139,16 @@ class _EpochMeans:
             raise NonFiniteLoss(epoch, int(first))
 
     def read(self) -> dict[str, Optional[float]]:
-        """The means so far over every process (``top1`` in %), one host read; None before any update."""
-        keys = ["loss", "ce", *self.term_keys, *(key for key in self.means if key not in ("loss", "ce")
-                                                  and key not in self.term_keys)]
+        """The means so far over every process (``top1`` in %), in one host read; None before any update."""
+        fixed = ("loss", "ce", *self.term_keys)
+        keys = [*fixed, *(key for key in self.means if key not in fixed)]  # then the task's own metrics
         if not self.updates:  # every step skipped
-            return {key: None for key in (*keys, "top1")}
-        values = [self.means[key].compute() for key in keys if key in self.means]
-        shown = [key for key in keys if key in self.means]
+            return dict.fromkeys([*keys, "top1"])
+        parts = {key: self.means[key].compute() for key in keys}
         if self.top1 is not None:
-            values.append(100.0 * self.top1.compute())
-            shown.append("top1")
-        read = dict(zip(shown, torch.stack(values).tolist()))
-        return {key: read.get(key) for key in (*keys, "top1")}
+            parts["top1"] = 100.0 * self.top1.compute()
+        values = dict(zip(parts, torch.stack(list(parts.values())).tolist()))
+        return {key: values.get(key) for key in (*keys, "top1")}
 
 
 def train_one_epoch(step: nn.Module, loader, optimization: Optimization, state: LoopState, settings: StepSettings,

@@ -315,7 +315,8 @@ def _architecture_words(model: torch.nn.Module) -> str:
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """Train as ``config`` (a :class:`~sarvit.train.config.TrainConfig`, :func:`~sarvit.train.config.resolve_config`) says.
+    """Train as ``config`` (a :class:`~sarvit.train.config.TrainConfig` from
+    :func:`~sarvit.train.config.resolve_config`) says.
 
     Works under ``torchrun`` (DistributedDataParallel; rank 0 writes). Returns the trained model
     and its history; raises :class:`SarvitError` for user-facing failures.
