@@ -23,6 +23,7 @@ from typing import Callable, Optional, Sequence
 import yaml
 
 from ..errors import SarvitError
+from ..train.pace import duration_words
 from .grids import Grid
 
 __all__ = ["RunPlan", "plan_runs", "run_state", "run_grid", "TRAIN_COMMAND", "GridOutcome"]
@@ -145,7 +146,7 @@ def _eta(durations: list[float], remaining: int, jobs: int) -> str:
     if not durations or remaining <= 0:
         return ""
     seconds = sum(durations) / len(durations) * remaining / max(1, min(jobs, remaining))
-    return f", about {seconds / 60:.0f} min left" if seconds >= 90 else f", about {seconds:.0f} s left"
+    return f", about {duration_words(seconds)} left"
 
 
 def run_grid(plans: Sequence[RunPlan], jobs: int = 1, train_command: Sequence[str] = TRAIN_COMMAND,
