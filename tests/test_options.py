@@ -8,8 +8,7 @@ import pytest
 
 from sarvit import __version__
 from sarvit.cli import build_parser
-from sarvit.options import (ANALYSIS, COMMANDS, OPTIONS, Option, defaults, float_list, options_of, reference_markdown,
-                            spellings)
+from sarvit.options import ANALYSIS, COMMANDS, OPTIONS, Option, defaults, float_list, options_of, spellings
 
 PARSER, SUBPARSERS = build_parser()
 REQUIRED = ["--weights", "w.pth"]
@@ -132,13 +131,3 @@ def test_experiment_scales_match_the_grids():
     from sarvit.experiments.grids import SCALES
 
     assert next(option for option in OPTIONS if option.name == "scale").choices == SCALES
-
-
-def test_the_cli_reference_lists_every_option_of_every_command():
-    page = reference_markdown()
-    for command in COMMANDS:
-        section = page.split(f"\n## sarvit {command}\n")[1].split("\n## sarvit ")[0]
-        rows = [line.split("`")[1] for line in section.splitlines() if line.startswith("| `")]
-        assert sorted(rows) == sorted(f"--{option.name}" for option in options_of(command)), command
-    lam = next(line for line in page.splitlines() if line.startswith("| `--lambda`"))
-    assert lam == ("| `--lambda`, `--blob-weight` | W | `0.01` | weight of the spatial-entropy loss |")

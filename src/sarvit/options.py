@@ -7,8 +7,8 @@ long spelling is accepted with ``-`` and with ``_`` (generated, not listed). Add
     Option("hflip", ROOM_AUGMENT, "horizontal flip probability (0: off)", TRAIN, type=float, default=0.5,
            metavar="P"),
 
-:mod:`sarvit.option_parser` builds the argparse parsers from it, :func:`reference_markdown` the CLI reference
-page; :func:`defaults` gives the table's values (``train`` / ``eval`` layer them in ``sarvit.train.config``).
+:mod:`sarvit.option_parser` builds the argparse parsers from it, ``docs/hooks/cli_reference.py`` the CLI
+reference page; :func:`defaults` gives the table's values (``train`` / ``eval`` layer them in ``sarvit.train.config``).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from .option_values import (AT_LEAST_1, DEVICE, NON_NEGATIVE, POSITIVE, PROBABIL
                             expected, float_list)
 
 __all__ = ["COMMANDS", "OPTIONS", "Command", "Option", "Range", "check_values", "defaults", "dest_of_spelling",
-           "options_of", "reference_markdown", "spellings"]
+           "options_of", "shown_default", "spellings"]
 
 TRAIN, EVAL = ("train",), ("eval",)
 ANALYSIS = ("segment-eval", "visualize", "analyze")
@@ -380,37 +380,3 @@ def check_values(command: str, values: dict[str, Any], source: str = "") -> dict
 def shown_default(value: Any) -> str:
     """A default as ``--help`` shows it: ``on``/``off`` for booleans."""
     return "off" if value is False else "on" if value is True else str(value)
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")
-
-
-def reference_markdown() -> str:
-    """The CLI reference as Markdown: per command its description, then a table of its options by help section.
-
-    >>> page = reference_markdown()
-    >>> page.startswith("# Command-line reference") and "`--lambda`, `--blob-weight`" in page
-    True
-    """
-    out = ["# Command-line reference", "",
-           "Generated from the option table (`sarvit.options.OPTIONS`); every long option is also accepted with `_` "
-           "in place of `-`.", ""]
-    for name, command in COMMANDS.items():
-        out += [f"## sarvit {name}", "", command.description, ""]
-        rows = options_of(name)
-        for room in ROOMS:
-            in_room = [option for option in rows if option.room == room]
-            if not in_room:
-                continue
-            out += [f"### {room}", "", "| option | value | default | meaning |", "|---|---|---|---|"]
-            for option in in_room:
-                names = [n if n.startswith("-") else f"--{n}" for n in (option.name, *option.aliases)]
-                shown = ", ".join(f"`{n}`" for n in names)
-                if option.off:
-                    shown += " (off: " + ", ".join(f"`--{n}`" for n in option.off) + ")"
-                value = "" if option.switch else (option.metavar or "|".join(map(str, option.choices or ())) or "TEXT")
-                default = "" if option.default is None else f"`{shown_default(option.default)}`"
-                out.append(f"| {shown} | {_cell(value)} | {_cell(default)} | {_cell(option.help)} |")
-            out.append("")
-    return "\n".join(out)
