@@ -30,7 +30,7 @@ from torch import nn
 
 from ..errors import SarvitError
 
-__all__ = ["Capture", "capturing", "enable_capture", "has_class_token", "patch_grid"]
+__all__ = ["Capture", "begin_capture", "capturing", "enable_capture", "end_capture", "has_class_token", "patch_grid"]
 
 
 def has_class_token(model: nn.Module) -> bool:
@@ -98,17 +98,31 @@ def _block_indices(model: nn.Module, capture: Capture) -> tuple[int | None, tupl
 
 
 class _Recorder:
-    """A model's capture state: the hook keys the running capture wants, and what those hooks kept."""
+    """A model's capture state: the hook keys the running capture wants, what those hooks kept, and the plan of
+    the capture under way (set by :func:`begin_capture`, read by :func:`end_capture`)."""
 
     def __init__(self) -> None:
         self.wanted: tuple = ()
         self.kept: dict = {}
+        self.plan: _Plan | None = None
+        self.as_tuple: bool | None = None  # how a SAR model's forward hook answers this call (None: logits only)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    capture: Capture
+    cls_block: int | None
+    attention_blocks: tuple[int, ...]
+    keys: tuple
+    grid: tuple[int, int]
+    similarity: str
 
 
 class _Keep:
     """A forward hook that keeps its module's output under ``key`` while a capture wants that key.
 
-    A callable object (not a closure) so that ``copy.deepcopy`` of the model (EMA) hooks the copy's recorder.
+    A callable object (not a closure) so that ``copy.deepcopy`` of the model (EMA) hooks the copy's recorder,
+    and so that the model pickles.
     """
 
     def __init__(self, recorder: _Recorder, key) -> None:
@@ -161,6 +175,55 @@ def _wanted_keys(model: nn.Module, capture: Capture) -> tuple[int | None, tuple[
     return cls_block, attention_blocks, keys
 
 
+def begin_capture(model: nn.Module, capture: Capture, grid: tuple[int, int], *, similarity: str = "dot") -> None:
+    """Arm ``model``'s hooks for ``capture`` (checked against the model) before its forward pass; the pass's
+    results are then read by :func:`end_capture`. :func:`capturing` pairs the two around a ``with``."""
+    cls_block, attention_blocks, keys = _wanted_keys(model, capture)
+    recorder = enable_capture(model)
+    recorder.kept.clear()  # the same dict object stays: a compiled graph writes into the one it traced
+    recorder.wanted = keys
+    recorder.plan = _Plan(capture, cls_block, attention_blocks, keys, tuple(grid), similarity)
+
+
+def _disarm(recorder: _Recorder) -> None:
+    """Idle hooks, nothing kept (also after a failed forward pass)."""
+    recorder.wanted, recorder.plan = (), None
+    recorder.kept.clear()
+
+
+def end_capture(model: nn.Module) -> dict:
+    """What the forward pass since :func:`begin_capture` kept, as asked (keys ``maps``, ``cls_attention``,
+    ``attention``, ``tokens``); the hooks are idle again and keep no tensor. ``{}`` when nothing was armed."""
+    recorder = enable_capture(model)
+    plan, kept = recorder.plan, dict(recorder.kept)
+    _disarm(recorder)
+    if plan is None:
+        return {}
+    missing = [key for key in plan.keys if key not in kept]
+    if missing:
+        raise SarvitError(f"capture: the forward pass inside `capturing` never ran the hooked modules {missing}")
+    captured: dict = {}
+    capture, grid, prefix = plan.capture, plan.grid, model.num_prefix_tokens
+    with torch.autocast(next(iter(kept.values())).device.type, enabled=False):  # float32 maps under autocast too
+        if plan.cls_block is not None:
+            q_cls, k = kept[plan.cls_block, "q"][:, :, 0].float(), kept[plan.cls_block, "k"].float()
+            row = torch.einsum("bhd,bhnd->bhn", q_cls, k) * model.blocks[plan.cls_block].attn.scale
+            if capture.maps:
+                if plan.similarity == "cosine":  # Eq. 15: no scale, unit-norm query and keys
+                    patch_keys = F.normalize(k[:, :, prefix:], dim=-1)
+                    maps = torch.einsum("bhd,bhnd->bhn", F.normalize(q_cls, dim=-1), patch_keys)
+                else:
+                    maps = row[:, :, prefix:]
+                captured["maps"] = _to_grid(maps, grid, "maps")
+            if capture.cls_attention:
+                captured["cls_attention"] = _to_grid(row.softmax(dim=-1)[:, :, prefix:], grid, "cls_attention")
+        if plan.attention_blocks:
+            captured["attention"] = {index: _attention(model, kept, index) for index in plan.attention_blocks}
+    if capture.tokens:
+        captured["tokens"] = _to_grid(kept["tokens"][:, prefix:].transpose(1, 2), grid, "tokens")
+    return captured
+
+
 @contextmanager
 def capturing(
     model: nn.Module, capture: Capture, grid: tuple[int, int], *, similarity: str = "dot"
@@ -182,36 +245,13 @@ def capturing(
     if capture.empty:
         yield captured
         return
-    cls_block, attention_blocks, keys = _wanted_keys(model, capture)
-    recorder = enable_capture(model)
-    recorder.wanted = keys
+    begin_capture(model, capture, grid, similarity=similarity)
     try:
         yield captured
-        kept = dict(recorder.kept)
-    finally:  # the same dict object stays: a compiled graph writes into the one it traced
-        recorder.wanted = ()
-        recorder.kept.clear()
-    missing = [key for key in keys if key not in kept]
-    if missing:
-        raise SarvitError(f"capture: the forward pass inside `capturing` never ran the hooked modules {missing}")
-    prefix = model.num_prefix_tokens
-    with torch.autocast(next(iter(kept.values())).device.type, enabled=False):  # float32 maps under autocast too
-        if cls_block is not None:
-            q_cls, k = kept[cls_block, "q"][:, :, 0].float(), kept[cls_block, "k"].float()
-            row = torch.einsum("bhd,bhnd->bhn", q_cls, k) * model.blocks[cls_block].attn.scale
-            if capture.maps:
-                if similarity == "cosine":  # Eq. 15: no scale, unit-norm query and keys
-                    patch_keys = F.normalize(k[:, :, prefix:], dim=-1)
-                    maps = torch.einsum("bhd,bhnd->bhn", F.normalize(q_cls, dim=-1), patch_keys)
-                else:
-                    maps = row[:, :, prefix:]
-                captured["maps"] = _to_grid(maps, grid, "maps")
-            if capture.cls_attention:
-                captured["cls_attention"] = _to_grid(row.softmax(dim=-1)[:, :, prefix:], grid, "cls_attention")
-        if attention_blocks:
-            captured["attention"] = {index: _attention(model, kept, index) for index in attention_blocks}
-    if capture.tokens:
-        captured["tokens"] = _to_grid(kept["tokens"][:, prefix:].transpose(1, 2), grid, "tokens")
+    except BaseException:
+        _disarm(enable_capture(model))
+        raise
+    captured.update(end_capture(model))
 
 
 def _attention(model: nn.Module, kept: dict, index: int) -> torch.Tensor:

@@ -13,6 +13,7 @@ The block's ``attn`` is timm's ``Attention`` itself, running its own ``forward``
 from __future__ import annotations
 
 import inspect
+import typing
 from dataclasses import asdict, dataclass
 
 import timm
@@ -21,8 +22,8 @@ from timm.layers import Attention
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-from ..errors import SarvitError
-from .capture import Capture, capturing, enable_capture, has_class_token, patch_grid
+from ..errors import SarvitError, SarvitTypeError
+from .capture import Capture, begin_capture, enable_capture, end_capture, has_class_token, patch_grid
 
 __all__ = ["SARBlock", "SARConfig", "create_model", "sar_config", "SIMILARITIES"]
 
@@ -72,46 +73,62 @@ class SARBlock(nn.Module):
         return mlp_out if self.config.remove_last_mlp_skip else x + self.drop_path2(mlp_out)
 
 
-class _SARForward:
-    """Mixed into the model's own class: ``forward(x, return_maps=False, return_attention=False, capture=None)``."""
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        return_maps: bool = False,
-        return_attention: bool = False,
-        capture: Capture | None = None,
-        **kwargs,
-    ):
-        dynamic = getattr(self, "dynamic_img_size", False)
-        expected = self.patch_embed.img_size
-        if x.dim() != 4 or (not dynamic and expected is not None and tuple(x.shape[-2:]) != tuple(expected)):
-            size = "H, W" if dynamic or expected is None else f"{expected[0]}, {expected[1]}"
-            raise SarvitError(
-                f"{type(self).__name__} expects images [B, C, {size}], got shape {tuple(x.shape)}; "
-                "build the model with img_size= to change its grid"
-            )
-        as_tuple = return_maps or return_attention
-        if as_tuple:
-            if capture is not None:
-                raise SarvitError("pass either capture= or return_maps/return_attention, not both")
-            capture = Capture(maps=return_maps, cls_attention=return_attention)
-        if capture is None:
-            return super().forward(x, **kwargs)
-        with capturing(self, capture, patch_grid(self, x), similarity=self.blocks[-1].config.similarity) as captured:
-            logits = super().forward(x, **kwargs)
-        if as_tuple:
-            return (logits, *(captured[key] for key in ("maps", "cls_attention") if key in captured))
-        return logits, captured
-
-
-_SAR_CLASSES: dict[type, type] = {}
+def _before_forward(model: VisionTransformer, args: tuple, kwargs: dict):
+    """Forward pre-hook of a SAR model: checks the images and takes sarvit's keyword arguments
+    (``return_maps``, ``return_attention``, ``capture``) out of the call before timm's own ``forward`` runs,
+    arming the capture hooks when they ask for something. A module-level function, so the model pickles."""
+    x = args[0] if args else kwargs.get("x")
+    dynamic = getattr(model, "dynamic_img_size", False)
+    expected = model.patch_embed.img_size
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or (
+            not dynamic and expected is not None and tuple(x.shape[-2:]) != tuple(expected)):
+        size = "H, W" if dynamic or expected is None else f"{expected[0]}, {expected[1]}"
+        found = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise SarvitError(f"x: {type(model).__name__} expects images [B, C, {size}], got {found}; "
+                          "build the model with img_size= to change its grid")
+    recorder = enable_capture(model)
+    recorder.as_tuple = None
+    if not any(key in kwargs for key in _SAR_KWARGS):
+        return None
+    kwargs = dict(kwargs)
+    return_maps, return_attention = kwargs.pop("return_maps", False), kwargs.pop("return_attention", False)
+    capture = kwargs.pop("capture", None)
+    as_tuple = bool(return_maps or return_attention)
+    if as_tuple:
+        if capture is not None:
+            raise SarvitError("capture: pass either capture= or return_maps/return_attention, not both")
+        capture = Capture(maps=bool(return_maps), cls_attention=bool(return_attention))
+    if capture is not None:
+        if not isinstance(capture, Capture):
+            raise SarvitTypeError(f"capture must be a sarvit.models.Capture, got {type(capture).__name__}")
+        if not capture.empty:
+            begin_capture(model, capture, patch_grid(model, x), similarity=model.blocks[-1].config.similarity)
+        recorder.as_tuple = as_tuple
+    return args, kwargs
 
 
-def _sar_class(base: type) -> type:
-    if base not in _SAR_CLASSES:
-        _SAR_CLASSES[base] = type(f"SAR{base.__name__}", (_SARForward, base), {})
-    return _SAR_CLASSES[base]
+def _after_forward(model: VisionTransformer, args: tuple, logits: torch.Tensor):
+    """Forward hook of a SAR model: ``(logits, S[, attention])`` for ``return_maps`` / ``return_attention``,
+    ``(logits, captured)`` for ``capture=``, the logits unchanged otherwise."""
+    recorder = enable_capture(model)
+    as_tuple, recorder.as_tuple = recorder.as_tuple, None
+    if as_tuple is None:
+        return None
+    captured = end_capture(model)
+    if as_tuple:
+        return (logits, *(captured[key] for key in ("maps", "cls_attention") if key in captured))
+    return logits, captured
+
+
+_SAR_KWARGS = ("return_maps", "return_attention", "capture")
+
+
+def install_sar_forward(model: VisionTransformer) -> None:
+    """Give ``model`` (a timm ViT whose last block is a :class:`SARBlock`) the ``forward(x, return_maps=,
+    return_attention=, capture=)`` of a SAR model through two forward hooks; its class stays timm's."""
+    enable_capture(model)  # idle hooks from the start, so a compiled model has them in its first trace
+    model.register_forward_pre_hook(_before_forward, with_kwargs=True)
+    model.register_forward_hook(_after_forward)
 
 
 def create_model(
@@ -167,42 +184,62 @@ def create_model(
     )
     if not timm.is_model(name):
         raise SarvitError(f"unknown timm model {name!r}; `timm.list_models('vit_*')` lists the ViTs")
-    family = timm.models.model_entrypoint(name).__module__.rsplit(".", 1)[-1]
     try:
         model = timm.create_model(name, **timm_kwargs)
-    except (AssertionError, ValueError, ZeroDivisionError) as error:  # timm's own checks of the sizes
+    except (AssertionError, ValueError, ZeroDivisionError, TypeError) as error:  # timm's own checks of the sizes
+        declared = _declared_class(name)
+        if isinstance(error, TypeError) and declared is not None and not _vit_like(declared):
+            raise _not_a_vit(name, declared) from None  # a CNN refusing ViT keywords (img_size, ...)
         raise SarvitError(f"could not build {name!r} with {timm_kwargs}: {error or type(error).__name__}") from None
-    except TypeError as error:
-        with torch.device("meta"):  # which class is it? (no memory, no weights)
-            model = timm.create_model(name)
-        if isinstance(model, VisionTransformer) or _captures(model):
-            raise SarvitError(f"could not build {name!r} with {timm_kwargs}: {error}") from None
     if not isinstance(model, VisionTransformer) and _captures(model):
         switched_on = [key for key, value in asdict(config).items() if value not in (False, "dot")]
         if switched_on:
             raise SarvitError(
                 f"{name!r} ({type(model).__name__}) has no [CLS] token, and SAR's last-block surgery and loss need "
-                f"a [CLS] query; got {', '.join(switched_on)} on: build it with sar=False (`sarvit train --no-sar`), "
-                "and regularize its attention with e.g. `--reg distance`"
+                f"a [CLS] query; got {', '.join(switched_on)} on: build it with sar=False, "
+                "and regularize its attention with e.g. the distance loss"
             )
         enable_capture(model)  # idle hooks from the start, so a compiled model has them in its first trace
         return model
     if not isinstance(model, VisionTransformer):
-        raise SarvitError(
-            f"{name!r} is a {type(model).__name__} (timm module '{family}'); SAR needs a timm VisionTransformer "
-            "(vit_*, deit_*) whose last block attends from a [CLS] token"
-        )
+        raise _not_a_vit(name, type(model))
     if not has_class_token(model):
         raise SarvitError(f"{name!r} has no [CLS] token (class_token=False); SAR needs the [CLS] query")
+    if model.global_pool not in ("token", ""):
+        raise SarvitError(f"global_pool={model.global_pool!r}: the head of {name!r} would pool the patch tokens and "
+                          "never read the [CLS] token whose attention SAR reads; keep global_pool='token'")
+    grid = tuple(model.patch_embed.grid_size)
+    if max(grid) < 3:
+        raise SarvitError(f"img_size: a {grid[0]}x{grid[1]} patch grid has no two separate regions, so its spatial "
+                          "entropy is always 0; give img_size at least 3 * patch_size")
     last = model.blocks[-1]
     if type(last) is not Block:
         raise SarvitError(
             f"{name!r} ends with a {type(last).__name__}; SAR supports timm's pre-norm Block only"
         )
     model.blocks[-1] = SARBlock(last, config)
-    model.__class__ = _sar_class(type(model))
-    enable_capture(model)  # idle hooks from the start, so a compiled model has them in its first trace
+    install_sar_forward(model)
     return model
+
+
+def _declared_class(name: str) -> type | None:
+    """The class timm's entrypoint for ``name`` declares it returns (``def resnet18(...) -> ResNet``), if any."""
+    entrypoint = timm.models.model_entrypoint(name)
+    try:
+        declared = typing.get_type_hints(entrypoint).get("return")
+    except Exception:  # an annotation timm's module cannot resolve: unknown, as if there were none
+        return None
+    return declared if isinstance(declared, type) else None
+
+
+def _vit_like(cls: type) -> bool:
+    return issubclass(cls, VisionTransformer) or "capture" in inspect.signature(cls.forward).parameters
+
+
+def _not_a_vit(name: str, cls: type) -> SarvitError:
+    family = timm.models.model_entrypoint(name).__module__.rsplit(".", 1)[-1]
+    return SarvitError(f"name: {name!r} is a {cls.__name__} (timm module '{family}'); SAR needs a timm "
+                       "VisionTransformer (vit_*, deit_*) whose last block attends from a [CLS] token")
 
 
 def _captures(model: nn.Module) -> bool:

@@ -1,0 +1,81 @@
+"""Door checks for the library's functions: shape, dtype, choice and range, one vocabulary for every room.
+
+Each check raises :class:`~sarvit.errors.SarvitError` (a ``ValueError``) or, for a wrong type,
+:class:`~sarvit.errors.SarvitTypeError` (also a ``TypeError``), with a one-line message that names the Python
+argument, what was expected and what was found.
+
+Example:
+    >>> check_choice(4, "connectivity", (8, 4))
+    4
+    >>> check_choice(8.0, "connectivity", (8, 4))
+    Traceback (most recent call last):
+        ...
+    sarvit.errors.SarvitError: connectivity must be one of 8, 4, got 8.0
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+
+from .errors import SarvitError, SarvitTypeError
+
+__all__ = ["check_choice", "check_number", "check_tensor"]
+
+
+def check_tensor(x: Any, name: str, layout: str | None = None, *, dtype: str | torch.dtype | None = None,
+                 min_dims: int | None = None, nonempty: bool = False, data: bool = False) -> torch.Tensor:
+    """``x`` must be a tensor; returns it.
+
+    Args:
+        layout: the expected dims as ``"B, H, h, w"`` (so the tensor must have that many dims).
+        dtype: ``"float"`` (any floating-point dtype), ``"bool"``, or one ``torch.dtype``.
+        min_dims: at least this many dims (``mask [..., h, w]``: 2).
+        nonempty: refuse a tensor with no element.
+        data: the function reads the values (a meta tensor has none).
+    """
+    shape = f" of shape [{layout}]" if layout else ""
+    if not isinstance(x, torch.Tensor):
+        raise SarvitTypeError(f"{name} must be a torch.Tensor{shape}, got {type(x).__name__}")
+    if layout is not None and x.dim() != len(layout.split(", ")):
+        raise SarvitError(f"{name} must have shape [{layout}] ({len(layout.split(', '))} dims), "
+                          f"got shape {tuple(x.shape)}")
+    if min_dims is not None and x.dim() < min_dims:
+        raise SarvitError(f"{name} must have at least {min_dims} dims, got shape {tuple(x.shape)}")
+    if dtype == "float" and not x.is_floating_point():
+        raise SarvitTypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if dtype == "bool" and x.dtype != torch.bool:
+        raise SarvitTypeError(f"{name} must be a bool tensor, got dtype {x.dtype}")
+    if isinstance(dtype, torch.dtype) and x.dtype != dtype:
+        raise SarvitTypeError(f"{name} must have dtype {dtype}, got {x.dtype}")
+    if nonempty and x.numel() == 0:
+        raise SarvitError(f"{name} must not be empty, got shape {tuple(x.shape)}")
+    if data and x.is_meta:
+        raise SarvitError(f"{name} is on the meta device (shapes only, no values); pass a tensor holding data")
+    return x
+
+
+def check_choice(value: Any, name: str, choices: Sequence[Any]) -> Any:
+    """``value`` must be one of ``choices``, of the same type (``8.0`` is not the choice ``8``); returns it."""
+    if not any(type(value) is type(choice) and value == choice for choice in choices):
+        raise SarvitError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+    return value
+
+
+def check_number(value: Any, name: str, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False, integer: bool = False) -> Any:
+    """``value`` must be a finite real (an ``int`` when ``integer``) within ``[low, high]`` (an end is excluded
+    when ``low_open`` / ``high_open``); returns it."""
+    kind = "an integer" if integer else "a number"
+    allowed = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, allowed):
+        raise SarvitTypeError(f"{name} must be {kind}, got {type(value).__name__} {value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if not math.isfinite(value) or too_low or too_high:
+        left = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+        right = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+        raise SarvitError(f"{name} must be {kind} {' and '.join(filter(None, (left, right))) or 'that is finite'}"
+                          f", got {value!r}")
+    return value
