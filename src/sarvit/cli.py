@@ -14,7 +14,7 @@ from typing import Optional
 from . import __version__
 from .errors import SarvitError
 from .option_parser import HelpFormatter, add_options
-from .options import COMMANDS, LEARN, check_values, defaults
+from .options import COMMANDS, LEARN, OPTIONS, check_values, defaults
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -81,6 +81,16 @@ def check_output_dir(path: Optional[str]) -> None:
         raise SarvitError(f"--output-dir {path}: cannot write there ({existing} is not writable)")
 
 
+def flag_message(message: str, command: str) -> str:
+    """A library message names the Python argument first (``crop_scale: ...``); the CLI says the flag."""
+    argument, colon, rest = message.partition(":")
+    flags: dict[str, str] = {}
+    for option in OPTIONS:  # the first row of a dest is its canonical flag (--data-path before --voc-path)
+        if command in option.commands:
+            flags.setdefault(option.dest, option.name)
+    return f"--{flags[argument]}:{rest}" if colon and argument in flags else message
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     try:
@@ -89,7 +99,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         check_output_dir(getattr(args, "output_dir", None))
         return int(args.run(args) or 0)
     except SarvitError as error:
-        print(f"sarvit {args.command}: error: {error}", file=sys.stderr)
+        print(f"sarvit {args.command}: error: {flag_message(str(error), args.command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"sarvit {args.command}: interrupted", file=sys.stderr)

@@ -3,7 +3,9 @@ repair of what a crash can leave behind.
 
 * **Lock**: ``<folder>/.sarvit.lock``, held with ``fcntl.flock`` for the whole run, holds the owner's pid, host,
   start time and command. A second run on the folder stops at once naming them. The kernel drops the lock when its
-  process dies (even by ``kill -9``), so a stale file never blocks.
+  process dies (even by ``kill -9``), so a stale file never blocks. Where ``fcntl`` does not exist (Windows) the
+  file itself is the lock, created with ``O_EXCL`` and removed when the run ends: a run killed before it could
+  remove it leaves it behind, and the next run stops naming the file, to be deleted once that run is known dead.
 * **One run per folder**: a fresh run into a folder holding a run (``last.pth``, ``best.pth`` or logged epochs)
   stops, unless it resumes that folder's checkpoint or ``--overwrite`` moves the old files into
   ``<folder>/replaced-<time>/`` (nothing is deleted).
@@ -19,7 +21,6 @@ from the checkpoint's history on resume).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
@@ -32,6 +33,11 @@ import torch
 
 from ..errors import SarvitError
 from .files import copy_atomic, write_text
+
+try:
+    import fcntl
+except ImportError:  # no POSIX locks (Windows): the lock file's existence is the lock
+    fcntl = None
 
 __all__ = ["LOCK_NAME", "RunFolder", "check_resumable", "reconcile"]
 
@@ -191,14 +197,22 @@ def _inside(file: Path, folder: Path) -> bool:
 
 
 def _lock(path: Path) -> int:
-    """Open and ``flock`` ``path/.sarvit.lock`` (non-blocking), write who holds it; the descriptor stays open."""
+    """Open and ``flock`` ``path/.sarvit.lock`` (non-blocking), write who holds it; the descriptor stays open.
+    Without ``fcntl`` the file is created with ``O_EXCL`` instead, and an existing one means the folder is held."""
     lock = path / LOCK_NAME
     while True:
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | (os.O_EXCL if fcntl is None else 0), 0o644)
+        except FileExistsError:  # only without fcntl
+            with open(lock, "rb") as file:
+                holder = _holder(file.fileno())
+            raise SarvitError(f"--output-dir {path} is in use by another run ({holder}); wait for it to end or stop "
+                              f"it, or pick another --output-dir (if no run holds it, delete {lock})") from None
         except OSError as error:
             raise SarvitError(f"--output-dir {path}: cannot write there ({error.strerror or error}); "
                               "pick a folder you can write to") from None
+        if fcntl is None:
+            break
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -226,7 +240,8 @@ def _lock(path: Path) -> int:
 
 def _holder(fd: int) -> str:
     try:
-        owner = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        os.lseek(fd, 0, os.SEEK_SET)  # os.pread is POSIX only
+        owner = json.loads(os.read(fd, 4096).decode() or "{}")
         return (f"process {owner['pid']} on {owner['host']}, started {owner['started']}: {owner['command']}")
     except (OSError, ValueError, KeyError):
         return "a process that has not yet written its name"

@@ -13,20 +13,18 @@ Layout of :func:`attention_figure` (``C = min(H, max_columns)`` columns):
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence, Union
+from typing import Sequence
 
 import numpy as np
 import torch
-
 import torch.nn.functional as F
 
 from ..losses import check_maps
 from ..metrics import mass_threshold
 from ..ops import connected_components
+from .canvas import new_figure
 
-__all__ = ["attention_figure", "denormalize", "figure_pixels", "save_figure", "save_pixels", "upsample_maps",
-           "COMPONENT_COLOURS"]
+__all__ = ["attention_figure", "denormalize", "upsample_maps", "COMPONENT_COLOURS"]
 
 # Distinct, saturated colours for components 1..n (cycled beyond 10).
 COMPONENT_COLOURS = np.array(
@@ -50,15 +48,6 @@ def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tens
     source = maps.to(torch.uint8) if maps.dtype == torch.bool else maps
     out = F.interpolate(source, size=size, mode="nearest")
     return out.bool() if maps.dtype == torch.bool else out
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def denormalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
@@ -106,9 +95,8 @@ def attention_figure(
         panel_inches: size of one panel.
 
     Returns:
-        ``matplotlib.figure.Figure`` (Agg); save it with :func:`save_figure`.
+        ``matplotlib.figure.Figure`` on its own Agg canvas (no pyplot); save it with :func:`save_figure`.
     """
-    plt = _pyplot()
     attention = attention.detach().float().cpu()
     if attention.dim() != 3:
         raise ValueError(f"attention must be [H, k, k] for one image, got shape {tuple(attention.shape)}")
@@ -124,7 +112,7 @@ def attention_figure(
     columns = max(2, min(heads, max_columns))
     groups = -(-heads // columns)
     rows = 1 + 2 * groups
-    figure, axes = plt.subplots(
+    figure, axes = new_figure(
         rows, columns, figsize=(columns * panel_inches, rows * panel_inches + (0.4 if title else 0.0)), squeeze=False
     )
     for axis in axes.flat:
@@ -170,33 +158,3 @@ def attention_figure(
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure
-
-
-def save_figure(figure, path: Union[str, Path], dpi: int = 100) -> Path:
-    """Write ``figure`` as a PNG (parent folders created) and close it."""
-    plt = _pyplot()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi, format="png")
-    plt.close(figure)
-    return path
-
-
-def figure_pixels(figure, dpi: int = 100) -> np.ndarray:
-    """``figure`` rendered as ``uint8 [height, width, 3]``, then closed."""
-    plt = _pyplot()
-    figure.set_dpi(dpi)
-    figure.canvas.draw()
-    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(figure)
-    return pixels
-
-
-def save_pixels(pixels: np.ndarray, path: Union[str, Path]) -> Path:
-    """Write ``uint8 [height, width, 3]`` as a PNG (parent folders created)."""
-    from PIL import Image
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path, format="PNG")
-    return path

@@ -67,7 +67,7 @@ def plot_curves(history: list[dict], path: Path) -> Optional[Path]:
         return None
     import itertools
 
-    from matplotlib.figure import Figure  # drawn on its own Figure: pyplot's backend and state stay untouched
+    from ..figures import new_figure, save_figure
 
     epochs = [line["epoch"] + 1 for line in history]  # counted from 1, as the terminal does
     terms = tuple(dict.fromkeys(key for line in history for key in line if key.startswith("train_reg_")))
@@ -80,8 +80,8 @@ def plot_curves(history: list[dict], path: Path) -> Optional[Path]:
                           ("val_ema_top1", "EMA top-1"), ("val_jaccard", "attention Jaccard"))),
         ("learning rate", (("lr", "lr"),)),
     )
-    figure = Figure(figsize=(4.2 * len(panels), 3.4))
-    axes = figure.subplots(1, len(panels))
+    figure, axes = new_figure(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    axes = axes[0]
     # Lines that coincide (train total = CE + lambda * entropy, with lambda small) stay visible: each series
     # of a panel has its own dash pattern and marker, later ones drawn thinner on top.
     styles = (("-", "o", 2.6), ("--", "s", 1.8), (":", "^", 1.4), ("-.", "D", 1.2))
@@ -97,5 +97,4 @@ def plot_curves(history: list[dict], path: Path) -> Optional[Path]:
         if axis.lines:
             axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    return Path(path)
+    return save_figure(figure, path)

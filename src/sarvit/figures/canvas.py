@@ -1,0 +1,53 @@
+"""Figures drawn off-screen without pyplot: no backend is chosen and no global state is touched, so drawing
+from a notebook or a training run leaves ``matplotlib.get_backend()`` and pyplot's figure list as they were.
+
+Example:
+    >>> figure, axis = new_figure(figsize=(2, 2))
+    >>> _ = axis.plot([0, 1], [1, 0])
+    >>> figure_pixels(figure, dpi=10).shape
+    (20, 20, 3)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = ["figure_pixels", "new_figure", "save_figure", "save_pixels"]
+
+
+def new_figure(rows: int = 1, columns: int = 1, *, figsize: tuple[float, float], squeeze: bool = True,
+               **subplot_kw: Any) -> tuple[Figure, Any]:
+    """A ``Figure`` on its own Agg canvas and its ``rows x columns`` axes (``Figure.subplots``'s return)."""
+    figure = Figure(figsize=figsize)
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(rows, columns, squeeze=squeeze, **subplot_kw)
+
+
+def save_figure(figure: Figure, path: Union[str, Path], dpi: int = 100) -> Path:
+    """Write ``figure`` as a PNG (parent folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi, format="png")
+    return path
+
+
+def figure_pixels(figure: Figure, dpi: int = 100) -> np.ndarray:
+    """``figure`` rendered as ``uint8 [height, width, 3]``."""
+    figure.set_dpi(dpi)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def save_pixels(pixels: np.ndarray, path: Union[str, Path]) -> Path:
+    """Write ``uint8 [height, width, 3]`` as a PNG (parent folders created)."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format="PNG")
+    return path
