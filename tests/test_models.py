@@ -139,7 +139,7 @@ def test_sar_checkpoint_loads_back_exactly():
 def test_new_head_is_only_skipped_when_asked():
     source = tiny(num_classes=5).state_dict()
     target = tiny(num_classes=7)
-    with pytest.raises(SarvitError, match="--finetune.*head.weight"):
+    with pytest.raises(SarvitError, match="new_head=True.*head.weight"):
         load_weights(target, source)
     report = load_weights(target, source, new_head=True)
     assert report.head_dropped == ["head.weight", "head.bias"]

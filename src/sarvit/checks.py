@@ -21,28 +21,28 @@ import torch
 
 from .errors import SarvitError, SarvitTypeError
 
-__all__ = ["check_choice", "check_number", "check_tensor"]
+__all__ = ["check_choice", "check_maps", "check_number", "check_tensor"]
 
 
 def check_tensor(x: Any, name: str, layout: str | None = None, *, dtype: str | torch.dtype | None = None,
-                 min_dims: int | None = None, nonempty: bool = False, data: bool = False) -> torch.Tensor:
+                 nonempty: bool = False, data: bool = False) -> torch.Tensor:
     """``x`` must be a tensor; returns it.
 
     Args:
-        layout: the expected dims as ``"B, H, h, w"`` (so the tensor must have that many dims).
+        layout: the expected dims, as ``"B, H, h, w"`` (exactly 4 dims) or ``"..., h, w"`` (at least 2).
         dtype: ``"float"`` (any floating-point dtype), ``"bool"``, or one ``torch.dtype``.
-        min_dims: at least this many dims (``mask [..., h, w]``: 2).
         nonempty: refuse a tensor with no element.
         data: the function reads the values (a meta tensor has none).
     """
     shape = f" of shape [{layout}]" if layout else ""
     if not isinstance(x, torch.Tensor):
         raise SarvitTypeError(f"{name} must be a torch.Tensor{shape}, got {type(x).__name__}")
-    if layout is not None and x.dim() != len(layout.split(", ")):
-        raise SarvitError(f"{name} must have shape [{layout}] ({len(layout.split(', '))} dims), "
-                          f"got shape {tuple(x.shape)}")
-    if min_dims is not None and x.dim() < min_dims:
-        raise SarvitError(f"{name} must have at least {min_dims} dims, got shape {tuple(x.shape)}")
+    if layout is not None:
+        named = [dim for dim in layout.split(", ") if dim != "..."]
+        at_least = len(named) != len(layout.split(", "))
+        if x.dim() < len(named) or (not at_least and x.dim() != len(named)):
+            raise SarvitError(f"{name} must have shape [{layout}] ({'at least ' if at_least else ''}{len(named)} "
+                              f"dims), got shape {tuple(x.shape)}")
     if dtype == "float" and not x.is_floating_point():
         raise SarvitTypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if dtype == "bool" and x.dtype != torch.bool:
@@ -56,10 +56,18 @@ def check_tensor(x: Any, name: str, layout: str | None = None, *, dtype: str | t
     return x
 
 
+def check_maps(maps: Any, name: str = "S", *, data: bool = False) -> torch.Tensor:
+    """Maps over the patch grid: a floating-point ``[B, H, h, w]`` tensor with ``h, w >= 1``; returns it."""
+    check_tensor(maps, name, "B, H, h, w", dtype="float", data=data)
+    if maps.shape[-1] < 1 or maps.shape[-2] < 1:
+        raise SarvitError(f"{name} maps must be at least 1x1, got shape {tuple(maps.shape)}")
+    return maps
+
+
 def check_choice(value: Any, name: str, choices: Sequence[Any]) -> Any:
     """``value`` must be one of ``choices``, of the same type (``8.0`` is not the choice ``8``); returns it."""
     if not any(type(value) is type(choice) and value == choice for choice in choices):
-        raise SarvitError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+        raise SarvitError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
 
 

@@ -1,20 +1,22 @@
 """`sarvit` command: parsers built from the option table (:mod:`sarvit.options`), each command run in its room.
 
-Building the parsers imports neither torch nor timm, so ``--help``, ``--version`` and argument errors answer
-at once; a command's room (``sarvit.train.commands``, ``sarvit.analysis.commands``) is imported when it runs.
+The parsers are built from the option table alone; ``import sarvit`` itself imports torch and timm (it registers
+sarvit's timm models), and a command's room (``sarvit.train.commands``, ...) is imported when it runs. Library
+errors name Python arguments; :func:`flag_message` turns them into this command's flags.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import os
+import re
 import sys
 from typing import Optional
 
 from . import __version__
 from .errors import SarvitError
 from .option_parser import HelpFormatter, add_options
-from .options import COMMANDS, LEARN, OPTIONS, check_values, defaults
+from .options import COMMANDS, LEARN, OPTIONS, Option, check_values, defaults
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -81,14 +83,38 @@ def check_output_dir(path: Optional[str]) -> None:
         raise SarvitError(f"--output-dir {path}: cannot write there ({existing} is not writable)")
 
 
+# Library keywords with no option of their own: the option that asks for them, by command (a clause naming a
+# keyword its command has no option for is left out); Python names that differ from the option's dest.
+_KEYWORD_FLAGS = {"new_head=True": {"train": "--finetune"}, "new_last_norm=True": {"train": "--finetune"}}
+_DESTS = {"img_size": "input_size"}
+
+
 def flag_message(message: str, command: str) -> str:
-    """A library message names the Python argument first (``crop_scale: ...``); the CLI says the flag."""
-    argument, colon, rest = message.partition(":")
-    flags: dict[str, str] = {}
+    """The library names Python arguments (``crop_scale: ...``, ``depth=2``, ``new_head=True``); the CLI says
+    the flags (``--crop-scale: ...``, ``--depth 2``, ``--finetune``)."""
+    flags: dict[str, Option] = {}
     for option in OPTIONS:  # the first row of a dest is its canonical flag (--data-path before --voc-path)
         if command in option.commands:
-            flags.setdefault(option.dest, option.name)
-    return f"--{flags[argument]}:{rest}" if colon and argument in flags else message
+            flags.setdefault(option.dest, option)
+
+    for word, by_command in _KEYWORD_FLAGS.items():
+        if command not in by_command:
+            message = re.sub(rf"[,;]? (or )?(to fine-tune, )?pass {re.escape(word)}[^;|)]*", "", message)
+
+    def keyword(match: re.Match) -> str:
+        name, value = _DESTS.get(match.group(1), match.group(1)), match.group(2)
+        if match.group(0) in _KEYWORD_FLAGS:
+            return _KEYWORD_FLAGS[match.group(0)][command]
+        if name not in flags:
+            return match.group(0)
+        option = flags[name]
+        return f"--{option.name}" if option.switch and value == "True" else f"--{option.name} {value}"
+
+    argument, colon, rest = message.partition(":")
+    argument = _DESTS.get(argument, argument)
+    if colon and argument in flags:
+        message = f"--{flags[argument].name}:{rest}"
+    return re.sub(r"\b([a-z_]+)=([\w.-]+)", keyword, message)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -4,21 +4,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..checks import check_choice, check_maps, check_number
+from ..errors import SarvitError
 from ..ops import connected_components
 
 __all__ = ["spatial_entropy", "SpatialEntropyLoss", "check_maps"]
-
-
-def check_maps(maps: torch.Tensor, name: str = "S") -> None:
-    """Door check shared by the map-consuming functions: ``maps`` must be a float ``[B, H, h, w]``."""
-    if not isinstance(maps, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [B, H, h, w], got {type(maps).__name__}")
-    if maps.dim() != 4:
-        raise ValueError(f"{name} must have shape [B, H, h, w] (4 dims), got shape {tuple(maps.shape)}")
-    if not maps.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {maps.dtype}")
-    if maps.shape[-1] < 1 or maps.shape[-2] < 1:
-        raise ValueError(f"{name} maps must be at least 1x1, got shape {tuple(maps.shape)}")
 
 
 def spatial_entropy(
@@ -39,7 +29,7 @@ def spatial_entropy(
     Args:
         S: ``[B, H, h, w]`` similarity maps (any float dtype, any device).
         connectivity: 8 (the papers) or 4.
-        eps: added to every element of ``B`` (the papers' 1e-9).
+        eps: added to every element of ``B`` (the papers' 1e-9); a finite number >= 0.
         check_finite: raise on NaN/inf in ``S``. Default: on CPU only, where checking costs no
             host-device synchronisation, and not while ``torch.compile`` traces (the check is a
             data-dependent branch, a graph break). Unchecked, a map holding NaN or inf gets a
@@ -53,13 +43,13 @@ def spatial_entropy(
         >>> spatial_entropy(S)  # two equal blobs: log 2
         tensor([[0.6931]])
     """
-    check_maps(S)
-    if connectivity not in (4, 8):
-        raise ValueError(f"connectivity must be 8 or 4, got {connectivity!r}")
+    check_maps(S, data=True)
+    check_choice(connectivity, "connectivity", (8, 4))
+    check_number(eps, "eps", low=0)
     if check_finite is None:
         check_finite = S.device.type == "cpu" and not torch.compiler.is_compiling()
     if check_finite and not bool(torch.isfinite(S).all()):
-        raise ValueError("S contains NaN or inf; spatial_entropy expects finite similarity maps")
+        raise SarvitError("S contains NaN or inf; spatial_entropy expects finite similarity maps")
 
     with torch.autocast(device_type=S.device.type, enabled=False):
         maps = S if S.dtype == torch.float64 else S.float()
@@ -71,7 +61,9 @@ def spatial_entropy(
         mass = torch.relu(above) + eps
         # Slot 0 collects the background; slots 1..h*w hold the components (empty slots stay 0).
         component_mass = mass.new_zeros(batch * heads, h * w + 1).scatter_add(1, labels, mass)[:, 1:]
-        p = component_mass / mass.sum(dim=1, keepdim=True)
+        total = mass.sum(dim=1, keepdim=True)
+        # With eps=0 a map with nothing above its mean has no mass at all: p = 0 (entropy 0), not 0/0.
+        p = component_mass / torch.where(total == 0, torch.ones_like(total), total)  # NaN stays NaN
         present = p > 0
         # log of 1 where a slot is empty keeps both the value and the gradient of p*log(p) at 0.
         entropy = -(p * torch.log(torch.where(present, p, torch.ones_like(p)))).sum(dim=1)
@@ -100,8 +92,8 @@ class SpatialEntropyLoss(nn.Module):
 
     def __init__(self, connectivity: int = 8, eps: float = 1e-9, check_finite: bool | None = None) -> None:
         super().__init__()
-        if connectivity not in (4, 8):
-            raise ValueError(f"connectivity must be 8 or 4, got {connectivity!r}")
+        check_choice(connectivity, "connectivity", (8, 4))
+        check_number(eps, "eps", low=0)
         self.connectivity = connectivity
         self.eps = eps
         self.check_finite = check_finite

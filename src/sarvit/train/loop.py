@@ -269,3 +269,55 @@ def _backward_and_step(loss, optimizer, params, clip_grad: Optional[float], scal
         torch.nn.utils.clip_grad_norm_(params, clip_grad)
     optimizer.step()
 
+<<<<<<< HEAD
+=======
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, info: DistInfo, amp_dtype: Optional[torch.dtype] = None,
+             jaccard: Optional[AttentionJaccard] = None) -> dict:
+    """Top-1/top-5 accuracy (%), mean cross-entropy and mean spatial entropy of the [CLS] maps (None for a
+    model without a [CLS] token, such as ARViT).
+
+    With ``jaccard`` (an :class:`~sarvit.metrics.AttentionJaccard`, for a loader of a dataset with masks,
+    items ``(image, target, foreground, valid)``) the mean best-head Jaccard (%) of the thresholded [CLS]
+    attention with the masks is added (``jaccard``), from the same forward pass. Each process evaluates its
+    shard; the sums are added over the processes, so the figures are those of the whole set exactly once.
+    """
+    model.eval()
+    device = info.device
+    sums = torch.zeros(5, device=device, dtype=torch.float64)  # loss, top1, top5, entropy, count
+    has_cls = has_class_token(model)
+    if jaccard is not None and not has_cls:
+        raise SarvitError("the attention Jaccard scores the [CLS] attention; this model has no [CLS] token")
+    if jaccard is not None:
+        jaccard.reset()
+        jaccard.to(device)
+    for images, targets, *masks in batches(loader):
+        x, y = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        with autocast_context(device, amp_dtype):
+            if has_cls:
+                logits, maps, *attention = model(x, return_maps=True, return_attention=jaccard is not None)
+            else:  # no [CLS] query (ARViT): no maps to score
+                logits, maps = model(x), None
+        logits = logits.float()
+        top1, top5 = accuracy(logits, y, topk=(1, min(5, logits.shape[1])))
+        size = y.shape[0]
+        if jaccard is not None:
+            foreground, valid = (mask.to(device, non_blocking=True) for mask in masks)
+            jaccard.update(attention[0].float(), foreground, valid)
+        sums += torch.stack([
+            F.cross_entropy(logits, y, reduction="sum").double(),
+            (top1 * size / 100.0).double().round(),
+            (top5 * size / 100.0).double().round(),
+            spatial_entropy(maps, check_finite=False).mean(dim=1).sum().double() if has_cls else sums.new_zeros(()),
+            torch.tensor(float(size), device=device, dtype=torch.float64),
+        ])
+    loss, top1, top5, entropy, count = all_reduce_sum(sums, info).tolist()
+    if count == 0:
+        raise SarvitError("evaluation: the validation set is empty")
+    metrics = {"loss": loss / count, "top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count,
+               "entropy": entropy / count if has_cls else None, "images": int(count)}
+    if jaccard is not None:
+        metrics["jaccard"] = 100.0 * float(jaccard.compute()["jaccard"])
+    return metrics
+>>>>>>> 8781118 (One error contract: every library door check through sarvit.checks (shape, dtype, choice, range; SarvitError/SarvitTypeError naming the argument); spatial_entropy eps=0 gives 0 and refuses eps<0/NaN, meta tensors, connectivity=8.0; load_weights names Python arguments and refuses non-mappings; the CLI turns them into flags; metrics compute() return tensors; CUDA metric cases marked cuda)
