@@ -39,8 +39,8 @@ def segmentation_report(model: nn.Module, loader: Iterable, keep: float, ids: Op
         best.append(result.best)
         heads.append(result.best_head)
     totals = {key: value.cpu() for key, value in metric.compute().items()}
-    summary = {"jaccard": float(totals["jaccard"]), "per_head": totals["per_head"].tolist(),
-               "best_head_counts": totals["best_head_counts"].tolist(), "count": int(totals["count"])}
+    summary = {"jaccard": float(totals["jaccard"]), "per_head": totals["per_head"].reshape(-1).tolist(),
+               "best_head_counts": totals["best_head_counts"].reshape(-1).tolist(), "count": int(totals["count"])}
     if not summary["count"]:
         return {**summary, "per_head": [], "best_head_counts": [], "per_image": []}
     best_all, heads_all = torch.cat(best).cpu().tolist(), torch.cat(heads).cpu().tolist()
@@ -60,7 +60,7 @@ def head_report(model: nn.Module, loader: Iterable) -> dict:
     for images, *_ in loader:
         _, S, _ = attention_maps(model, images)
         metric.update(S)
-    totals = {key: value.cpu() for key, value in metric.compute().items()}
+    totals = {key: value.cpu().reshape(-1) for key, value in metric.compute().items()}  # one head: 0-d
     count = int(totals.pop("count"))
     if not count:
         return {"count": 0, "per_head": [], "mean": {}}

@@ -69,13 +69,13 @@ class HeadStats(Metric):
         connectivity: 8 or 4.
 
     Example:
-        >>> metric = HeadStats(num_heads=1)
-        >>> S = torch.zeros(1, 1, 4, 4); S[0, 0, 0, 0] = S[0, 0, 3, 3] = 1.0  # two blobs
+        >>> metric = HeadStats(num_heads=2)
+        >>> S = torch.zeros(1, 2, 4, 4); S[0, :, 0, 0] = S[0, 0, 3, 3] = 1.0  # head 0: two blobs, head 1: one
         >>> metric.update(S)
-        >>> metric.update(torch.zeros(1, 1, 4, 4))  # nothing above the mean: no blob
+        >>> metric.update(torch.zeros(1, 2, 4, 4))  # nothing above the mean: no blob
         >>> summary = metric.compute()
         >>> summary["count"], summary["components"], summary["spatial_entropy"]
-        (tensor(2), tensor([1.], dtype=torch.float64), tensor([0.3466], dtype=torch.float64))
+        (tensor(2), tensor([1.0000, 0.5000], dtype=torch.float64), tensor([0.3466, 0.0000], dtype=torch.float64))
     """
 
     is_differentiable = False
@@ -106,7 +106,8 @@ class HeadStats(Metric):
     def compute(self) -> dict[str, torch.Tensor]:
         """Per-head means over the maps seen, as tensors on the metric's device (no host read-back):
         ``{"count": int64 [], "spatial_entropy", "spatial_entropy_std", "components", "single_component":
-        float64 [H]}``; ``single_component`` is the fraction of maps that are one blob. NaN when empty."""
+        float64 [H]}``; ``single_component`` is the fraction of maps that are one blob. NaN when empty. (torchmetrics squeezes
+        one-element results: with one head, the per-head values are 0-d.)"""
         count = self.count.double()
         n = torch.where(count > 0, count, torch.full_like(count, float("nan")))
         entropy = self.entropy / n

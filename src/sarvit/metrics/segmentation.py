@@ -246,7 +246,8 @@ class AttentionJaccard(Metric):
     def compute(self) -> dict[str, torch.Tensor]:
         """Tensors on the metric's device (no host read-back): ``{"jaccard": mean best-head IoU (float64 []),
         "per_head": mean IoU of each head (float64 [H]), "best_head_counts": how often each head was the best
-        (int64 [H]), "count": images (int64 [])}``; the means are NaN when no image was seen."""
+        (int64 [H]), "count": images (int64 [])}``; the means are NaN when no image was seen. (torchmetrics squeezes
+        one-element results: with one head, the per-head values are 0-d.)"""
         count = self.count.double()
         n = torch.where(count > 0, count, torch.full_like(count, float("nan")))
         return {"jaccard": self.best_sum / n, "per_head": self.head_sum / n,

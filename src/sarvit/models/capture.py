@@ -13,9 +13,13 @@ so hooks registered per call would be silently skipped by a compiled model; a fl
 Any model whose ``blocks[i].attn`` is timm's ``Attention`` and whose ``patch_embed`` / ``norm`` /
 ``num_prefix_tokens`` follow timm's ``VisionTransformer`` can capture by wrapping its forward:
 
+    >>> import timm
+    >>> model = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=0)
+    >>> x = torch.randn(1, 3, 32, 32)
     >>> with capturing(model, Capture(tokens=True), patch_grid(model, x)) as captured:
-    ...     logits = model.forward_head(model.forward_features(x))
-    >>> captured["tokens"].shape  # [B, C, k, k]
+    ...     features = model.forward_head(model.forward_features(x))
+    >>> tuple(captured["tokens"].shape)  # [B, C, k, k]
+    (1, 192, 4, 4)
 """
 from __future__ import annotations
 

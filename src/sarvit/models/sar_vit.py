@@ -167,9 +167,14 @@ def create_model(
 
     Example:
         >>> model = create_model("vit_tiny_patch16_224", img_size=64, patch_size=8, num_classes=10)
-        >>> logits, S = model(torch.randn(2, 3, 64, 64), return_maps=True)  # S: [2, 3, 8, 8]
+        >>> logits, S = model(torch.randn(2, 3, 64, 64), return_maps=True)
+        >>> tuple(logits.shape), tuple(S.shape)
+        ((2, 10), (2, 3, 8, 8))
         >>> logits, captured = model(torch.randn(2, 3, 64, 64), capture=Capture(attention_blocks=(0,), tokens=True))
-        >>> captured["attention"][0].shape, captured["tokens"].shape  # [2, 3, 65, 65], [2, 192, 8, 8]
+        >>> tuple(captured["attention"][0].shape), tuple(captured["tokens"].shape)
+        ((2, 3, 65, 65), (2, 192, 8, 8))
+        >>> type(model).__name__  # timm's own class: it pickles, deep-copies and compiles like any timm model
+        'VisionTransformer'
     """
     if not isinstance(name, str) or not name:
         raise SarvitError(f"create_model: expected a timm model name (e.g. 'vit_tiny_patch16_224'), got {name!r}")
