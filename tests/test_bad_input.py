@@ -137,7 +137,7 @@ def test_sar_weights_without_the_surgery_name_the_switch(capsys, tmp_path, train
 
 
 @pytest.mark.parametrize("args,kwargs,words", [
-    ((None,), {}, "expected a timm model name"),
+    ((None,), {}, "name must be a timm model name"),
     (("vit_tiny_patch16_224",), dict(depth=0), "depth must be an integer >= 1, got 0"),
     (("vit_tiny_patch16_224",), dict(embed_dim=64, num_heads=3), "num_heads=3 does not divide embed_dim=64"),
     (("vit_tiny_patch16_224",), dict(img_size=4, patch_size=8), "smaller than one patch"),

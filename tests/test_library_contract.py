@@ -102,3 +102,22 @@ def test_checkpoints_import_and_lock_without_fcntl(tmp_path):
         "print('fcntl' in sys.modules and sys.modules['fcntl'] is None)\n")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["refused:", "True", "True", "True"]
+
+
+def _fail(*_):
+    raise RuntimeError("out of memory")
+
+
+def test_a_forward_pass_that_raises_leaves_no_armed_hooks():
+    model = create_model("vit_tiny_patch16_224", **TINY).eval()
+    x = torch.randn(1, 3, 32, 32)
+    handle = model.head.register_forward_hook(_fail)  # fails after the capture hooks kept q and k
+    try:
+        model(x, return_maps=True)
+    except RuntimeError:
+        pass
+    handle.remove()
+    assert model._capture_recorder.kept  # the failed pass left its tensors ...
+    assert torch.is_tensor(model(x))  # ... which the next call drops, keeping nothing
+    assert model._capture_recorder.kept == {} and model._capture_recorder.wanted == ()
+    assert len(model(x, return_maps=True)) == 2

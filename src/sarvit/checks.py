@@ -21,7 +21,7 @@ import torch
 
 from .errors import SarvitError, SarvitTypeError
 
-__all__ = ["check_choice", "check_maps", "check_number", "check_tensor"]
+__all__ = ["check_choice", "check_grid", "check_maps", "check_model", "check_number", "check_tensor"]
 
 
 def check_tensor(x: Any, name: str, layout: str | None = None, *, dtype: str | torch.dtype | None = None,
@@ -87,3 +87,19 @@ def check_number(value: Any, name: str, *, low: float | None = None, high: float
         raise SarvitError(f"{name} must be {kind} {' and '.join(filter(None, (left, right))) or 'that is finite'}"
                           f", got {value!r}")
     return value
+
+
+def check_grid(value: Any, name: str = "grid_size") -> tuple[int, int]:
+    """A patch grid ``(h, w)``: two integers >= 1; returns it as a tuple."""
+    if not isinstance(value, (tuple, list, torch.Size)) or len(value) != 2:
+        raise SarvitError(f"{name} must be a patch grid (h, w), got {value!r}")
+    for side in value:
+        check_number(side, name, low=1, integer=True)
+    return tuple(value)
+
+
+def check_model(model: Any, name: str = "model") -> torch.nn.Module:
+    """A timm-style ViT: an ``nn.Module`` with ``blocks`` (timm's ``VisionTransformer``, ARViT); returns it."""
+    if not isinstance(model, torch.nn.Module) or not isinstance(getattr(model, "blocks", None), torch.nn.Module):
+        raise SarvitTypeError(f"{name} must be a timm-style ViT (an nn.Module with blocks), got {type(model).__name__}")
+    return model

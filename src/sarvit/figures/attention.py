@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..losses import check_maps
+from ..checks import check_maps, check_tensor
+from ..errors import SarvitError
 from ..metrics import mass_threshold
 from ..ops import connected_components
 from .canvas import new_figure
@@ -43,6 +44,7 @@ def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tens
     (DINO's ``interpolate(scale_factor=patch_size, mode="nearest")``); otherwise it is
     ``F.interpolate(size=size, mode="nearest")``. Bool maps stay bool.
     """
+    check_tensor(maps, "maps", "B, H, k, k")
     check_maps(maps.float() if maps.dtype == torch.bool else maps, "maps")
     size = (size, size) if isinstance(size, int) else tuple(size)
     source = maps.to(torch.uint8) if maps.dtype == torch.bool else maps
@@ -52,6 +54,10 @@ def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tens
 
 def denormalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """A normalised ``[3, S, S]`` tensor -> ``uint8 [S, S, 3]`` for display."""
+    check_tensor(image, "image", "C, H, W", dtype="float")
+    for name, values in (("mean", mean), ("std", std)):
+        if len(values) != image.shape[0]:
+            raise SarvitError(f"{name} must give one value per channel ({image.shape[0]}), got {tuple(values)}")
     mean_t = torch.tensor(mean, dtype=torch.float32).reshape(3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).reshape(3, 1, 1)
     pixels = (image.detach().float().cpu() * std_t + mean_t).clamp(0.0, 1.0)
@@ -97,9 +103,7 @@ def attention_figure(
     Returns:
         ``matplotlib.figure.Figure`` on its own Agg canvas (no pyplot); save it with :func:`save_figure`.
     """
-    attention = attention.detach().float().cpu()
-    if attention.dim() != 3:
-        raise ValueError(f"attention must be [H, k, k] for one image, got shape {tuple(attention.shape)}")
+    attention = check_tensor(attention, "attention", "H, k, k", dtype="float").detach().float().cpu()
     heads = attention.shape[0]
     size_h, size_w = image.shape[:2]
     kept = mass_threshold(attention[None], keep)

@@ -16,12 +16,17 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..checks import check_number
+from ..errors import SarvitTypeError
+
 __all__ = ["figure_pixels", "new_figure", "save_figure", "save_pixels"]
 
 
 def new_figure(rows: int = 1, columns: int = 1, *, figsize: tuple[float, float], squeeze: bool = True,
                **subplot_kw: Any) -> tuple[Figure, Any]:
     """A ``Figure`` on its own Agg canvas and its ``rows x columns`` axes (``Figure.subplots``'s return)."""
+    check_number(rows, "rows", low=1, integer=True)
+    check_number(columns, "columns", low=1, integer=True)
     figure = Figure(figsize=figsize)
     FigureCanvasAgg(figure)
     return figure, figure.subplots(rows, columns, squeeze=squeeze, **subplot_kw)
@@ -29,6 +34,7 @@ def new_figure(rows: int = 1, columns: int = 1, *, figsize: tuple[float, float],
 
 def save_figure(figure: Figure, path: Union[str, Path], dpi: int = 100) -> Path:
     """Write ``figure`` as a PNG (parent folders created)."""
+    _check_figure(figure)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=dpi, format="png")
@@ -37,6 +43,7 @@ def save_figure(figure: Figure, path: Union[str, Path], dpi: int = 100) -> Path:
 
 def figure_pixels(figure: Figure, dpi: int = 100) -> np.ndarray:
     """``figure`` rendered as ``uint8 [height, width, 3]``."""
+    _check_figure(figure)
     figure.set_dpi(dpi)
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
@@ -47,7 +54,15 @@ def save_pixels(pixels: np.ndarray, path: Union[str, Path]) -> Path:
     """Write ``uint8 [height, width, 3]`` as a PNG (parent folders created)."""
     from PIL import Image
 
+    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[-1] != 3:
+        found = f"{pixels.dtype} {pixels.shape}" if isinstance(pixels, np.ndarray) else type(pixels).__name__
+        raise SarvitTypeError(f"pixels must be a uint8 numpy array [height, width, 3], got {found}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, format="PNG")
     return path
+
+
+def _check_figure(figure: Any) -> None:
+    if not isinstance(figure, Figure):
+        raise SarvitTypeError(f"figure must be a matplotlib.figure.Figure, got {type(figure).__name__}")

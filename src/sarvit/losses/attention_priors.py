@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..errors import SarvitError
-from ..checks import check_choice, check_number, check_tensor
+from ..checks import check_choice, check_grid, check_number, check_tensor
 from ._precision import compute_dtype
 
 __all__ = [
@@ -64,7 +64,7 @@ def _patch_attention(
                 "pass grid_size=(h, w)"
             )
         grid_size = (side, side)
-    h, w = grid_size
+    h, w = check_grid(grid_size)
     if h * w != patches:
         raise SarvitError(f"grid_size {tuple(grid_size)} has {h * w} cells but A has {patches} patch tokens")
     patch = A.to(compute_dtype(A))[..., num_prefix_tokens:, num_prefix_tokens:]
@@ -105,7 +105,7 @@ def manhattan_penalty(
     check_choice(penalty, "penalty", PENALTIES)
     check_number(alpha, "alpha", low=0, low_open=True)
     check_number(beta, "beta", low=0, low_open=True)
-    h, w = grid_size
+    h, w = check_grid(grid_size)
     ys, xs = torch.meshgrid(
         torch.arange(h, device=device, dtype=dtype), torch.arange(w, device=device, dtype=dtype), indexing="ij"
     )
@@ -222,7 +222,7 @@ def patch_gram_distances(images: torch.Tensor, grid_size: tuple[int, int], scale
     check_tensor(images, "images", "B, C, H, W", dtype="float", nonempty=True)
     check_choice(scale, "scale", SCALES)
     batch, channels, height, width = images.shape
-    h, w = grid_size
+    h, w = check_grid(grid_size)
     if height % h or width % w:
         raise SarvitError(f"images of {height}x{width} pixels do not split into the {h}x{w} patch grid of A")
     ph, pw = height // h, width // w

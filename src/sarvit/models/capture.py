@@ -32,13 +32,17 @@ import torch.nn.functional as F
 from timm.layers import Attention
 from torch import nn
 
-from ..errors import SarvitError
+from ..checks import check_model
+from ..errors import SarvitError, SarvitTypeError
 
-__all__ = ["Capture", "begin_capture", "capturing", "enable_capture", "end_capture", "has_class_token", "patch_grid"]
+__all__ = ["Capture", "begin_capture", "capturing", "disarm_capture", "enable_capture", "end_capture", "has_class_token",
+           "patch_grid"]
 
 
 def has_class_token(model: nn.Module) -> bool:
     """Whether ``model`` has the [CLS] query that SAR's maps are read from (ARViT has none)."""
+    if not isinstance(model, nn.Module):
+        raise SarvitTypeError(f"model must be an nn.Module, got {type(model).__name__}")
     return bool(getattr(model, "has_class_token", getattr(model, "cls_token", None) is not None))
 
 
@@ -61,7 +65,7 @@ class Capture:
     def __post_init__(self) -> None:
         blocks = tuple(self.attention_blocks)  # a list is accepted and stored as a tuple
         if any(isinstance(index, bool) or not isinstance(index, int) for index in blocks):
-            raise SarvitError(f"Capture.attention_blocks must be block indices (ints), got {self.attention_blocks!r}")
+            raise SarvitTypeError(f"attention_blocks must be block indices (ints), got {self.attention_blocks!r}")
         object.__setattr__(self, "attention_blocks", blocks)
 
     @property
@@ -71,6 +75,7 @@ class Capture:
 
 def patch_grid(model: nn.Module, images: torch.Tensor) -> tuple[int, int]:
     """The ``(k_h, k_w)`` patch grid a timm-style model makes of ``images [B, C, H, W]``."""
+    check_model(model)
     if getattr(model, "dynamic_img_size", False):
         return tuple(model.patch_embed.dynamic_feat_size(images.shape[-2:]))
     return tuple(model.patch_embed.grid_size)
@@ -82,7 +87,7 @@ def _block_indices(model: nn.Module, capture: Capture) -> tuple[int | None, tupl
     attention_blocks = []
     for index in capture.attention_blocks:
         if not -depth <= index < depth:
-            raise SarvitError(f"Capture.attention_blocks: block {index} is outside 0..{depth - 1} (depth {depth})")
+            raise SarvitError(f"attention_blocks: block {index} is outside 0..{depth - 1} (depth {depth})")
         if index % depth not in attention_blocks:
             attention_blocks.append(index % depth)
     cls_block = None
@@ -144,8 +149,9 @@ def enable_capture(model: nn.Module) -> _Recorder:
     ``model.norm``. :func:`capturing` calls this itself; a model that may be compiled calls it when built
     (``create_model`` does), so that the compiled graph contains the hooks from its first trace.
     """
-    recorder = model.__dict__.get("_capture_recorder")
+    recorder = model.__dict__.get("_capture_recorder") if isinstance(model, nn.Module) else None
     if recorder is None:
+        check_model(model)
         recorder = _Recorder()
         for index, block in enumerate(model.blocks):
             if isinstance(block.attn, Attention):
@@ -182,15 +188,16 @@ def _wanted_keys(model: nn.Module, capture: Capture) -> tuple[int | None, tuple[
 def begin_capture(model: nn.Module, capture: Capture, grid: tuple[int, int], *, similarity: str = "dot") -> None:
     """Arm ``model``'s hooks for ``capture`` (checked against the model) before its forward pass; the pass's
     results are then read by :func:`end_capture`. :func:`capturing` pairs the two around a ``with``."""
-    cls_block, attention_blocks, keys = _wanted_keys(model, capture)
+    cls_block, attention_blocks, keys = _wanted_keys(check_model(model), capture)
     recorder = enable_capture(model)
     recorder.kept.clear()  # the same dict object stays: a compiled graph writes into the one it traced
     recorder.wanted = keys
     recorder.plan = _Plan(capture, cls_block, attention_blocks, keys, tuple(grid), similarity)
 
 
-def _disarm(recorder: _Recorder) -> None:
+def disarm_capture(model: nn.Module) -> None:
     """Idle hooks, nothing kept (also after a failed forward pass)."""
+    recorder = enable_capture(model)
     recorder.wanted, recorder.plan = (), None
     recorder.kept.clear()
 
@@ -200,7 +207,7 @@ def end_capture(model: nn.Module) -> dict:
     ``attention``, ``tokens``); the hooks are idle again and keep no tensor. ``{}`` when nothing was armed."""
     recorder = enable_capture(model)
     plan, kept = recorder.plan, dict(recorder.kept)
-    _disarm(recorder)
+    disarm_capture(model)
     if plan is None:
         return {}
     missing = [key for key in plan.keys if key not in kept]
@@ -245,6 +252,8 @@ def capturing(
     Maps and attention are float32 even under autocast. After the ``with`` the hooks are idle again and
     keep no tensor.
     """
+    if not isinstance(capture, Capture):
+        raise SarvitTypeError(f"capture must be a sarvit.models.Capture, got {type(capture).__name__}")
     captured: dict = {}
     if capture.empty:
         yield captured
@@ -253,7 +262,7 @@ def capturing(
     try:
         yield captured
     except BaseException:
-        _disarm(enable_capture(model))
+        disarm_capture(model)
         raise
     captured.update(end_capture(model))
 

@@ -22,8 +22,10 @@ from timm.layers import Attention
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
+from ..checks import check_choice, check_model
 from ..errors import SarvitError, SarvitTypeError
-from .capture import Capture, begin_capture, enable_capture, end_capture, has_class_token, patch_grid
+from .capture import (Capture, begin_capture, disarm_capture, enable_capture, end_capture, has_class_token,
+                      patch_grid)
 
 __all__ = ["SARBlock", "SARConfig", "create_model", "sar_config", "SIMILARITIES"]
 
@@ -54,10 +56,9 @@ class SARBlock(nn.Module):
 
     def __init__(self, block: Block, config: SARConfig) -> None:
         super().__init__()
-        if not isinstance(block.attn, Attention):
-            raise SarvitError(
-                f"the last block's attention is a {type(block.attn).__name__}; SAR needs timm's Attention"
-            )
+        if not isinstance(getattr(block, "attn", None), Attention):
+            raise SarvitTypeError(f"block must be a timm Block whose attn is timm's Attention, got a "
+                                  f"{type(block).__name__} with attn {type(getattr(block, 'attn', None)).__name__}")
         self.norm1, self.attn, self.ls1, self.drop_path1 = block.norm1, block.attn, block.ls1, block.drop_path1
         self.norm2 = nn.Identity() if config.remove_last_norm else block.norm2
         self.mlp, self.ls2, self.drop_path2 = block.mlp, block.ls2, block.drop_path2
@@ -71,6 +72,9 @@ class SARBlock(nn.Module):
         x = attended if self.config.remove_last_skip else x + self.drop_path1(attended)
         mlp_out = self.ls2(self.mlp(self.norm2(x)))
         return mlp_out if self.config.remove_last_mlp_skip else x + self.drop_path2(mlp_out)
+
+
+_SAR_KWARGS = ("return_maps", "return_attention", "capture")  # what a SAR model's forward takes beyond timm's
 
 
 def _before_forward(model: VisionTransformer, args: tuple, kwargs: dict):
@@ -88,6 +92,8 @@ def _before_forward(model: VisionTransformer, args: tuple, kwargs: dict):
                           "build the model with img_size= to change its grid")
     recorder = enable_capture(model)
     recorder.as_tuple = None
+    if recorder.plan is not None:  # a forward pass that raised left the hooks armed
+        disarm_capture(model)
     if not any(key in kwargs for key in _SAR_KWARGS):
         return None
     kwargs = dict(kwargs)
@@ -118,9 +124,6 @@ def _after_forward(model: VisionTransformer, args: tuple, logits: torch.Tensor):
     if as_tuple:
         return (logits, *(captured[key] for key in ("maps", "cls_attention") if key in captured))
     return logits, captured
-
-
-_SAR_KWARGS = ("return_maps", "return_attention", "capture")
 
 
 def install_sar_forward(model: VisionTransformer) -> None:
@@ -177,10 +180,10 @@ def create_model(
         'VisionTransformer'
     """
     if not isinstance(name, str) or not name:
-        raise SarvitError(f"create_model: expected a timm model name (e.g. 'vit_tiny_patch16_224'), got {name!r}")
+        raise (SarvitError if isinstance(name, str) else SarvitTypeError)(
+            f"name must be a timm model name (e.g. 'vit_tiny_patch16_224'), got {name!r}")
     _check_sizes(timm_kwargs)
-    if similarity not in SIMILARITIES:
-        raise SarvitError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+    check_choice(similarity, "similarity", SIMILARITIES)
     config = SARConfig(
         remove_last_skip=sar if remove_last_skip is None else bool(remove_last_skip),
         remove_last_norm=sar if remove_last_norm is None else bool(remove_last_norm),
@@ -188,7 +191,7 @@ def create_model(
         similarity=similarity,
     )
     if not timm.is_model(name):
-        raise SarvitError(f"unknown timm model {name!r}; `timm.list_models('vit_*')` lists the ViTs")
+        raise SarvitError(f"name: unknown timm model {name!r}; `timm.list_models('vit_*')` lists the ViTs")
     try:
         model = timm.create_model(name, **timm_kwargs)
     except (AssertionError, ValueError, ZeroDivisionError, TypeError) as error:  # timm's own checks of the sizes
@@ -209,7 +212,7 @@ def create_model(
     if not isinstance(model, VisionTransformer):
         raise _not_a_vit(name, type(model))
     if not has_class_token(model):
-        raise SarvitError(f"{name!r} has no [CLS] token (class_token=False); SAR needs the [CLS] query")
+        raise SarvitError(f"class_token: {name!r} has no [CLS] token (class_token=False); SAR needs the [CLS] query")
     if model.global_pool not in ("token", ""):
         raise SarvitError(f"global_pool={model.global_pool!r}: the head of {name!r} would pool the patch tokens and "
                           "never read the [CLS] token whose attention SAR reads; keep global_pool='token'")
@@ -262,21 +265,21 @@ def _check_sizes(timm_kwargs: dict) -> None:
         value = timm_kwargs.get(key)
         sides = value if isinstance(value, (tuple, list)) else (value,)
         if value is not None and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sides):
-            raise SarvitError(f"create_model: {key} must be an integer >= 1, got {value!r}")
+            raise SarvitError(f"{key} must be an integer >= 1, got {value!r}")
     width, heads = timm_kwargs.get("embed_dim"), timm_kwargs.get("num_heads")
     if width is not None and heads is not None and width % heads:
-        raise SarvitError(f"create_model: num_heads={heads} does not divide embed_dim={width}")
+        raise SarvitError(f"num_heads={heads} does not divide embed_dim={width}")
     image, patch = timm_kwargs.get("img_size"), timm_kwargs.get("patch_size")
     if isinstance(image, int) and isinstance(patch, int) and image < patch:
-        raise SarvitError(f"create_model: img_size={image} is smaller than one patch (patch_size={patch})")
+        raise SarvitError(f"img_size={image} is smaller than one patch (patch_size={patch})")
 
 
 def sar_config(model: nn.Module) -> dict:
     """The last-block switches of a model built by :func:`create_model`, as plain data (all off for a model
     without a [CLS] token, such as ARViT, which has no SAR surgery)."""
-    block = model.blocks[-1]
+    block = check_model(model).blocks[-1]
     if not isinstance(model, VisionTransformer) and _captures(model):
         return asdict(SARConfig())
     if not isinstance(block, SARBlock):
-        raise SarvitError("this model was not built by sarvit.create_model")
+        raise SarvitError("model: this model was not built by sarvit.create_model")
     return asdict(block.config)

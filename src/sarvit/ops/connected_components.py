@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from ..checks import check_choice, check_tensor
+from ..checks import check_choice, check_number, check_tensor
 from ..errors import SarvitError
 from .triton_components import MAX_TRITON_PIXELS, label_with_triton, triton_available
 
@@ -135,6 +135,7 @@ def hooking_rounds(num_pixels: int) -> int:
     two rounds every tree merges with another: the number of trees per component at least halves
     every two rounds.
     """
+    check_number(num_pixels, "num_pixels", low=0, integer=True)
     return 2 * math.ceil(math.log2(num_pixels)) if num_pixels > 1 else 0
 
 
