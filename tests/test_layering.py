@@ -10,11 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sarvit"
 # only) are the floor everyone stands on; errors.py and option_values.py (what the table's rows take) lie below it.
 # figures (pictures drawn from tensors) sits between metrics, whose threshold it draws, and train and analysis,
 # which both draw them.
-<<<<<<< HEAD
-LEVELS = {"errors": -1, "option_values": -1, "options": 0, "option_parser": 0.5, "ops": 1, "losses": 2, "models": 3, "data": 4, "metrics": 4,
-=======
-LEVELS = {"errors": -1, "checks": -0.5, "option_values": -1, "options": 0, "ops": 1, "losses": 2, "models": 3, "data": 4, "metrics": 4,
->>>>>>> 8781118 (One error contract: every library door check through sarvit.checks (shape, dtype, choice, range; SarvitError/SarvitTypeError naming the argument); spatial_entropy eps=0 gives 0 and refuses eps<0/NaN, meta tensors, connectivity=8.0; load_weights names Python arguments and refuses non-mappings; the CLI turns them into flags; metrics compute() return tensors; CUDA metric cases marked cuda)
+LEVELS = {"errors": -1, "checks": -0.5, "option_values": -1, "options": 0, "option_parser": 0.5, "ops": 1, "losses": 2, "models": 3, "data": 4, "metrics": 4,
           "checkpoints": 4, "figures": 4.5, "train": 5, "analysis": 6, "experiments": 6, "cli": 7, "__main__": 8,
           "__init__": 8}
 
