@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sarvit.analysis.linear_probe import train_linear_classifier
+from sarvit.train.ssl.features import train_linear_classifier
 from sarvit.checkpoints import load_model
 from sarvit.cli import main
 from sarvit.train.ssl.pretrain import build_task
@@ -53,6 +53,9 @@ def test_tasks_keep_the_teacher_frozen_and_follow_the_student(method):
     task, _ = build_task(config, steps_per_epoch=2)
     teacher = task.evaluation_model()
     assert teacher is not task.model.model and not any(p.requires_grad for p in teacher.parameters())
+    if method == "dino":  # the teacher has no stochastic depth, the student keeps it
+        kinds = [{type(m).__name__ for m in net.modules()} for net in (teacher, task.model.model)]
+        assert "DropPath" not in kinds[0] and "DropPath" in kinds[1]
     if method == "mocov3":  # stop-grad-conv1 and the fixed sin-cos position embedding
         assert not task.model.model.patch_embed.proj.weight.requires_grad
         assert not task.model.model.pos_embed.requires_grad and task.model.model.pos_embed[0, 0].abs().sum() == 0

@@ -12,40 +12,15 @@ import argparse
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from ..metrics import topk_accuracy
 from ..options import defaults
-from ..train.ssl.features import extract_features
+from ..train.ssl.features import PROBE_EPOCHS, PROBE_LR, extract_features, train_linear_classifier
 from .knn import frozen_network, report
 
-__all__ = ["train_linear_classifier", "linear_probe", "run_linear_probe"]
-
-PROBE_EPOCHS, PROBE_LR = 100, 1e-3  # DINO's eval_linear defaults (lr for a batch of 256)
+__all__ = ["linear_probe", "run_linear_probe"]
 
 
-def train_linear_classifier(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *, epochs: int,
-                            lr: float, batch_size: int, seed: int = 0) -> nn.Linear:
-    """A ``nn.Linear(D, num_classes)`` (weights N(0, 0.01), bias 0) trained on ``features [N, D]``,
-    ``labels [N]`` by SGD (momentum 0.9, ``lr`` x batch/256, cosine to 0 over ``epochs``), shuffled with ``seed``."""
-    generator = torch.Generator().manual_seed(seed)
-    classifier = nn.Linear(features.shape[1], num_classes).to(features.device)
-    with torch.no_grad():
-        classifier.weight.normal_(0.0, 0.01, generator=generator)
-        classifier.bias.zero_()
-    optimizer = torch.optim.SGD(classifier.parameters(), lr=lr * batch_size / 256.0, momentum=0.9, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=0.0)
-    for _ in range(epochs):
-        order = torch.randperm(features.shape[0], generator=generator).to(features.device)
-        for start in range(0, features.shape[0], batch_size):
-            index = order[start:start + batch_size]
-            loss = F.cross_entropy(classifier(features[index]), labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        scheduler.step()
-    return classifier
 
 
 def linear_probe(config: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Self-supervised pretraining with SAR: DINO and MoCo-v3 as training tasks (``sarvit pretrain``)."""
-from .dino import DINOTask, centre_update, dino_loss, ema_update
+from .dino import DINOTask, centre_update, dino_loss, ema_update, without_drop_path
 from .heads import DINOHead, bn_mlp
 from .mocov3 import MoCoV3Task, contrastive_loss, fix_patch_projection_and_position, symmetrised_loss
 from .multicrop import MultiCrop
@@ -8,4 +8,4 @@ from .task_interface import TaskOutput, TrainingTask
 
 __all__ = ["DINOTask", "DINOHead", "MoCoV3Task", "MultiCrop", "TaskOutput", "TrainingTask", "bn_mlp", "centre_update",
            "contrastive_loss", "cosine_ramp", "dino_loss", "ema_update", "fix_patch_projection_and_position",
-           "symmetrised_loss", "teacher_temperature"]
+           "symmetrised_loss", "teacher_temperature", "without_drop_path"]

@@ -12,13 +12,14 @@ from typing import Sequence
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from timm.layers import DropPath
 from torch import nn
 
 from .heads import DINOHead
 from .schedules import cosine_ramp, teacher_temperature
 from .task_interface import TaskOutput, TrainingTask
 
-__all__ = ["dino_loss", "centre_update", "ema_update", "DINOTask"]
+__all__ = ["dino_loss", "centre_update", "ema_update", "without_drop_path", "DINOTask"]
 
 
 def dino_loss(student: torch.Tensor, teacher: torch.Tensor, centre: torch.Tensor, student_temp: float,
@@ -71,6 +72,16 @@ def ema_update(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor],
     torch._foreach_lerp_(list(teacher), list(student), 1.0 - momentum)
 
 
+def without_drop_path(model: nn.Module) -> nn.Module:
+    """``model`` with every stochastic-depth module replaced by an identity, in place (DINO's teacher is built
+    without drop path; the student keeps it). The state dict's names do not change: DropPath holds no weights."""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, DropPath):
+                setattr(module, name, nn.Identity())
+    return model
+
+
 class DINOTask(TrainingTask):
     """DINO self-distillation over multi-crop batches ``([global_1, global_2, local_1, ...], labels)``.
 
@@ -96,7 +107,7 @@ class DINOTask(TrainingTask):
         self.model = model
         self.head = DINOHead(model.model.embed_dim, out_dim, hidden_dim, bottleneck_dim, use_bn=use_bn_in_head,
                              norm_last_layer=norm_last_layer)
-        self.teacher = copy.deepcopy(model.model)
+        self.teacher = without_drop_path(copy.deepcopy(model.model))
         self.teacher_head = copy.deepcopy(self.head)
         for parameter in (*self.teacher.parameters(), *self.teacher_head.parameters()):
             parameter.requires_grad_(False)

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..loop import batches
 
-__all__ = ["features_of", "extract_features"]
+__all__ = ["PROBE_EPOCHS", "PROBE_LR", "features_of", "extract_features", "train_linear_classifier"]
+
+PROBE_EPOCHS, PROBE_LR = 100, 1e-3  # DINO's eval_linear defaults (lr for a batch of 256)
 
 
 def features_of(model: nn.Module, images: torch.Tensor, n_last_blocks: int = 1, avgpool: bool = False) -> torch.Tensor:
@@ -40,3 +43,26 @@ def extract_features(model: nn.Module, loader, device: torch.device, n_last_bloc
     finally:
         model.train(was_training)
     return torch.cat(features), torch.cat(labels)
+
+
+def train_linear_classifier(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *, epochs: int,
+                            lr: float, batch_size: int, seed: int = 0) -> nn.Linear:
+    """A ``nn.Linear(D, num_classes)`` (weights N(0, 0.01), bias 0) trained on ``features [N, D]``,
+    ``labels [N]`` by SGD (momentum 0.9, ``lr`` x batch/256, cosine to 0 over ``epochs``), shuffled with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    classifier = nn.Linear(features.shape[1], num_classes).to(features.device)
+    with torch.no_grad():
+        classifier.weight.normal_(0.0, 0.01, generator=generator)
+        classifier.bias.zero_()
+    optimizer = torch.optim.SGD(classifier.parameters(), lr=lr * batch_size / 256.0, momentum=0.9, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs, eta_min=0.0)
+    for _ in range(epochs):
+        order = torch.randperm(features.shape[0], generator=generator).to(features.device)
+        for start in range(0, features.shape[0], batch_size):
+            index = order[start:start + batch_size]
+            loss = F.cross_entropy(classifier(features[index]), labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+    return classifier

@@ -18,9 +18,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ...checkpoints import RunFolder, checkpoint_content, load_checkpoint, save_atomic
-from ...data import build_dataset, build_transform
+from ...data import build_dataset, build_mask_dataset, build_transform
 from ...errors import SarvitError
-from ...metrics import knn_scores, topk_accuracy
+from ...losses import spatial_entropy
+from ...metrics import AttentionJaccard, knn_scores, topk_accuracy
 from ...models import ModelSpec
 from .. import build
 from ..config import save_config
@@ -31,13 +32,13 @@ from ..regularizers import RegularizedModel, log_key
 from ..rng import rng_state, set_rng_state
 from ..runner import seed_everything
 from .dino import DINOTask
-from .features import extract_features
+from .features import PROBE_EPOCHS, extract_features, train_linear_classifier
 from .mocov3 import MoCoV3Task
 from .multicrop import MultiCrop
 from .schedules import cosine_ramp
 from .task_interface import TrainingTask
 
-__all__ = ["PretrainResult", "pretrain", "build_task", "train_task_epoch", "knn_of"]
+__all__ = ["PretrainResult", "pretrain", "build_task", "train_task_epoch", "knn_of", "probe_of", "attention_scores"]
 
 
 @dataclass
@@ -100,6 +101,36 @@ def knn_of(model: nn.Module, bank_loader, query_loader, num_classes: int, device
     bank, bank_labels = extract_features(model, bank_loader, device)
     queries, labels = extract_features(model, query_loader, device)
     return topk_accuracy(knn_scores(bank, bank_labels, queries, num_classes, min(k, len(bank)), temperature), labels)
+
+
+def probe_of(model: nn.Module, bank_loader, query_loader, num_classes: int, device: torch.device, *, lr: float,
+             batch_size: int, seed: int = 0, epochs: int = PROBE_EPOCHS) -> dict[str, float]:
+    """Linear-probe top-1/top-5 (%) of ``model``'s [CLS] features (last block; the `sarvit linear-probe` defaults
+    otherwise): a classifier trained on the training split, scored on the evaluation split."""
+    bank, bank_labels = extract_features(model, bank_loader, device)
+    queries, labels = extract_features(model, query_loader, device)
+    classifier = train_linear_classifier(bank, bank_labels, num_classes, epochs=epochs, lr=lr, batch_size=batch_size,
+                                         seed=seed)
+    with torch.no_grad():
+        return topk_accuracy(classifier(queries), labels)
+
+
+@torch.no_grad()
+def attention_scores(model: nn.Module, loader, device: torch.device) -> dict[str, float]:
+    """``{"jaccard": %, "entropy": mean spatial entropy}`` of ``model``'s last-block [CLS] attention over a data set
+    with masks (``(image, target, foreground, valid)`` items), as `sarvit segment-eval` / `analyze` score it."""
+    was_training = model.training
+    model.eval()
+    metric = AttentionJaccard(model.blocks[-1].attn.num_heads).to(device)
+    entropy = torch.zeros((), device=device, dtype=torch.float64)
+    count = 0
+    for images, _, foreground, valid in batches(loader):
+        _, maps, attention = model(images.to(device), return_maps=True, return_attention=True)
+        metric.update(attention.float(), foreground.to(device), valid.to(device))
+        entropy += spatial_entropy(maps.float(), check_finite=False).mean(dim=1).sum().double()
+        count += images.shape[0]
+    model.train(was_training)
+    return {"jaccard": 100.0 * float(metric.compute()["jaccard"]), "entropy": float(entropy) / max(1, count)}
 
 
 def _weight_decay_groups(optimizer: torch.optim.Optimizer) -> list[dict]:
@@ -196,6 +227,11 @@ class _Pretraining:
         self.loader = build.train_loader(train_set, loader_config, info)
         bank, queries, self.num_classes = _eval_sets(config)
         self.bank_loader, self.query_loader = (build.eval_loader(s, loader_config, info) for s in (bank, queries))
+        self.mask_loader = None
+        if config["data_set"] == "synthetic":  # the objects' masks: the attention Jaccard of every epoch
+            masks, _ = build_mask_dataset("synthetic", img_size=config["input_size"],
+                                          **({"num_samples": max(1, count["num_samples"] // 5)} if count else {}))
+            self.mask_loader = build.eval_loader(masks, loader_config, info)
         self.total_steps = config["epochs"] * len(self.loader)
         self.task, self.spec = build_task(config, len(self.loader))
         self.task.to(info.device)
@@ -267,9 +303,20 @@ class _Pretraining:
             line = {"epoch": epoch, **{f"train_{key}": value for key, value in metrics.items() if key != "lr"},
                     "lr": metrics["lr"], "knn_top1": knn["top1"], "knn_top5": knn["top5"],
                     "epoch_s": time.perf_counter() - start}
+            evaluated = self.task.evaluation_model()
+            if self.mask_loader is not None:
+                scores = attention_scores(evaluated, self.mask_loader, info.device)
+                line.update(val_jaccard=scores["jaccard"], val_entropy=scores["entropy"])
+            if epoch + 1 == config["epochs"]:  # the linear probe of the final network
+                probe = probe_of(evaluated, self.bank_loader, self.query_loader, self.num_classes, info.device,
+                                 lr=config["probe_lr"], batch_size=config["batch_size"], seed=config["seed"])
+                line.update(linear_top1=probe["top1"], linear_top5=probe["top5"])
             self._checkpoint(epoch, line)
+            extra = "".join(f", {label} {line[key]:.2f}" for key, label in
+                            (("val_jaccard", "attention Jaccard %"), ("linear_top1", "linear-probe top-1 %"))
+                            if key in line)
             _say(info, f"epoch {epoch + 1}/{config['epochs']}: loss {line['train_loss']:.4f}, k-NN top-1 "
-                       f"{knn['top1']:.2f}% top-5 {knn['top5']:.2f}%, {line['epoch_s']:.0f} s")
+                       f"{knn['top1']:.2f}% top-5 {knn['top5']:.2f}%{extra}, {line['epoch_s']:.0f} s")
 
     def _checkpoint(self, epoch: int, line: dict) -> None:
         states = [rng_state()]

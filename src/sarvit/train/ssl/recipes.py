@@ -34,8 +34,10 @@ RECIPES: dict[tuple[str, str], dict[str, Any]] = {
     ("mocov3", "tiny"): {**_MOCO, **_TINY_MODEL, "lr": 1.5e-3, "warmup_epochs": 1, "moco_dim": 64,
                          "moco_mlp_dim": 512},
 }
-# the head widths the recipes do not name as options
-HEAD_WIDTHS = {"tiny": {"hidden_dim": 512, "bottleneck_dim": 64}, "paper": {"hidden_dim": 2048, "bottleneck_dim": 256}}
+# what the recipes set without an option: the head widths, and the learning rate (per 256 images) of the linear
+# probe at the end of the run (DINO's 1e-3 at paper scale; the tiny run's few, small features need more)
+HEAD_WIDTHS = {"tiny": {"hidden_dim": 512, "bottleneck_dim": 64, "probe_lr": 0.1},
+               "paper": {"hidden_dim": 2048, "bottleneck_dim": 256, "probe_lr": 1e-3}}
 # keys of a stored configuration that a resumed run takes from the command line only
 _INVOCATION = ("resume", "overwrite")
 
