@@ -153,3 +153,18 @@ def test_linear_probe_gets_no_gradient_into_the_backbone():
     assert all(p.grad is None for p in backbone.parameters())
     assert all(torch.equal(v, before[k]) for k, v in backbone.state_dict().items())
     assert (classifier(features).argmax(dim=1) == labels).float().mean() > 0.9  # 12 points in 48-D: separable
+
+
+def test_finetune_accepts_a_headless_pretrained_backbone():
+    from sarvit import create_model, load_weights
+    from sarvit.errors import SarvitError
+
+    kwargs = dict(img_size=16, patch_size=4, depth=2, embed_dim=16, num_heads=2)
+    backbone = create_model("vit_tiny_patch16_224", num_classes=0, **kwargs)
+    classifier = create_model("vit_tiny_patch16_224", num_classes=5, **kwargs)
+    head = classifier.head.weight.clone()
+    report = load_weights(classifier, backbone.state_dict(), new_head=True)
+    assert "head.weight" in report.missing and torch.equal(classifier.head.weight, head)
+    assert torch.equal(classifier.blocks[0].attn.qkv.weight, backbone.blocks[0].attn.qkv.weight)
+    with pytest.raises(SarvitError, match="lacks: head.weight"):
+        load_weights(create_model("vit_tiny_patch16_224", num_classes=5, **kwargs), backbone.state_dict())
