@@ -226,12 +226,14 @@ class _Pretraining:
         loader_config = {**config, "repeated_aug": False, "pin_mem": True}
         self.loader = build.train_loader(train_set, loader_config, info)
         bank, queries, self.num_classes = _eval_sets(config)
-        self.bank_loader, self.query_loader = (build.eval_loader(s, loader_config, info) for s in (bank, queries))
+        # every process scores the whole sets (k-NN needs every training feature): unsharded loaders
+        whole = DistInfo(device=info.device)
+        self.bank_loader, self.query_loader = (build.eval_loader(s, loader_config, whole) for s in (bank, queries))
         self.mask_loader = None
         if config["data_set"] == "synthetic":  # the objects' masks: the attention Jaccard of every epoch
             masks, _ = build_mask_dataset("synthetic", img_size=config["input_size"],
                                           **({"num_samples": max(1, count["num_samples"] // 5)} if count else {}))
-            self.mask_loader = build.eval_loader(masks, loader_config, info)
+            self.mask_loader = build.eval_loader(masks, loader_config, whole)
         self.total_steps = config["epochs"] * len(self.loader)
         self.task, self.spec = build_task(config, len(self.loader))
         self.task.to(info.device)
@@ -250,7 +252,7 @@ class _Pretraining:
             self.knn_at_init = self._knn()
         self.step = self.task
         if info.distributed:
-            if config["method"] == "mocov3":
+            if config["method"] == "mocov3" and info.device.type == "cuda":  # batch statistics of the global batch
                 self.step = nn.SyncBatchNorm.convert_sync_batchnorm(self.task)
             ids = [info.device.index] if info.device.type == "cuda" else None
             # DINO's first epoch gives its head's last layer no gradient: parameters unused in some steps
