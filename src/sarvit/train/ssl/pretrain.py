@@ -143,13 +143,15 @@ def train_task_epoch(step: nn.Module, task: TrainingTask, loader, optimizer, sch
                      clip_grad: Optional[float], amp_dtype=None, log_interval: int = 50, progress=None):
     """One pass of ``step`` (``task``, or DDP around it) over ``loader``; returns ``(metrics, global_step)``.
 
-    ``metrics``: mean ``loss`` (task loss plus weighted terms), ``task_loss``, one ``reg_<name>`` per term, ``lr``.
+    ``metrics``: mean ``loss`` (task loss plus weighted terms), ``task_loss``, one ``reg_<name>`` per term, the mean
+    of each of the task's own ``TaskOutput.metrics``, ``lr``.
     """
     task.train()
     names = [term.name for term in task.model.terms]
     sums = torch.zeros(3 + len(names), device=info.device, dtype=torch.float64)
     decaying = _weight_decay_groups(optimizer)
     params = [p for p in task.parameters() if p.requires_grad]
+    extra: dict[str, torch.Tensor] = {}
     for index, batch in enumerate(batches(loader)):
         views, labels = batch
         views = [view.to(info.device, non_blocking=True) for view in views]
@@ -166,6 +168,8 @@ def train_task_epoch(step: nn.Module, task: TrainingTask, loader, optimizer, sch
         global_step += 1
         scheduler.step_update(num_updates=global_step)
         task.after_step(global_step, total_steps)
+        for key, value in out.metrics.items():  # the task's own figures (DINO: the teacher temperature)
+            extra[key] = extra.get(key, 0.0) + value.detach().double()
         values = [loss.detach().float(), out.loss.detach().float(), torch.ones_like(loss.detach().float())]
         sums += torch.stack(values + ([] if out.terms is None else list(out.terms.detach().float()))).double()
         if (index + 1) % log_interval == 0 or index + 1 == len(loader):
@@ -181,6 +185,7 @@ def train_task_epoch(step: nn.Module, task: TrainingTask, loader, optimizer, sch
     count = reduced[2]
     metrics = {"loss": reduced[0] / count, "task_loss": reduced[1] / count,
                **{log_key(name): value / count for name, value in zip(names, reduced[3:])},
+               **{key: float(all_reduce_sum(value.clone(), info)) / count for key, value in extra.items()},
                "lr": float(optimizer.param_groups[0]["lr"])}
     return metrics, global_step
 
