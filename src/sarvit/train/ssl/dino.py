@@ -17,7 +17,7 @@ from torch import nn
 
 from .heads import DINOHead
 from .schedules import cosine_ramp, teacher_temperature
-from .task_interface import TaskOutput, TrainingTask
+from ..tasks import TaskOutput, TrainingTask
 
 __all__ = ["dino_loss", "centre_update", "ema_update", "without_drop_path", "DINOTask"]
 
@@ -103,8 +103,7 @@ class DINOTask(TrainingTask):
                  norm_last_layer: bool = True, freeze_last_layer: int = 1, momentum_teacher: float = 0.996,
                  teacher_temp: float = 0.04, warmup_teacher_temp: float = 0.04, warmup_teacher_temp_epochs: int = 0,
                  student_temp: float = 0.1, centre_momentum: float = 0.9) -> None:
-        super().__init__()
-        self.model = model
+        super().__init__(model)
         self.head = DINOHead(model.model.embed_dim, out_dim, hidden_dim, bottleneck_dim, use_bn=use_bn_in_head,
                              norm_last_layer=norm_last_layer)
         self.teacher = without_drop_path(copy.deepcopy(model.model))
@@ -117,6 +116,11 @@ class DINOTask(TrainingTask):
         self.momentum_teacher, self.student_temp, self.centre_momentum = momentum_teacher, student_temp, centre_momentum
         self.temperatures = (warmup_teacher_temp, teacher_temp, int(warmup_teacher_temp_epochs))
         self.steps_done = 0  # the schedules' position, kept in the state dict (get_extra_state)
+
+    def no_weight_decay(self) -> set[str]:
+        """None: DINO decays every weight of two or more dimensions, the position embedding and [CLS] token included
+        (timm's optimizer factory still leaves biases and norms undecayed, as DINO does)."""
+        return set()
 
     def teacher_temp(self) -> float:
         """The teacher temperature of the current epoch."""

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..loop import batches
+from ..evaluation import batches
 
 __all__ = ["PROBE_EPOCHS", "PROBE_LR", "features_of", "extract_features", "train_linear_classifier"]
 

@@ -19,7 +19,7 @@ from torch import nn
 from .dino import ema_update
 from .heads import bn_mlp
 from .schedules import cosine_ramp
-from .task_interface import TaskOutput, TrainingTask
+from ..tasks import TaskOutput, TrainingTask
 
 __all__ = ["contrastive_loss", "symmetrised_loss", "fix_patch_projection_and_position", "MoCoV3Task"]
 
@@ -84,10 +84,9 @@ class MoCoV3Task(TrainingTask):
 
     def __init__(self, model: nn.Module, *, steps_per_epoch: int, epochs: int, dim: int = 256, mlp_dim: int = 4096,
                  tau: float = 0.2, momentum: float = 0.99, stop_grad_conv1: bool = True) -> None:
-        super().__init__()
         if stop_grad_conv1:
             fix_patch_projection_and_position(model.model)
-        self.model = model
+        super().__init__(model)
         self.projector = bn_mlp(model.model.embed_dim, mlp_dim, dim, layers=3)
         self.predictor = bn_mlp(dim, mlp_dim, dim, layers=2)
         self.momentum_encoder = copy.deepcopy(model.model)

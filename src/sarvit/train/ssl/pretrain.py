@@ -14,29 +14,29 @@ from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
+import yaml
+from timm.utils import random_seed
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ...checkpoints import RunFolder, checkpoint_content, load_checkpoint, save_atomic
+from ...checkpoints import RunFolder, checkpoint_content, load_checkpoint, save_atomic, write_text
 from ...data import build_dataset, build_mask_dataset, build_transform
 from ...errors import SarvitError
 from ...losses import spatial_entropy
 from ...metrics import AttentionJaccard, knn_scores, topk_accuracy
 from ...models import ModelSpec
 from .. import build
-from ..config import save_config
 from ..distributed import DistInfo, all_reduce_sum, barrier, broadcast_object, setup_distributed
-from ..loop import autocast_context, batches
+from ..evaluation import autocast_context, batches
 from ..records import RunLog
 from ..regularizers import RegularizedModel, log_key
 from ..rng import rng_state, set_rng_state
-from ..runner import seed_everything
 from .dino import DINOTask
 from .features import PROBE_EPOCHS, extract_features, train_linear_classifier
 from .mocov3 import MoCoV3Task
 from .multicrop import MultiCrop
 from .schedules import cosine_ramp
-from .task_interface import TrainingTask
+from ..tasks import TrainingTask
 
 __all__ = ["PretrainResult", "pretrain", "build_task", "train_task_epoch", "knn_of", "probe_of", "attention_scores"]
 
@@ -222,7 +222,7 @@ class _Pretraining:
 
     def setup(self) -> None:
         config, info = self.config, self.info
-        seed_everything(config["seed"] + info.rank)
+        random_seed(config["seed"], info.rank)
         synthetic = {"img_size": config["input_size"]} if config["data_set"] == "synthetic" else {}
         count = {"num_samples": config["num_samples"]} if config.get("num_samples") else {}
         train_set, _ = build_dataset(config["data_set"], train=True, transform=_views(config),
@@ -289,7 +289,8 @@ class _Pretraining:
     def fit(self) -> None:
         config, info = self.config, self.info
         if info.is_main:
-            save_config(config, self.out / "config.yaml")
+            run = {key: value for key, value in config.items() if key not in ("resume", "overwrite")}
+            write_text(yaml.safe_dump(run, sort_keys=True), self.out / "config.yaml")  # the resolved options
             self.log = RunLog(self.out, self.history, tensorboard=False)
         terms = self.task.model.describe() or "none"
         _say(info, f"pretraining with {config['method']} ({config['scale']} recipe): {config['model']} at "
