@@ -16,7 +16,7 @@ from typing import Optional
 from . import __version__
 from .errors import SarvitError
 from .option_parser import HelpFormatter, add_options
-from .options import COMMANDS, LEARN, OPTIONS, Option, check_values, defaults
+from .options import COMMANDS, LAYERED, OPTIONS, Option, check_values, defaults
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -37,8 +37,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     """Parse a command line; ``args.run(args)`` runs it. Bad arguments exit 2 with the subcommand's usage.
 
-    ``train`` and ``eval`` get only what was typed (``sarvit.train.config`` layers the defaults); the
-    other commands get the table's defaults filled in.
+    ``train`` and ``eval`` get only what was typed (``sarvit.train.config`` layers the defaults), as do
+    ``pretrain``, ``knn`` and ``linear-probe`` (``sarvit.train.ssl.recipes``); the other commands get the table's defaults filled in.
     """
     parser, commands = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -55,7 +55,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     missing = [f"--{name.replace('_', '-')}" for name in COMMANDS[args.command].required if not hasattr(args, name)]
     if missing:
         command.error(f"the following arguments are required: {', '.join(missing)}")
-    if args.command not in LEARN:
+    if args.command not in LAYERED:
         for dest, value in defaults(args.command).items():
             if not hasattr(args, dest):
                 setattr(args, dest, value)

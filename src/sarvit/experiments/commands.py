@@ -55,7 +55,7 @@ def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[st
     plans = plan_runs(grid, exp_dir, seeds, base, list(args.train_args))
     if args.dry_run:
         for plan in plans:
-            print(f"{plan.label}: sarvit train {' '.join(plan.args)}")
+            print(f"{plan.label}: sarvit {grid.command} {' '.join(plan.args)}")
         return 0
     header = {"scale": args.scale, "data set": data_set, "extra train options": " ".join(args.train_args) or "none"}
     outcome = None
@@ -63,7 +63,8 @@ def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[st
         print(f"sarvit experiment {grid.name}: {len(grid.cells)} cells x {len(seeds)} seeds = {len(plans)} runs "
               f"in {exp_dir}/ (scale {args.scale}, {data_set}, {args.jobs} at a time)", flush=True)
         started = time.monotonic()
-        outcome = run_grid(plans, jobs=args.jobs, train_command=train_command or TRAIN_COMMAND,
+        command = train_command or (*TRAIN_COMMAND[:-1], grid.command)  # `sarvit train` or `sarvit pretrain`
+        outcome = run_grid(plans, jobs=args.jobs, train_command=command,
                            say=lambda line: print(line, flush=True))
         header["wall time of this call"] = f"{time.monotonic() - started:.0f} s"
         (exp_dir / "experiment.json").write_text(json.dumps(

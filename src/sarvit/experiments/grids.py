@@ -46,6 +46,7 @@ class Grid:
     sweep: Optional[str] = None        # x-axis name of a sweep plot ("subset ratio", "lambda")
     paper_source: str = ""
     paper_rows: tuple[PaperRow, ...] = field(default_factory=tuple)
+    command: str = "train"             # the sarvit command of every run: train, or pretrain (self-supervised)
 
     def cell(self, name: str) -> Cell:
         for cell in self.cells:
@@ -129,7 +130,25 @@ _JACCARD = Grid(
     paper_rows=(PaperRow("ViT-S/16", "19.18"), PaperRow("ViT-S/16 + SAR", "31.19 (+12.01)")),
 )
 
-GRIDS: dict[str, Grid] = {grid.name: grid for grid in (_ABLATION, _LAMBDA, _SUBSETS, _REGULARIZERS, _JACCARD)}
+_SSL = Grid(
+    name="ssl",
+    description="App. C.2 / Tab. 9: SAR on self-supervised pretraining (`sarvit pretrain`); each run scored by the "
+                "k-NN and linear probe of its teacher / momentum encoder and by its attention Jaccard",
+    cells=(Cell("dino", ("--method", "dino", "--no-sar")), Cell("dino-sar", ("--method", "dino", "--sar"),
+                                                               baseline="dino"),
+           Cell("mocov3", ("--method", "mocov3", "--no-sar")), Cell("mocov3-sar", ("--method", "mocov3", "--sar"),
+                                                                   baseline="mocov3")),
+    paper_epochs=300,
+    paper_source="SAR ICLR draft, App. C.2 Tab. 9: ViT-S/16 pretrained on ImageNet-100 for 300 epochs; (a) linear-"
+                 "probe top-1 % on ImageNet-100, (b) attention Jaccard % on PASCAL VOC-12",
+    paper_rows=(PaperRow("MoCo-v3: linear top-1 / Jaccard", "77.60 / 27.40"),
+                PaperRow("MoCo-v3 + SAR: linear top-1 / Jaccard", "78.88 (+1.28) / 33.10 (+6.17)"),
+                PaperRow("DINO: linear top-1 / Jaccard", "77.42 / 35.06"),
+                PaperRow("DINO + SAR: linear top-1 / Jaccard", "79.90 (+2.48) / 35.28 (+0.22)")),
+    command="pretrain",
+)
+
+GRIDS: dict[str, Grid] = {grid.name: grid for grid in (_ABLATION, _LAMBDA, _SUBSETS, _REGULARIZERS, _JACCARD, _SSL)}
 
 # tiny: a CPU runs a whole grid in minutes; small: the synthetic quick-demo defaults of `sarvit train`
 # (its 15 epochs at every subset ratio; minutes per run); paper: ViT-S/16 at 224 px with DeiT's recipe and the papers' schedule.
@@ -146,8 +165,12 @@ SCALES = ("tiny", "small", "paper")
 
 
 def scale_flags(scale: str, grid: Grid, data_set: str) -> tuple[str, ...]:
-    """The `sarvit train` flags of a scale for this grid and data set."""
+    """The `sarvit train` (or `sarvit pretrain`) flags of a scale for this grid and data set."""
     synthetic = data_set == "synthetic"
+    if grid.command == "pretrain":  # the pretraining recipes: tiny (small is tiny) or the methods' official ones
+        if scale not in SCALES:
+            raise SarvitError(f"--scale: expected one of {', '.join(SCALES)}, got {scale!r}")
+        return ("--scale", "paper", "--epochs", str(grid.paper_epochs)) if scale == "paper" else ("--scale", "tiny")
     if scale == "tiny":
         return _TINY + (_TINY_SYNTHETIC if synthetic else ())
     if scale == "small":  # the epochs are pinned: every subset ratio trains as long, as in the papers' tables

@@ -6,7 +6,6 @@ from typing import Optional
 
 from ..figures import new_figure, save_figure
 from .grids import Grid
-from .results import METRICS
 
 __all__ = ["plot_bars", "plot_sweep", "plot_curves"]
 
@@ -19,7 +18,7 @@ def _save(figure, path: Path) -> Path:
 def plot_bars(results: dict, path: Path) -> Optional[Path]:
     """One panel per metric that any run logged: mean per cell, the standard deviation as error bar."""
     cells = results["cells"]
-    panels = [(key, label) for key, label, *_ in METRICS if any(c["summary"][key].n for c in cells.values())]
+    panels = [(key, label) for key, label, *_ in results["metrics"] if any(c["summary"][key].n for c in cells.values())]
     if not panels:
         return None
     names = list(cells)
@@ -56,14 +55,14 @@ def plot_sweep(results: dict, grid: Grid, path: Path, key: str = "best_top1") ->
     if grid.sweep == "lambda":
         axis.set_xscale("symlog", linthresh=1e-3)
     axis.set_xlabel(grid.sweep)
-    axis.set_ylabel(dict((k, label) for k, label, *_ in METRICS)[key])
+    axis.set_ylabel(dict((k, label) for k, label, *_ in results["metrics"])[key])
     axis.legend(fontsize=8)
     axis.set_title(f"{results['grid']}: mean ± std over seeds", fontsize=10)
     return _save(figure, path)
 
 
 def plot_curves(results: dict, path: Path) -> Optional[Path]:
-    """Validation top-1 per epoch of the lowest finished seed of every cell."""
+    """Validation top-1 (k-NN top-1 for pretraining grids) per epoch of the lowest finished seed of every cell."""
     figure, axis = new_figure(figsize=(6.5, 4.0))
     for name, cell in results["cells"].items():
         if cell["curves"]:
@@ -74,7 +73,7 @@ def plot_curves(results: dict, path: Path) -> Optional[Path]:
     if not axis.lines:
         return None
     axis.set_xlabel("epoch")
-    axis.set_ylabel("val top-1 (%)")
+    axis.set_ylabel(dict((k, label) for k, label, *_ in results["metrics"])["best_top1"].replace("best ", ""))
     axis.legend(fontsize=7)
     axis.set_title(f"{results['grid']}: one seed per cell", fontsize=10)
     return _save(figure, path)

@@ -177,7 +177,7 @@ def run_grid(plans: Sequence[RunPlan], jobs: int = 1, train_command: Sequence[st
             resume = ("--resume", str(plan.folder / "last.pth")) if state == "resumable" else ()
             started = time.monotonic()
             with plan.console.open("a") as console:
-                console.write(f"$ sarvit train {' '.join(plan.args + resume)}\n")
+                console.write(f"$ sarvit {train_command[-1]} {' '.join(plan.args + resume)}\n")
                 console.flush()
                 code = subprocess.call([*train_command, *plan.args, *resume], stdout=console,
                                        stderr=subprocess.STDOUT, env=_environment(device, jobs))

@@ -78,7 +78,7 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, new_h
     Keys of the LayerNorm that the SAR surgery removed (``blocks.<last>.norm2.*``) are reported
     and ignored, so a plain timm checkpoint loads into a SAR model. With ``new_head=True`` the
     classifier head is left at its initialisation when its shape differs (fine-tuning on a new
-    class count). Weights trained with the surgery lack that LayerNorm: loading them into a model that keeps
+    class count) or absent (a backbone without one, as `sarvit pretrain` writes). Weights trained with the surgery lack that LayerNorm: loading them into a model that keeps
     it is an error naming the switch, unless ``new_last_norm=True`` leaves it at its initialisation.
     Any other difference is an error naming the keys (and the depth or width that differs).
     """
@@ -109,7 +109,8 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, new_h
             to_load[key] = value
     missing = [key for key in own if key not in state_dict]
     absent_ok = [key for key in missing if key.startswith(last_norm)]
-    missing = [key for key in missing if key not in absent_ok]
+    fresh_head = [key for key in missing if new_head and key in head]  # a headless backbone: the head starts anew
+    missing = [key for key in missing if key not in absent_ok and key not in fresh_head]
     architecture = _architecture_hint(model, state_dict)
     if absent_ok and not new_last_norm and not architecture:
         raise SarvitError(
@@ -130,5 +131,5 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, new_h
     if problems:
         raise SarvitError(f"state_dict does not fit {type(model).__name__}: " + " | ".join(problems))
     model.load_state_dict(to_load, strict=False)
-    report.missing = absent_ok
+    report.missing = absent_ok + fresh_head
     return report
