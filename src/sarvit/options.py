@@ -115,7 +115,8 @@ OPTIONS: tuple[Option, ...] = (
       "(evaluation stays eager)", TRAIN, default=False, switch=True, aliases=("torchcompile",)),
     O("compile-backend", ROOM_RUN, "torch.compile backend for --compile", TRAIN, default="inductor",
       metavar="NAME"),
-    O("compile-mode", ROOM_RUN, "torch.compile mode for --compile (default: torch's)", TRAIN,
+    O("compile-mode", ROOM_RUN, "torch.compile mode for --compile (default: torch's; reduce-overhead: CUDA "
+      "graphs, no launch overhead)", TRAIN, aliases=("torchcompile-mode",),
       choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")),
     # data
     O("data-set", ROOM_DATA, "synthetic (built in), cifar10, cifar100, flowers, pets, imagenet, imnet-100, "
