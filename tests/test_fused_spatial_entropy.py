@@ -158,9 +158,6 @@ def test_fused_refuses_maps_over_64x64():
         spatial_entropy(torch.randn(1, 1, 65, 64), method="fused")
 
 
-cuda = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
-
-
 @pytest.mark.parametrize("connectivity", [8, 4])
 @pytest.mark.parametrize("shape", [(256, 6, 14, 14), (16, 6, 28, 28), (4, 3, 64, 64), (3, 2, 9, 17)])
 @pytest.mark.cuda
@@ -176,7 +173,35 @@ def test_cuda_auto_is_fused_and_equals_the_reference_without_host_sync(shape, co
         grad_fused, = torch.autograd.grad(fused.sum(), S)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert "spatial_entropy_fused" in str(fused.grad_fn)
+    assert "spatial_entropy_fused" in str(fused.grad_fn.next_functions[0][0])  # under the [B, H] reshape
     torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad_fused, grad_reference, rtol=1e-5, atol=1e-6 * grad_reference.abs().max().item())
     assert sarvit.SpatialEntropyLoss()(S).isfinite()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cuda_graph_captures_the_fused_loss_forward_and_backward():
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    S = torch.randn(64, 6, 14, 14, device="cuda", generator=generator, requires_grad=True)
+    loss_fn = sarvit.SpatialEntropyLoss(check_finite=False)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up: compiles the kernels outside the capture
+        for _ in range(2):
+            S.grad = None
+            loss_fn(S).backward()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    S.grad = None
+    with torch.cuda.graph(graph):
+        loss = loss_fn(S)
+        loss.backward()
+    fresh = torch.randn(S.shape, device="cuda", generator=generator)
+    with torch.no_grad():
+        S.copy_(fresh)
+    graph.replay()
+    expected = spatial_entropy(fresh.requires_grad_(), method="reference").mean()
+    expected_grad, = torch.autograd.grad(expected, fresh)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(S.grad, expected_grad, rtol=1e-4, atol=1e-6 * expected_grad.abs().max().item())

@@ -140,3 +140,14 @@ def test_training_on_resident_data_on_cpu(tmp_path):
     assert main(["train", *tiny_argv(out, "--resident-data", "on", "--epochs", "1")]) == 0
     line = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
     assert line["val_top1"] is not None and line["val_jaccard"] is not None and line["img_per_s"] > 0
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_auto_holds_a_small_set_on_the_gpu():
+    info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cuda", torch.cuda.current_device()))
+    argv = [part if part != "cpu" else "cuda" for part in tiny_argv("unused")[:-2]]
+    train, val, _ = build.resident_loaders(config_of(*argv, "--aa", "rand-m9-mstd0.5-inc1", "--reprob", "0.25"), info)
+    images, targets = next(iter(train))
+    assert images.is_cuda and targets.is_cuda and images.shape == (16, 3, 32, 32)
+    assert next(iter(val))[2].is_cuda  # the masks too
