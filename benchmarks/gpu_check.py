@@ -88,14 +88,16 @@ def float_maps(maps: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
     return torch.from_numpy(values)[:, None]
 
 
-def check_fused(device: torch.device) -> bool:
+NORMAL_MAPS = ((14, 14, 6000), (28, 28, 1000), (64, 64, 200), (9, 17, 1000))  # (h, w, count)
+
+
+def check_fused(device: torch.device, normal=NORMAL_MAPS, batches=map_batches) -> bool:
     """The fused op against the reference path: entropies (1e-5 relative) and gradients, both connectivities,
     on random maps (normal values) and on maps whose masks are the adversarial and random families above."""
     rng = np.random.default_rng(1)
     checked, bad = 0, 0
-    families = [(f"normal {h}x{w}", torch.randn(n, 1, h, w)) for h, w, n in ((14, 14, 6000), (28, 28, 1000),
-                                                                            (64, 64, 200), (9, 17, 1000))]
-    families += [(name, float_maps(maps, rng)) for name, maps in map_batches(rng) if maps.shape[-1] > 1]
+    families = [(f"normal {h}x{w}", torch.randn(n, 1, h, w)) for h, w, n in normal]
+    families += [(name, float_maps(maps, rng)) for name, maps in batches(rng) if maps.shape[-1] > 1]
     for name, maps in families:
         S = maps.to(device).requires_grad_()
         for connectivity in (8, 4):
