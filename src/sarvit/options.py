@@ -122,7 +122,8 @@ OPTIONS: tuple[Option, ...] = (
       "(evaluation stays eager)", TRAIN, default=False, switch=True, aliases=("torchcompile",)),
     O("compile-backend", ROOM_RUN, "torch.compile backend for --compile", TRAIN, default="inductor",
       metavar="NAME"),
-    O("compile-mode", ROOM_RUN, "torch.compile mode for --compile (default: torch's)", TRAIN,
+    O("compile-mode", ROOM_RUN, "torch.compile mode for --compile (default: torch's; reduce-overhead: CUDA "
+      "graphs, no launch overhead)", TRAIN, aliases=("torchcompile-mode",),
       choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")),
     # data
     O("data-set", ROOM_DATA, "synthetic (built in), cifar10, cifar100, flowers, pets, imagenet, imnet-100, "
@@ -145,6 +146,9 @@ OPTIONS: tuple[Option, ...] = (
       metavar="K", within=Range(2)),
     O("num-workers", ROOM_DATA, "data-loading processes per process, capped by its CPUs (a quarter of them on a "
       "CPU device)", ALL, type=int, default=10, aliases=("workers", "-j"), metavar="N", within=NON_NEGATIVE),
+    O("resident-data", ROOM_DATA, "decode the data set once onto the device and augment it there in batches "
+      "(kornia; auto: on a CUDA device when both splits fit in a quarter of its free memory; docs/gpu.md)", TRAIN,
+      default="auto", choices=("auto", "on", "off")),
     O("pin-mem", ROOM_DATA, "pin host memory for faster host-to-GPU copies", LEARN, default=True, switch=True,
       off=("no-pin-mem",)),
     O("batch-size", ROOM_DATA, "images per process and step", ALL, type=int, default=64, aliases=("-b",),

@@ -8,6 +8,8 @@ from torchvision import transforms as T
 
 from ..errors import SarvitError
 
+EVAL_CROP_RATIO = 0.875  # timm's and DeiT's evaluation crop: the centre 87.5 % of the resized image
+
 _INTERPOLATIONS = {
     "bicubic": T.InterpolationMode.BICUBIC,
     "bilinear": T.InterpolationMode.BILINEAR,
@@ -63,7 +65,7 @@ def build_transform(
     hflip: float = 0.5,
     crop_scale: tuple[float, float] = (0.08, 1.0),
     interpolation: str = "bicubic",
-    eval_crop_ratio: float = 0.875,
+    eval_crop_ratio: float = EVAL_CROP_RATIO,
     mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
     std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
 ):

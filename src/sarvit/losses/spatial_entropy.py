@@ -7,6 +7,12 @@ from torch import nn
 from ..checks import check_choice, check_maps, check_number
 from ..errors import SarvitError
 from ..ops import connected_components
+from ..ops.triton_spatial_entropy import (
+    MAX_FUSED_PIXELS,
+    fused_available,
+    fused_spatial_entropy,
+    interpreting,
+)
 
 __all__ = ["spatial_entropy", "SpatialEntropyLoss", "check_maps"]
 
@@ -17,6 +23,7 @@ def spatial_entropy(
     eps: float = 1e-9,
     *,
     check_finite: bool | None = None,
+    method: str = "auto",
 ) -> torch.Tensor:
     """Spatial entropy of each map (Eq. 5-8 of the SAR papers).
 
@@ -34,6 +41,10 @@ def spatial_entropy(
             host-device synchronisation, and not while ``torch.compile`` traces (the check is a
             data-dependent branch, a graph break). Unchecked, a map holding NaN or inf gets a
             NaN entropy (and NaN gradients); a finite map's entropy is never negative.
+        method: ``"auto"`` (the fused Triton op for CUDA maps of at most 64x64 pixels when Triton is
+            installed, else the reference), ``"reference"`` (labelling op + scatter pooling; every device,
+            every size) or ``"fused"`` (:mod:`sarvit.ops.triton_spatial_entropy`: one kernel forward, one
+            backward; CUDA, or CPU under ``TRITON_INTERPRET=1``). Both give the same numbers.
 
     Returns:
         ``[B, H]`` entropies (float32, or float64 for float64 input).
@@ -51,9 +62,12 @@ def spatial_entropy(
     if check_finite and not bool(torch.isfinite(S).all()):
         raise SarvitError("S contains NaN or inf; spatial_entropy expects finite similarity maps")
 
+    fused = _use_fused(method, S)
     with torch.autocast(device_type=S.device.type, enabled=False):
         maps = S if S.dtype == torch.float64 else S.float()
         batch, heads, h, w = maps.shape
+        if fused:
+            return fused_spatial_entropy(maps.reshape(batch * heads, h, w), connectivity, eps).reshape(batch, heads)
         flat = maps.reshape(batch * heads, h * w)
         above = flat - flat.mean(dim=1, keepdim=True)
         with torch.no_grad():
@@ -71,6 +85,21 @@ def spatial_entropy(
         # entropy is then 0, not -1e-6 (and never -0.0). NaN (from a non-finite map) stays NaN.
         entropy = torch.where((entropy > 0) | entropy.isnan(), entropy, torch.zeros_like(entropy))
     return entropy.reshape(batch, heads)
+
+
+def _use_fused(method: str, S: torch.Tensor) -> bool:
+    num_pixels = S.shape[-2] * S.shape[-1]
+    if method == "auto":
+        return S.device.type == "cuda" and num_pixels <= MAX_FUSED_PIXELS and fused_available()
+    if method == "reference":
+        return False
+    if method != "fused":
+        raise ValueError(f"method must be 'auto', 'reference' or 'fused', got {method!r}")
+    if not fused_available() or num_pixels > MAX_FUSED_PIXELS or not (S.device.type == "cuda" or interpreting()):
+        raise ValueError(f"method='fused' needs Triton, maps of at most {MAX_FUSED_PIXELS} pixels "
+                         f"and a CUDA tensor (or TRITON_INTERPRET=1); got {tuple(S.shape[-2:])} maps on {S.device} "
+                         f"(Triton {'usable' if fused_available() else 'not usable'})")
+    return True
 
 
 class SpatialEntropyLoss(nn.Module):

@@ -1,6 +1,7 @@
 """Factories from a resolved config: model, data loaders, and timm's optimizer/scheduler/mixup/loss parts."""
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Optional
 
@@ -12,6 +13,8 @@ from timm.scheduler import create_scheduler_v2
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..data import ROTATIONS, build_dataset, build_mask_dataset, build_transform, pretext_dataset
+from ..data import gpu_resident
+from ..data.transforms import EVAL_CROP_RATIO
 from ..errors import SarvitError
 from ..models import ModelSpec
 from .distributed import DistInfo, ShardSampler
@@ -19,7 +22,7 @@ from .tasks import RotationTask, SupervisedTask, TrainingTask
 
 __all__ = ["model_spec", "build_datasets", "train_loader", "eval_loader", "build_optimizer",
            "build_scheduler", "build_mixup", "build_criterion", "amp_dtype", "scaled_lr", "cpu_threads",
-           "compile_step", "check_input_fits", "build_task", "worker_count"]
+           "compile_step", "check_input_fits", "build_task", "worker_count", "resident_loaders"]
 
 _ARCH_OVERRIDES = ("patch_size", "depth", "embed_dim", "num_heads")
 
@@ -248,3 +251,58 @@ def compile_step(module: torch.nn.Module, config: dict[str, Any]) -> torch.nn.Mo
         known = ", ".join(torch._dynamo.list_backends())
         raise SarvitError(f"--compile-backend: unknown torch.compile backend {backend!r}; expected one of {known}")
     return torch.compile(module, backend=backend, mode=config.get("compile_mode"))
+
+
+def resident_loaders(config: dict[str, Any], info: DistInfo):
+    """``(train_loader, val_loader, num_classes)`` over splits decoded once onto the device
+    (:mod:`sarvit.data.gpu_resident`), or None for the DataLoader path.
+
+    ``--resident-data auto`` takes this path on a CUDA device when the recipe has no pretext task and no
+    auto-augment policy other than RandAugment, and both splits fit (:func:`~sarvit.data.gpu_resident.fits_on_device`);
+    ``on`` takes it on any device (an unsupported recipe is an error), ``off`` never.
+    """
+    choice = config.get("resident_data", "auto")
+    forced = choice == "on"
+    if choice == "off" or (not forced and info.device.type != "cuda"):
+        return None
+    try:
+        if config.get("pretext"):
+            raise SarvitError("--resident-data on: GPU-resident data has no --pretext task; use --resident-data off")
+        gpu_resident.rand_augment_policy(config["aa"])
+    except SarvitError:
+        if forced:
+            raise
+        return None
+    size, interpolation = config["input_size"], config["train_interpolation"]
+    synthetic = config["data_set"] == "synthetic"
+    stored = size if synthetic else math.floor(size / EVAL_CROP_RATIO)  # the synthetic set is drawn at `size`
+    common = dict(root=config.get("data_path"), download=bool(config.get("download")))
+    train_set, num_classes = build_dataset(
+        config["data_set"], train=True, transform=gpu_resident.square_transform(stored, interpolation),
+        subset_ratio=float(config["subset_ratio"]), seed=config["seed"], **common, **_synthetic_kwargs(config, True))
+    if synthetic:
+        val_set, _ = build_mask_dataset("synthetic", transform=gpu_resident.square_transform(size, interpolation),
+                                        **_synthetic_kwargs(config, False))
+    else:
+        eval_transform = gpu_resident.square_transform(math.floor(size / EVAL_CROP_RATIO), interpolation, crop=size)
+        val_set, _ = build_dataset(config["data_set"], train=False, transform=eval_transform, **common,
+                                   **_synthetic_kwargs(config, False))
+    num_bytes = len(train_set) * 3 * stored**2 + len(val_set) * (3 + 2 * synthetic) * size**2
+    if not forced and not gpu_resident.fits_on_device(num_bytes, info.device):
+        return None
+    workers = _workers(config, info)
+    train_data, val_data = (gpu_resident.ResidentSet(*gpu_resident.decode(dataset, info.device, workers))
+                            for dataset in (train_set, val_set))
+    augment = gpu_resident.DeviceAugment(
+        size, crop_scale=config.get("crop_scale") or (0.08, 1.0), hflip=config.get("hflip", 0.5),
+        color_jitter=config["color_jitter"], auto_augment=config["aa"], reprob=config["reprob"],
+        remode=config["remode"], recount=config["recount"], interpolation=interpolation).to(info.device)
+    train = gpu_resident.ResidentLoader(train_data, config["batch_size"], augment=augment, rank=info.rank,
+                                        world_size=info.world_size, seed=config["seed"],
+                                        repeats=3 if config["repeated_aug"] else 1)
+    if len(train) == 0:
+        raise SarvitError(f"the training set gives {len(train.sampler)} images per process, fewer than one batch "
+                          f"of {config['batch_size']}; lower --batch-size")
+    val = gpu_resident.ResidentLoader(val_data, int(1.5 * config["batch_size"]), train=False, rank=info.rank,
+                                      world_size=info.world_size)
+    return train, val, num_classes

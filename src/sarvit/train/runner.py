@@ -84,11 +84,17 @@ class _Run:
         download_first = bool(config.download) and info.distributed  # rank 0 downloads, the others wait
         if download_first and not info.is_main:
             barrier(info)
-        train_set, val_set, num_classes = build.build_datasets(config)
+        resident = build.resident_loaders(config, info)  # None: the DataLoader path
+        if resident is None:
+            train_set, val_set, num_classes = build.build_datasets(config)
         if download_first and info.is_main:
             barrier(info)
-        self.train_loader = build.train_loader(train_set, config, info)
-        self.val_loader = build.eval_loader(val_set, config, info)
+        if resident is None:
+            self.train_loader = build.train_loader(train_set, config, info)
+            self.val_loader = build.eval_loader(val_set, config, info)
+        else:
+            self.train_loader, self.val_loader, num_classes = resident
+            train_set, val_set = self.train_loader.dataset, self.val_loader.dataset
         self.spec = build.model_spec(config, num_classes)
         self.model = self.spec.build().to(info.device)
         # the model and its regularizers' modules (DRLoc's head) train, synchronise and checkpoint together
@@ -349,7 +355,7 @@ def _cpu_threads(config: TrainConfig, info: DistInfo):
 def _attention_jaccard(dataset, model: torch.nn.Module) -> Optional[AttentionJaccard]:
     """The attention Jaccard metric when the evaluation set has masks (the synthetic set does) and the model a
     [CLS] query whose attention it scores (ARViT has none)."""
-    if isinstance(dataset, MaskedDataset) and has_class_token(model):
+    if (isinstance(dataset, MaskedDataset) or getattr(dataset, "has_masks", False)) and has_class_token(model):
         return AttentionJaccard(model.blocks[-1].attn.num_heads)
     return None
 
