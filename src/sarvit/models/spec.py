@@ -16,7 +16,7 @@ from .sar_vit import create_model, sar_config
 
 __all__ = ["ModelSpec", "SAR_SWITCHES", "infer_model_kwargs"]
 
-SAR_SWITCHES = ("remove_last_skip", "remove_last_norm", "remove_last_mlp_skip", "similarity")  # create_model's
+SAR_SWITCHES = ("remove_last_skip", "remove_last_norm", "remove_last_mlp_skip", "similarity", "query")  # create_model's
 
 
 @dataclass(frozen=True)
