@@ -1,4 +1,4 @@
-"""The journal's hybrid VTs (T2T-ViT-14, PVT-Small): registered with timm, the papers' sizes, stage-by-stage shapes,
+"""The journal's hybrid VTs (T2T-ViT-14, PVT-Small, CvT-13): registered with timm, the papers' sizes, stage-by-stage shapes,
 SAR's surgery and S equal to the last block's weights by hand, training with SAR, checkpoints round-trip."""
 import pytest
 import timm
@@ -9,9 +9,10 @@ import sarvit
 from sarvit.models import ModelSpec
 from test_query import s_by_hand
 
-PAPER_PARAMETERS = {"t2t_vit_14": 21.5e6, "pvt_small": 24.5e6}  # T2T Tab. 2 (T2T-ViT_t-14); PVT Tab. 2
+PAPER_PARAMETERS = {"t2t_vit_14": 21.5e6, "pvt_small": 24.5e6, "cvt_13": 20e6}  # T2T Tab. 2 (T2T-ViT_t-14); PVT, CvT Tab. 2
 TINY = {"t2t_vit_14": dict(img_size=48, embed_dim=32, depth=2, num_heads=2, num_classes=5),
         "pvt_small": dict(img_size=96, embed_dim=32, depth=2, num_heads=2, num_classes=5)}
+CVT = dict(img_size=96, embed_dim=48, depth=2, num_heads=2, num_classes=5)
 
 
 def output_shapes(model, names, x):
@@ -119,3 +120,63 @@ def test_wrong_sizes_are_refused():
         timm.create_model("pvt_small", img_size=100)
     with pytest.raises(sarvit.SarvitError, match="no pretrained weights"):
         timm.create_model("pvt_small", pretrained=True)
+
+
+def test_cvt_shapes_stage_by_stage():
+    """CvT Tab. 2 at 224 px: token embeddings of stride 4, 8, 16 (widths 64, 192, 384); the last stage attends from
+    [CLS] + 196 queries to [CLS] + 49 squeezed keys (stride 2)."""
+    with torch.device("meta"):
+        model = timm.create_model("cvt_13")
+        shapes = output_shapes(model, ["patch_embed.embeds.0", "patch_embed.embeds.1", "patch_embed.embeds.2",
+                                       "blocks.9.attn.conv_q", "blocks.9.attn.conv_k", "blocks.9", "head"],
+                               torch.empty(2, 3, 224, 224))
+    assert shapes == {"patch_embed.embeds.0": (2, 3136, 64), "patch_embed.embeds.1": (2, 784, 192),
+                      "patch_embed.embeds.2": (2, 196, 384), "blocks.9.attn.conv_q": (2, 196, 384),
+                      "blocks.9.attn.conv_k": (2, 49, 384), "blocks.9": (2, 197, 384), "head": (2, 1000)}
+
+
+@pytest.mark.parametrize("query", ["cls", "mean"])
+def test_cvt_maps_are_the_squeezed_key_grid_by_hand(query, tmp_path):
+    """S [B, H, 3, 3] at 96 px: the [CLS] (or mean) query against the stride-2 keys of the 6x6 token grid,
+    computed from the last block's input and its conv projections."""
+    torch.manual_seed(0)
+    model = sarvit.create_model("cvt_13", query=query, **CVT).eval()
+    x = torch.randn(2, 3, 96, 96)
+    seen = {}
+    handle = model.blocks[-1].register_forward_pre_hook(lambda module, args: seen.update(z=args[0]))
+    with torch.no_grad():
+        _, S = model(x, return_maps=True)
+    handle.remove()
+    with torch.no_grad():
+        attn = model.blocks[-1].attn
+        h = model.blocks[-1].norm1(seen["z"])
+        fmap = h[:, 1:].transpose(1, 2).reshape(2, 48, 6, 6)
+        keys = attn.proj_k(torch.cat([h[:, :1], attn.conv_k.bn(attn.conv_k.conv(fmap)).flatten(2).transpose(1, 2)], 1))
+        queries = attn.proj_q(torch.cat([h[:, :1], attn.conv_q.bn(attn.conv_q.conv(fmap)).flatten(2).transpose(1, 2)], 1))
+        q = queries[:, 0] if query == "cls" else queries[:, 1:].mean(1)
+        heads = lambda t: t.reshape(*t.shape[:-1], 2, 24)  # noqa: E731
+        expected = torch.einsum("bhd,bnhd->bhn", heads(q), heads(keys[:, 1:])) * 48 ** -0.5
+    torch.testing.assert_close(S, expected.reshape(2, 2, 3, 3), atol=1e-5, rtol=1e-5)
+    with pytest.raises(sarvit.SarvitError, match="'pooled' needs a linear query projection"):
+        sarvit.create_model("cvt_13", query="pooled", **CVT)(x, return_maps=True)
+    spec = ModelSpec.of(model)
+    rebuilt = spec.build().eval()
+    rebuilt.load_state_dict(model.state_dict())
+    loaded = torch.load(_save(model, tmp_path / "model.pt"), weights_only=False).eval()
+    with torch.no_grad():
+        for other in (rebuilt, loaded):
+            torch.testing.assert_close(other(x, return_maps=True)[1], S)
+
+
+def test_cvt_trains_with_sar():
+    torch.manual_seed(0)
+    model = sarvit.create_model("cvt_13", **CVT).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x, y = torch.randn(4, 3, 96, 96), torch.tensor([0, 1, 2, 3])
+    for _ in range(2):
+        logits, S = model(x, return_maps=True)
+        loss = F.cross_entropy(logits, y) + 0.01 * sarvit.SpatialEntropyLoss()(S)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert torch.isfinite(loss) and model.patch_embed.embeds[0].proj.weight.grad.abs().sum() > 0

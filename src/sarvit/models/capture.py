@@ -34,7 +34,7 @@ from torch import nn
 
 from ..checks import check_choice, check_model
 from ..errors import SarvitError, SarvitTypeError
-from .query import ATTENTIONS, QUERIES, hook_keys, install_hooks, query_and_keys, rotated_qk
+from .query import ATTENTIONS, QUERIES, hook_keys, install_hooks, key_grid, query_and_keys, rotated_qk
 
 __all__ = ["Capture", "begin_capture", "capturing", "disarm_capture", "enable_capture", "end_capture", "has_class_token",
            "patch_grid"]
@@ -234,9 +234,10 @@ def end_capture(model: nn.Module) -> dict:
                     maps = torch.einsum("bhd,bhnd->bhn", F.normalize(q_cls, dim=-1), patch_keys)
                 else:
                     maps = row[:, :, prefix:]
-                captured["maps"] = _to_grid(maps, grid, "maps")
+                captured["maps"] = _to_grid(maps, key_grid(model.blocks[plan.cls_block], grid), "maps")
             if capture.cls_attention:
-                captured["cls_attention"] = _to_grid(row.softmax(dim=-1)[:, :, prefix:], grid, "cls_attention")
+                captured["cls_attention"] = _to_grid(row.softmax(dim=-1)[:, :, prefix:],
+                                                     key_grid(model.blocks[plan.cls_block], grid), "cls_attention")
         if plan.attention_blocks:
             captured["attention"] = {index: _attention(model, kept, index, prefix) for index in plan.attention_blocks}
     if capture.tokens:

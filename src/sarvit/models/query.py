@@ -27,12 +27,15 @@ from timm.layers import Attention, AttentionRope, apply_rot_embed_cat
 from timm.models.eva import EvaAttention
 from torch import nn
 
+from ..errors import SarvitError
+from .hybrids.cvt import ConvAttention
 
-__all__ = ["ATTENTIONS", "QUERIES", "query_and_keys", "rotated_qk"]
+
+__all__ = ["ATTENTIONS", "QUERIES", "key_grid", "query_and_keys", "rotated_qk"]
 
 QUERIES = ("cls", "mean", "pooled")
 ROTARY = (AttentionRope, EvaAttention)  # rotate q and k after q_norm / k_norm, prefix tokens left as they are
-ATTENTIONS = (Attention, *ROTARY)  # attention modules whose q_norm / k_norm see the per-head q and k
+ATTENTIONS = (Attention, *ROTARY, ConvAttention)  # attention modules whose q_norm / k_norm see the per-head q and k
 
 
 class KeepRope:
@@ -68,8 +71,16 @@ def install_hooks(recorder, index: int, block: nn.Module) -> None:
 def hook_keys(block: nn.Module, index: int, query: str | None) -> tuple:
     """The kept values :func:`query_and_keys` (or, with ``query=None``, :func:`rotated_qk`) reads for block
     ``index`` besides its q and k."""
+    if query == "pooled" and isinstance(block.attn, ConvAttention):
+        raise SarvitError("query: 'pooled' needs a linear query projection; a convolutional projection (CvT) has "
+                          "no query for a pooled vector, use 'cls' or 'mean'")
     keys = ((index, "input"),) if query == "pooled" else ()
     return keys + (((index, "rope"),) if isinstance(block.attn, ROTARY) else ())
+
+
+def key_grid(block: nn.Module, grid: tuple[int, int]) -> tuple[int, int]:
+    """The grid S is laid out on: the patch grid, or the squeezed key grid of a CvT block (keys at stride 2)."""
+    return tuple(block.attn.key_grid) if isinstance(block.attn, ConvAttention) else tuple(grid)
 
 
 def _rotate(attn: nn.Module, x: torch.Tensor, rope: torch.Tensor | None, prefix: int) -> torch.Tensor:

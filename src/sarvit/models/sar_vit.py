@@ -27,7 +27,7 @@ from ..checks import check_choice, check_model
 from ..errors import SarvitError, SarvitTypeError
 from .capture import (Capture, begin_capture, disarm_capture, enable_capture, end_capture, has_class_token,
                       patch_grid)
-from .query import QUERIES
+from .query import ATTENTIONS, QUERIES
 from .sar_eva import EvaSARBlock
 
 __all__ = ["SARBlock", "SARConfig", "create_model", "sar_config", "SIMILARITIES"]
@@ -62,8 +62,8 @@ class SARBlock(nn.Module):
 
     def __init__(self, block: Block, config: SARConfig) -> None:
         super().__init__()
-        if not isinstance(getattr(block, "attn", None), Attention):
-            raise SarvitTypeError(f"block must be a timm Block whose attn is timm's Attention, got a "
+        if not isinstance(getattr(block, "attn", None), ATTENTIONS):
+            raise SarvitTypeError(f"block must be a timm Block whose attn is timm's Attention (or Eva's, CvT's), got a "
                                   f"{type(block).__name__} with attn {type(getattr(block, 'attn', None)).__name__}")
         self.norm1, self.attn, self.ls1, self.drop_path1 = block.norm1, block.attn, block.ls1, block.drop_path1
         self.norm2 = nn.Identity() if config.remove_last_norm else block.norm2
