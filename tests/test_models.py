@@ -106,7 +106,7 @@ def test_gradient_of_the_loss_reaches_the_last_query_and_key_weights():
 
 def test_switch_defaults_follow_sar():
     assert sar_config(tiny()) == dict(
-        remove_last_skip=True, remove_last_norm=True, remove_last_mlp_skip=False, similarity="dot"
+        remove_last_skip=True, remove_last_norm=True, remove_last_mlp_skip=False, similarity="dot", query="cls"
     )
     assert sar_config(tiny(sar=False))["remove_last_skip"] is False
     assert sar_config(tiny(sar=True, remove_last_norm=False))["remove_last_norm"] is False

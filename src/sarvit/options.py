@@ -185,6 +185,8 @@ OPTIONS: tuple[Option, ...] = (
       switch=True),
     O("similarity", ROOM_SAR, "similarity of the [CLS] query with the patch keys", LEARN, default="dot",
       choices=("dot", "cosine")),
+    O("query", ROOM_SAR, "the query S is read from: cls, or for a model without [CLS] mean (average patch query) "
+      "or pooled (query of the average patch embedding)", LEARN, default="cls", choices=("cls", "mean", "pooled")),
     O("reg", ROOM_SAR, "add a loss term (repeatable): NAME is one of sarvit.losses.REGULARIZERS (an unknown name "
       "is refused with the list); WEIGHT: default the term's paper value (spatial-entropy: --lambda), 0 turns it off; "
       "@BLOCK: the block whose attention distance and patch-similarity read (default -1, the last); see README",

@@ -47,6 +47,7 @@ class Grid:
     paper_source: str = ""
     paper_rows: tuple[PaperRow, ...] = field(default_factory=tuple)
     command: str = "train"             # the sarvit command of every run: train, or pretrain (self-supervised)
+    own_models: bool = False          # the cells name their models: scales leave the architecture alone
 
     def cell(self, name: str) -> Cell:
         for cell in self.cells:
@@ -148,12 +149,31 @@ _SSL = Grid(
     command="pretrain",
 )
 
-GRIDS: dict[str, Grid] = {grid.name: grid for grid in (_ABLATION, _LAMBDA, _SUBSETS, _REGULARIZERS, _JACCARD, _SSL)}
+# The hybrid VTs keep their own architecture at every scale (own_models): the scales set the input size, recipe
+# and schedule only; PVT's overall stride is 32, so the tiny scale trains at 96 px (a 3x3 last grid).
+_HYBRID_MODELS = (("t2t", ("--model", "t2t_vit_14", "--patch-size", "16")),
+                  ("pvt", ("--model", "pvt_small", "--patch-size", "32")),
+                  ("cvt", ("--model", "cvt_13", "--patch-size", "16")))
+_HYBRIDS = Grid(
+    name="hybrids",
+    description="Tab. 9-10: SAR plugged into the hybrid VTs T2T-ViT-14, PVT-Small and CvT-13, each vs its baseline",
+    cells=tuple(cell for family, model in _HYBRID_MODELS
+                for cell in (Cell(f"{family}-baseline", (*model, *_BASELINE), arm="baseline"),
+                             Cell(f"{family}-sar", (*model, *_SAR), baseline=f"{family}-baseline", arm="SAR"))),
+    paper_epochs=100,
+    paper_source="SAR journal Tab. 9 (ImageNet-100, 100 epochs) and Tab. 10 (ImageNet-1K, 300 epochs): T2T, PVT and "
+                 "CvT with and without SAR (the stored text of the journal has the captions, not the figures)",
+    own_models=True,
+)
+
+GRIDS: dict[str, Grid] = {grid.name: grid for grid in (_ABLATION, _LAMBDA, _SUBSETS, _REGULARIZERS, _JACCARD, _SSL,
+                                                       _HYBRIDS)}
 
 # tiny: a CPU runs a whole grid in minutes; small: the synthetic quick-demo defaults of `sarvit train`
 # (its 15 epochs at every subset ratio; minutes per run); paper: ViT-S/16 at 224 px with DeiT's recipe and the papers' schedule.
-_TINY = ("--input-size", "32", "--patch-size", "4", "--depth", "2", "--embed-dim", "64", "--num-heads", "2",
-         "--epochs", "4", "--batch-size", "32", "--warmup-epochs", "1")
+_TINY_SIZE = ("--depth", "2", "--embed-dim", "64", "--num-heads", "2")
+_TINY_RUN = ("--epochs", "4", "--batch-size", "32", "--warmup-epochs", "1")
+_TINY = ("--input-size", "32", "--patch-size", "4", *_TINY_SIZE, *_TINY_RUN)
 _TINY_SYNTHETIC = ("--num-samples", "600")
 _PAPER_MODEL = ("--model", "deit_small_patch16_224", "--input-size", "224", "--patch-size", "16", "--depth", "12",
                 "--embed-dim", "384", "--num-heads", "6")
@@ -171,6 +191,10 @@ def scale_flags(scale: str, grid: Grid, data_set: str) -> tuple[str, ...]:
         if scale not in SCALES:
             raise SarvitError(f"--scale: expected one of {', '.join(SCALES)}, got {scale!r}")
         return ("--scale", "paper", "--epochs", str(grid.paper_epochs)) if scale == "paper" else ("--scale", "tiny")
+    if grid.own_models and scale in SCALES:
+        size = {"tiny": ("--input-size", "96", *_TINY_SIZE, *_TINY_RUN), "small": ("--input-size", "96", "--epochs", "15"),
+                "paper": ("--input-size", "224", *_DEIT_RECIPE, "--epochs", str(grid.paper_epochs))}[scale]
+        return size + (_TINY_SYNTHETIC if synthetic and scale == "tiny" else ())
     if scale == "tiny":
         return _TINY + (_TINY_SYNTHETIC if synthetic else ())
     if scale == "small":  # the epochs are pinned: every subset ratio trains as long, as in the papers' tables

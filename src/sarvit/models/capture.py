@@ -1,10 +1,11 @@
 """What one forward pass hands back besides the logits: [CLS] maps, chosen blocks' attention, final tokens.
 
-Every block's ``attn`` stays timm's own ``Attention`` running its own ``forward`` (fused or not, as its
+Every block's ``attn`` stays timm's own ``Attention`` (or Eva's ``EvaAttention``) running its own ``forward`` (fused or not, as its
 ``fused_attn`` says). q and k are read with forward hooks on ``attn.q_norm`` and ``attn.k_norm``: timm's
 ``Attention.forward`` calls them on the per-head q and k right before attending
 (``q, k = self.q_norm(q), self.k_norm(k)``, the same line in timm 1.0.29 and 1.0.31); without q/k norm they
-are ``nn.Identity`` and their hooks still fire. The final tokens come from a hook on ``model.norm``.
+are ``nn.Identity`` and their hooks still fire. The final tokens come from a hook on ``model.norm``. Which
+query the maps use, and Eva's rotary embedding, are :mod:`sarvit.models.query`'s.
 
 The hooks are installed once per model (:func:`enable_capture`) and stay idle, keeping nothing, unless a
 capture asks for their key: ``torch.compile`` does not notice hooks added or removed after it traced a model,
@@ -29,11 +30,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from timm.layers import Attention
 from torch import nn
 
-from ..checks import check_model
+from ..checks import check_choice, check_model
 from ..errors import SarvitError, SarvitTypeError
+from .query import ATTENTIONS, QUERIES, hook_keys, install_hooks, key_grid, query_and_keys, rotated_qk
 
 __all__ = ["Capture", "begin_capture", "capturing", "disarm_capture", "enable_capture", "end_capture", "has_class_token",
            "patch_grid"]
@@ -81,7 +82,7 @@ def patch_grid(model: nn.Module, images: torch.Tensor) -> tuple[int, int]:
     return tuple(model.patch_embed.grid_size)
 
 
-def _block_indices(model: nn.Module, capture: Capture) -> tuple[int | None, tuple[int, ...]]:
+def _block_indices(model: nn.Module, capture: Capture, query: str) -> tuple[int | None, tuple[int, ...]]:
     """The block whose [CLS] row is wanted (or None) and the attention blocks, indices in 0..depth-1."""
     depth = len(model.blocks)
     attention_blocks = []
@@ -92,14 +93,15 @@ def _block_indices(model: nn.Module, capture: Capture) -> tuple[int | None, tupl
             attention_blocks.append(index % depth)
     cls_block = None
     if capture.maps or capture.cls_attention:
-        if not has_class_token(model):
+        if query == "cls" and not has_class_token(model):
             raise SarvitError(
-                f"capturing maps or cls_attention needs a [CLS] query; this {type(model).__name__} has no class token"
+                f"query: capturing maps or cls_attention with query='cls' needs a [CLS] query; this "
+                f"{type(model).__name__} has no class token (use query='mean' or 'pooled')"
             )
         cls_block = depth - 1
     for index in attention_blocks + ([] if cls_block is None else [cls_block]):
         attn = model.blocks[index].attn
-        if not isinstance(attn, Attention):
+        if not isinstance(attn, ATTENTIONS):
             raise SarvitError(
                 f"capture needs timm's Attention in blocks[{index}].attn, found {type(attn).__name__}"
             )
@@ -125,6 +127,7 @@ class _Plan:
     keys: tuple
     grid: tuple[int, int]
     similarity: str
+    query: str
 
 
 class _Keep:
@@ -154,9 +157,10 @@ def enable_capture(model: nn.Module) -> _Recorder:
         check_model(model)
         recorder = _Recorder()
         for index, block in enumerate(model.blocks):
-            if isinstance(block.attn, Attention):
+            if isinstance(block.attn, ATTENTIONS):
                 block.attn.q_norm.register_forward_hook(_Keep(recorder, (index, "q")))
                 block.attn.k_norm.register_forward_hook(_Keep(recorder, (index, "k")))
+                install_hooks(recorder, index, block)
         if isinstance(getattr(model, "norm", None), nn.Module):
             model.norm.register_forward_hook(_Keep(recorder, "tokens"))
         model.__dict__["_capture_recorder"] = recorder
@@ -173,11 +177,14 @@ def _to_grid(per_patch: torch.Tensor, grid: tuple[int, int], what: str) -> torch
     return per_patch.reshape(*per_patch.shape[:-1], *grid)
 
 
-def _wanted_keys(model: nn.Module, capture: Capture) -> tuple[int | None, tuple[int, ...], tuple]:
-    """The [CLS] block (or None), the attention blocks, and the hook keys this capture needs."""
-    cls_block, attention_blocks = _block_indices(model, capture)
+def _wanted_keys(model: nn.Module, capture: Capture, query: str) -> tuple[int | None, tuple[int, ...], tuple]:
+    """The maps' block (or None), the attention blocks, and the hook keys this capture needs."""
+    cls_block, attention_blocks = _block_indices(model, capture, query)
     qk_blocks = dict.fromkeys(attention_blocks + (() if cls_block is None else (cls_block,)))
     keys = tuple((index, part) for index in qk_blocks for part in ("q", "k"))
+    for index in qk_blocks:
+        keys += hook_keys(model.blocks[index], index, query if index == cls_block else None)
+    keys = tuple(dict.fromkeys(keys))
     if capture.tokens:
         if not isinstance(getattr(model, "norm", None), nn.Module):
             raise SarvitError(f"capturing tokens needs a final `norm` module; this {type(model).__name__} has none")
@@ -185,14 +192,16 @@ def _wanted_keys(model: nn.Module, capture: Capture) -> tuple[int | None, tuple[
     return cls_block, attention_blocks, keys
 
 
-def begin_capture(model: nn.Module, capture: Capture, grid: tuple[int, int], *, similarity: str = "dot") -> None:
+def begin_capture(model: nn.Module, capture: Capture, grid: tuple[int, int], *, similarity: str = "dot",
+                  query: str = "cls") -> None:
     """Arm ``model``'s hooks for ``capture`` (checked against the model) before its forward pass; the pass's
     results are then read by :func:`end_capture`. :func:`capturing` pairs the two around a ``with``."""
-    cls_block, attention_blocks, keys = _wanted_keys(check_model(model), capture)
+    check_choice(query, "query", QUERIES)
+    cls_block, attention_blocks, keys = _wanted_keys(check_model(model), capture, query)
     recorder = enable_capture(model)
     recorder.kept.clear()  # the same dict object stays: a compiled graph writes into the one it traced
     recorder.wanted = keys
-    recorder.plan = _Plan(capture, cls_block, attention_blocks, keys, tuple(grid), similarity)
+    recorder.plan = _Plan(capture, cls_block, attention_blocks, keys, tuple(grid), similarity, query)
 
 
 def disarm_capture(model: nn.Module) -> None:
@@ -217,7 +226,7 @@ def end_capture(model: nn.Module) -> dict:
     capture, grid, prefix = plan.capture, plan.grid, model.num_prefix_tokens
     with torch.autocast(next(iter(kept.values())).device.type, enabled=False):  # float32 maps under autocast too
         if plan.cls_block is not None:
-            q_cls, k = kept[plan.cls_block, "q"][:, :, 0].float(), kept[plan.cls_block, "k"].float()
+            q_cls, k = query_and_keys(model.blocks[plan.cls_block], kept, plan.cls_block, plan.query, prefix)
             row = torch.einsum("bhd,bhnd->bhn", q_cls, k) * model.blocks[plan.cls_block].attn.scale
             if capture.maps:
                 if plan.similarity == "cosine":  # Eq. 15: no scale, unit-norm query and keys
@@ -225,11 +234,12 @@ def end_capture(model: nn.Module) -> dict:
                     maps = torch.einsum("bhd,bhnd->bhn", F.normalize(q_cls, dim=-1), patch_keys)
                 else:
                     maps = row[:, :, prefix:]
-                captured["maps"] = _to_grid(maps, grid, "maps")
+                captured["maps"] = _to_grid(maps, key_grid(model.blocks[plan.cls_block], grid), "maps")
             if capture.cls_attention:
-                captured["cls_attention"] = _to_grid(row.softmax(dim=-1)[:, :, prefix:], grid, "cls_attention")
+                captured["cls_attention"] = _to_grid(row.softmax(dim=-1)[:, :, prefix:],
+                                                     key_grid(model.blocks[plan.cls_block], grid), "cls_attention")
         if plan.attention_blocks:
-            captured["attention"] = {index: _attention(model, kept, index) for index in plan.attention_blocks}
+            captured["attention"] = {index: _attention(model, kept, index, prefix) for index in plan.attention_blocks}
     if capture.tokens:
         captured["tokens"] = _to_grid(kept["tokens"][:, prefix:].transpose(1, 2), grid, "tokens")
     return captured
@@ -237,7 +247,7 @@ def end_capture(model: nn.Module) -> dict:
 
 @contextmanager
 def capturing(
-    model: nn.Module, capture: Capture, grid: tuple[int, int], *, similarity: str = "dot"
+    model: nn.Module, capture: Capture, grid: tuple[int, int], *, similarity: str = "dot", query: str = "cls"
 ) -> Iterator[dict]:
     """Capture from the one forward pass of ``model`` run inside the ``with``; on leaving, the yielded dict
     holds exactly what ``capture`` asked for (keys ``maps``, ``cls_attention``, ``attention``, ``tokens``).
@@ -248,6 +258,7 @@ def capturing(
         capture: what to capture. An empty one touches nothing (no hooks) and yields an empty dict.
         grid: the patch grid ``(k_h, k_w)`` of this forward's images (:func:`patch_grid`).
         similarity: ``"dot"`` for S = ``<q_cls, k> * scale`` (Eq. 4) or ``"cosine"`` (Eq. 15, unit q and k).
+        query: which query S is read from, ``"cls"``, ``"mean"`` or ``"pooled"`` (:mod:`sarvit.models.query`).
 
     Maps and attention are float32 even under autocast. After the ``with`` the hooks are idle again and
     keep no tensor.
@@ -258,7 +269,7 @@ def capturing(
     if capture.empty:
         yield captured
         return
-    begin_capture(model, capture, grid, similarity=similarity)
+    begin_capture(model, capture, grid, similarity=similarity, query=query)
     try:
         yield captured
     except BaseException:
@@ -267,7 +278,7 @@ def capturing(
     captured.update(end_capture(model))
 
 
-def _attention(model: nn.Module, kept: dict, index: int) -> torch.Tensor:
+def _attention(model: nn.Module, kept: dict, index: int, prefix: int) -> torch.Tensor:
     """Block ``index``'s post-softmax attention ``[B, H, T, T]`` in float32 from its kept q and k."""
-    q, k = kept[index, "q"].float(), kept[index, "k"].float()
+    q, k = rotated_qk(model.blocks[index], kept, index, prefix)
     return (q @ k.transpose(-2, -1) * model.blocks[index].attn.scale).softmax(dim=-1)

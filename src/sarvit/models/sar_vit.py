@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import timm
 import torch
 from timm.layers import Attention
+from timm.models.eva import Eva, EvaBlock
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
@@ -26,6 +27,8 @@ from ..checks import check_choice, check_model
 from ..errors import SarvitError, SarvitTypeError
 from .capture import (Capture, begin_capture, disarm_capture, enable_capture, end_capture, has_class_token,
                       patch_grid)
+from .query import ATTENTIONS, QUERIES
+from .sar_eva import EvaSARBlock
 
 __all__ = ["SARBlock", "SARConfig", "create_model", "sar_config", "SIMILARITIES"]
 
@@ -39,12 +42,15 @@ class SARConfig:
     ``remove_last_skip``: drop the MSA skip connection (Eq. 10). ``remove_last_norm``: drop the
     LayerNorm before the MLP (Eq. 11). ``remove_last_mlp_skip``: drop the MLP skip too (row D).
     ``similarity``: ``"dot"`` for Eq. 4 (``<q_cls, k> * scale``) or ``"cosine"`` for Eq. 15.
+    ``query``: which query S is read from: ``"cls"`` (the papers'), ``"mean"`` or ``"pooled"``
+    (:mod:`sarvit.models.query`).
     """
 
     remove_last_skip: bool = False
     remove_last_norm: bool = False
     remove_last_mlp_skip: bool = False
     similarity: str = "dot"
+    query: str = "cls"
 
 
 class SARBlock(nn.Module):
@@ -56,8 +62,8 @@ class SARBlock(nn.Module):
 
     def __init__(self, block: Block, config: SARConfig) -> None:
         super().__init__()
-        if not isinstance(getattr(block, "attn", None), Attention):
-            raise SarvitTypeError(f"block must be a timm Block whose attn is timm's Attention, got a "
+        if not isinstance(getattr(block, "attn", None), ATTENTIONS):
+            raise SarvitTypeError(f"block must be a timm Block whose attn is timm's Attention (or Eva's, CvT's), got a "
                                   f"{type(block).__name__} with attn {type(getattr(block, 'attn', None)).__name__}")
         self.norm1, self.attn, self.ls1, self.drop_path1 = block.norm1, block.attn, block.ls1, block.drop_path1
         self.norm2 = nn.Identity() if config.remove_last_norm else block.norm2
@@ -108,7 +114,8 @@ def _before_forward(model: VisionTransformer, args: tuple, kwargs: dict):
         if not isinstance(capture, Capture):
             raise SarvitTypeError(f"capture must be a sarvit.models.Capture, got {type(capture).__name__}")
         if not capture.empty:
-            begin_capture(model, capture, patch_grid(model, x), similarity=model.blocks[-1].config.similarity)
+            config = model.blocks[-1].config
+            begin_capture(model, capture, patch_grid(model, x), similarity=config.similarity, query=config.query)
         recorder.as_tuple = as_tuple
     return args, kwargs
 
@@ -142,6 +149,7 @@ def create_model(
     remove_last_norm: bool | None = None,
     remove_last_mlp_skip: bool = False,
     similarity: str = "dot",
+    query: str = "cls",
     **timm_kwargs,
 ) -> nn.Module:
     """Build a timm ViT by name with SAR's last-block surgery and the [CLS] map capture.
@@ -156,6 +164,9 @@ def create_model(
         remove_last_norm: drop the LayerNorm before the last MLP; ``None`` follows ``sar``.
         remove_last_mlp_skip: drop the last MLP skip (Tab. 1 row D); never part of SAR.
         similarity: ``"dot"`` (Eq. 4) or ``"cosine"`` (Eq. 15) for the captured maps.
+        query: the query of S: ``"cls"`` (Eq. 4), or for a model without [CLS] (``class_token=False``,
+            ``global_pool='avg'``) ``"mean"`` (the average patch query) or ``"pooled"`` (the query of the average
+            patch embedding); see :mod:`sarvit.models.query`. timm's ``Eva`` (RoPE ViTs) takes all three.
         **timm_kwargs: passed to ``timm.create_model`` (``num_classes``, ``img_size``,
             ``drop_path_rate``, ``pretrained`` ...).
 
@@ -189,6 +200,7 @@ def create_model(
         remove_last_norm=sar if remove_last_norm is None else bool(remove_last_norm),
         remove_last_mlp_skip=bool(remove_last_mlp_skip),
         similarity=similarity,
+        query=check_choice(query, "query", QUERIES),
     )
     if not timm.is_model(name):
         raise SarvitError(f"name: unknown timm model {name!r}; `timm.list_models('vit_*')` lists the ViTs")
@@ -209,11 +221,12 @@ def create_model(
             )
         enable_capture(model)  # idle hooks from the start, so a compiled model has them in its first trace
         return model
-    if not isinstance(model, VisionTransformer):
+    if not isinstance(model, (VisionTransformer, Eva)):
         raise _not_a_vit(name, type(model))
-    if not has_class_token(model):
-        raise SarvitError(f"class_token: {name!r} has no [CLS] token (class_token=False); SAR needs the [CLS] query")
-    if model.global_pool not in ("token", ""):
+    if query == "cls" and not has_class_token(model):
+        raise SarvitError(f"query: {name!r} has no [CLS] token (class_token=False); query='cls' needs one, "
+                          "use query='mean' or 'pooled'")
+    if query == "cls" and model.global_pool not in ("token", ""):
         raise SarvitError(f"global_pool={model.global_pool!r}: the head of {name!r} would pool the patch tokens and "
                           "never read the [CLS] token whose attention SAR reads; keep global_pool='token'")
     grid = tuple(model.patch_embed.grid_size)
@@ -221,11 +234,12 @@ def create_model(
         raise SarvitError(f"img_size: a {grid[0]}x{grid[1]} patch grid has no two separate regions, so its spatial "
                           "entropy is always 0; give img_size at least 3 * patch_size")
     last = model.blocks[-1]
-    if type(last) is not Block:
+    surgery = {Block: SARBlock, EvaBlock: EvaSARBlock}.get(type(last))
+    if surgery is None:
         raise SarvitError(
-            f"{name!r} ends with a {type(last).__name__}; SAR supports timm's pre-norm Block only"
+            f"{name!r} ends with a {type(last).__name__}; SAR supports timm's pre-norm Block and EvaBlock only"
         )
-    model.blocks[-1] = SARBlock(last, config)
+    model.blocks[-1] = surgery(last, config)
     install_sar_forward(model)
     return model
 
@@ -280,6 +294,6 @@ def sar_config(model: nn.Module) -> dict:
     block = check_model(model).blocks[-1]
     if not isinstance(model, VisionTransformer) and _captures(model):
         return asdict(SARConfig())
-    if not isinstance(block, SARBlock):
+    if not isinstance(block, (SARBlock, EvaSARBlock)):
         raise SarvitError("model: this model was not built by sarvit.create_model")
     return asdict(block.config)

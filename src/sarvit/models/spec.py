@@ -16,7 +16,7 @@ from .sar_vit import create_model, sar_config
 
 __all__ = ["ModelSpec", "SAR_SWITCHES", "infer_model_kwargs"]
 
-SAR_SWITCHES = ("remove_last_skip", "remove_last_norm", "remove_last_mlp_skip", "similarity")  # create_model's
+SAR_SWITCHES = ("remove_last_skip", "remove_last_norm", "remove_last_mlp_skip", "similarity", "query")  # create_model's
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class ModelSpec:
             "embed_dim": model.embed_dim,
             "depth": len(model.blocks),
             "num_heads": block.attn.num_heads,
-            "qkv_bias": block.attn.qkv.bias is not None,
+            "qkv_bias": _query_projection(block.attn).bias is not None,
         }
         fc1 = getattr(getattr(block, "mlp", None), "fc1", None)
         if isinstance(fc1, nn.Linear) and fc1.out_features % model.embed_dim == 0 and type(block.mlp).__name__ == "Mlp":
@@ -120,6 +120,11 @@ class ModelSpec:
             differing = sorted(set(theirs.items()) ^ set(ours.items()))[:5]
             raise SarvitError(f"ModelSpec.of: {name!r} rebuilt from what the model shows differs in {differing}")
         return spec
+
+
+def _query_projection(attn: nn.Module) -> nn.Linear:
+    """The linear layer that makes the queries: timm's fused ``qkv``, or CvT's ``proj_q``."""
+    return attn.qkv if isinstance(getattr(attn, "qkv", None), nn.Linear) else attn.proj_q
 
 
 def infer_model_kwargs(state: Mapping[str, torch.Tensor]) -> dict:

@@ -33,7 +33,8 @@ def model_spec(config: dict[str, Any], num_classes: int) -> ModelSpec:
                    "drop_rate": config["drop"], "drop_path_rate": config["drop_path"]}
     timm_kwargs.update({key: config[key] for key in _ARCH_OVERRIDES if config.get(key) is not None})
     sar = {"remove_last_skip": bool(config["remove_last_skip"]), "remove_last_norm": bool(config["remove_last_norm"]),
-           "remove_last_mlp_skip": bool(config["remove_last_mlp_skip"]), "similarity": config["similarity"]}
+           "remove_last_mlp_skip": bool(config["remove_last_mlp_skip"]), "similarity": config["similarity"],
+           "query": config.get("query", "cls")}
     return ModelSpec(config["model"], sar, timm_kwargs)
 
 
