@@ -25,6 +25,7 @@ __all__ = ["COMMANDS", "OPTIONS", "Command", "Option", "Range", "check_values", 
 TRAIN, EVAL = ("train",), ("eval",)
 ANALYSIS = ("segment-eval", "visualize", "analyze")
 EXPERIMENT = ("experiment",)
+EXPORT = ("export",)
 LEARN = TRAIN + EVAL              # the commands whose configuration is layered by sarvit.train.config
 ALL = LEARN + ANALYSIS
 DATA_USERS = ALL + EXPERIMENT     # the commands that name a data set
@@ -96,7 +97,10 @@ OPTIONS: tuple[Option, ...] = (
       TRAIN, metavar="CKPT"),
     O("eval", ROOM_RUN, "only evaluate --resume CKPT (as `sarvit eval --weights CKPT`)", TRAIN, default=False,
       switch=True),
-    O("ema", ROOM_RUN, "evaluate the checkpoint's EMA weights", EVAL, default=False, switch=True, dest="use_ema"),
+    O("ema", ROOM_RUN, "evaluate (export) the checkpoint's EMA weights", EVAL + EXPORT, default=False, switch=True,
+      dest="use_ema"),
+    O("plain", ROOM_RUN, "export a model without SAR surgery under its own timm name, loadable without sarvit "
+      "(default: as sar_vit, which `import sarvit` registers with timm)", EXPORT, default=False, switch=True),
     O("json", ROOM_RUN, "also write the results to this JSON file (segment-eval, analyze: default "
       "OUTPUT_DIR/<command>.json)", EVAL + ("segment-eval", "analyze"), metavar="FILE"),
     O("device", ROOM_RUN, "cpu, cuda or cuda:N (default: cuda when available)", ALL, metavar="DEV", within=DEVICE),
@@ -451,6 +455,16 @@ COMMANDS: dict[str, Command] = {
         "decay) and a cosine schedule; the features are computed once, without augmentation. Prints top-1/top-5 "
         "on the evaluation split and writes JSON.",
         "sarvit.analysis.linear_probe:run_linear_probe", required=("weights",)),
+    "export": Command(
+        "write a checkpoint in timm's hub format (config.json, model.safetensors) and model.pth for detectors",
+        "Write a sarvit checkpoint (or a run folder's last.pth) into OUT_DIR as timm's hub format: config.json "
+        "(architecture, model_args, pretrained_cfg), model.safetensors, and model.pth ({\"model\": state_dict}, "
+        "for detection frameworks). A SAR model is exported as sar_vit, which keeps its last-block surgery: after "
+        "`import sarvit`, timm.create_model(\"local-dir:OUT_DIR\", pretrained=True) rebuilds it (features_only=True "
+        "gives its feature maps). Regularizer heads (DRLoc) are not exported.",
+        "sarvit.checkpoints.export:run_export",
+        positional=(("source", None, "RUN_OR_CHECKPOINT", "a sarvit checkpoint, or a run folder (its last.pth)"),
+                    ("out_dir", None, "OUT_DIR", "a new or empty folder for the export"))),
 }
 
 

@@ -2,12 +2,14 @@
 description (ModelSpec)."""
 from .arvit import ARViT  # also registers "arvit_base" with timm
 from . import hybrids  # registers the hybrid VTs (t2t_vit_14) with timm
+from .hub import SAR_VIT  # registers "sar_vit" with timm
 from .capture import Capture, capturing, enable_capture, has_class_token, patch_grid
 from .sar_vit import SIMILARITIES, SARBlock, SARConfig, create_model, sar_config
 from .spec import ModelSpec, infer_model_kwargs
 from .weights import LoadReport, load_weights
 
 __all__ = [
+    "SAR_VIT",
     "SIMILARITIES",
     "ARViT",
     "Capture",
