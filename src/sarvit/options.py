@@ -138,6 +138,17 @@ OPTIONS: tuple[Option, ...] = (
     O("voc-path", ROOM_DATA, "the reference spelling of --data-set voc --data-path DIR", ANALYSIS, dest="data_path",
       metavar="DIR", sets={"data_set": "voc"}),
     O("split", ROOM_DATA, "voc image list (ImageSets/Segmentation/<split>.txt)", ANALYSIS, default="val"),
+    O("ood", ROOM_DATA, "evaluate an ImageNet-1k classifier on the out-of-distribution set at --data-path: "
+      "imagenet-a or imagenet-r (200 WordNet-id folders, scored on those 200 classes), imagenet-c "
+      "(<corruption>/<severity>/<wnid>/: top-1 error per corruption and severity, CE against AlexNet, mCE; JSON "
+      "and heat map into --output-dir, default the weights' folder)", EVAL,
+      choices=("imagenet-a", "imagenet-r", "imagenet-c"), metavar="SET"),
+    O("corrupt", ROOM_DATA, "evaluate on the data set's evaluation split corrupted on the fly with ImageNet-C's "
+      "corruptions: NAME:SEVERITY, NAME (severities 1-5), all (the 15 x 5), extra (the 4 held-out ones), "
+      "comma-separated; the same images for the same --seed (needs sarvit[corruptions])", EVAL,
+      metavar="NAME[:SEVERITY]"),
+    O("baseline", ROOM_DATA, "with --corrupt: a baseline model's corruption.json (or its folder) from the same "
+      "--corrupt evaluation; adds CE and relative CE against it", EVAL, metavar="JSON|DIR"),
     O("subset-ratio", ROOM_DATA, "train on this class-balanced fraction of the training set", LEARN, type=float,
       default=1.0, metavar="R", within=Range(0, 1, low_open=True)),
     O("download", ROOM_DATA, "download torchvision data sets", LEARN, default=False, switch=True),
@@ -405,7 +416,7 @@ COMMANDS: dict[str, Command] = {
         "evaluate a checkpoint (top-1/top-5, loss, spatial entropy)",
         "Evaluate a checkpoint on a data set's evaluation split. A sarvit checkpoint rebuilds its own model and "
         "defaults to the data set it was trained on; plain timm/DeiT weights use --model and the SAR options.",
-        "sarvit.train.commands:run_eval", required=("weights",)),
+        "sarvit.analysis.ood:run_eval", required=("weights",)),
     "segment-eval": Command(
         "Jaccard of thresholded [CLS] attention with object masks (DINO's protocol)",
         "DINO's attention-segmentation protocol: per image and head, the last block's post-softmax [CLS] attention "

@@ -30,7 +30,7 @@ from .regularizers import RegularizedModel, log_key
 from .rng import rng_state
 from .starts import load_finetune, load_start_weights, read_resume, restore_schedule
 
-__all__ = ["TrainResult", "train", "evaluate_checkpoint", "default_output_dir"]
+__all__ = ["TrainResult", "train", "evaluate_checkpoint", "evaluation_setup", "default_output_dir"]
 
 
 @dataclass
@@ -365,6 +365,20 @@ def evaluate_checkpoint(config: TrainConfig, checkpoint: Optional[dict] = None) 
 
     A sarvit checkpoint rebuilds its own model; plain weights use the model options of ``config``.
     """
+    model, val_set, info = evaluation_setup(config, checkpoint)
+    loader = build.eval_loader(val_set, config, info)
+    with _cpu_threads(config, info):
+        metrics = evaluate(model, loader, info, build.amp_dtype(config, info.device), _attention_jaccard(val_set, model))
+    metrics.update({"checkpoint": str(config["weights"]), "data_set": config["data_set"],
+                    "model": model.pretrained_cfg.get("architecture"), "sar": sar_config(model)})
+    if info.is_main and config.get("json"):
+        write_json(metrics, config["json"])
+    return metrics
+
+
+def evaluation_setup(config: dict[str, Any], checkpoint: Optional[dict] = None):
+    """``(model, val_set, info)`` for evaluating ``config["weights"]``: the model on its device in eval mode,
+    the data set's evaluation split at the model's input size, the process's :class:`DistInfo`."""
     info = setup_distributed(config.get("device"))
     path = config.get("weights")
     if not path:
@@ -388,12 +402,4 @@ def evaluate_checkpoint(config: TrainConfig, checkpoint: Optional[dict] = None) 
         raise SarvitError(f"{path}: {error}") from None
     if report.removed_by_surgery:
         _say(info, f"note: {report}; pass --no-sar (or --keep-last-norm) if this model was trained without SAR")
-    model.to(info.device)
-    loader = build.eval_loader(val_set, config, info)
-    with _cpu_threads(config, info):
-        metrics = evaluate(model, loader, info, build.amp_dtype(config, info.device), _attention_jaccard(val_set, model))
-    metrics.update({"checkpoint": str(path), "data_set": config["data_set"], "model": spec.name,
-                    "sar": sar_config(model)})
-    if info.is_main and config.get("json"):
-        write_json(metrics, config["json"])
-    return metrics
+    return model.to(info.device).eval(), val_set, info
