@@ -474,8 +474,8 @@ COMMANDS: dict[str, Command] = {
         "`import sarvit`, timm.create_model(\"local-dir:OUT_DIR\", pretrained=True) rebuilds it (features_only=True "
         "gives its feature maps). Regularizer heads (DRLoc) are not exported.",
         "sarvit.checkpoints.export:run_export",
-        positional=(("source", None, "RUN_OR_CHECKPOINT", "a sarvit checkpoint, or a run folder (its last.pth)"),
-                    ("out_dir", None, "OUT_DIR", "a new or empty folder for the export"))),
+        positional=(("source", "?", "RUN_OR_CHECKPOINT", "a sarvit checkpoint, or a run folder (its last.pth)"),
+                    ("out_dir", "?", "OUT_DIR", "a new or empty folder for the export"))),
 }
 
 

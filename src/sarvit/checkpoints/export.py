@@ -90,6 +90,8 @@ def export_checkpoint(source: PathLike, out_dir: PathLike, *, plain: bool = Fals
 
 def run_export(args: argparse.Namespace) -> int:
     """`sarvit export RUN_OR_CHECKPOINT OUT_DIR [--plain] [--ema]`."""
+    if not args.source or not args.out_dir:
+        raise SarvitError("expected RUN_OR_CHECKPOINT and OUT_DIR: sarvit export output/run exported/")
     done = export_checkpoint(args.source, args.out_dir, plain=args.plain, ema=args.use_ema)
     print(f"wrote {args.out_dir}/ ({done['architecture']}, {done['model_args']})")
     for name in done["files"]:

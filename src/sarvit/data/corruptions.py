@@ -81,7 +81,7 @@ def corrupt_array(image: np.ndarray, name: str, severity: int, seed: int) -> np.
     np.random.seed(seed)
     try:
         extra = {"seed": seed} if name in _SEEDED else {}
-        return np.asarray(corrupt(image, severity=severity, corruption_name=name, **extra), dtype=np.uint8)
+        return np.array(corrupt(image, severity=severity, corruption_name=name, **extra), dtype=np.uint8)
     finally:
         np.random.set_state(state)
 
