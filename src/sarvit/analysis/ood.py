@@ -147,6 +147,7 @@ def _run_imagenet_c(args) -> int:
 
 
 def _run_corrupt(args, pairs: list[tuple[str, int]], baseline: Optional[str]) -> int:
+    from ..train.build import eval_loader
     from ..train.commands import config_from_args
     from ..train.distributed import cleanup_distributed
     from ..train.loop import evaluate
@@ -156,11 +157,10 @@ def _run_corrupt(args, pairs: list[tuple[str, int]], baseline: Optional[str]) ->
     reference = _baseline(baseline) if baseline else None
     try:
         model, val_set, info = evaluation_setup(config, checkpoint)
-        batch, workers = int(config["batch_size"]), int(config["num_workers"])
 
-        def measure(name: Optional[str], severity: int = 0) -> dict:
+        def measure(name: Optional[str], severity: int = 0) -> dict:  # each process scores its shard
             dataset = CorruptedDataset(val_set, name, severity or 1, seed=int(config["seed"]))
-            return evaluate(model, make_loader(dataset, batch, workers, info.device), info)
+            return evaluate(model, eval_loader(dataset, config, info), info)
 
         clean = measure(None)
         errors: dict[str, dict[int, float]] = {}
@@ -171,6 +171,8 @@ def _run_corrupt(args, pairs: list[tuple[str, int]], baseline: Optional[str]) ->
             entropy.setdefault(name, {})[severity] = metrics["entropy"]
     finally:
         cleanup_distributed()
+    if not info.is_main:
+        return 0
     clean_error = 100.0 - clean["top1"]
     scores = baseline_scores(errors, clean_error, reference["errors"], reference["clean_error"], baseline) \
         if reference else None
