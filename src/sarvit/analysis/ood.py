@@ -136,6 +136,7 @@ def _run_imagenet_c(args) -> int:
             dataset = ood_folder(folder, wnids, transform, f"imagenet-c {name}/{severity}")
             loader = make_loader(dataset, args.batch_size, args.num_workers, device)
             errors.setdefault(name, {})[severity] = top1_error(model, loader, device)[0]
+            _progress(name, severity, errors[name][severity])
     scores = alexnet_scores(errors)
     print(corruption_table(errors, scores))
     if scores["mce"] is not None:
@@ -169,6 +170,8 @@ def _run_corrupt(args, pairs: list[tuple[str, int]], baseline: Optional[str]) ->
             metrics = measure(name, severity)
             errors.setdefault(name, {})[severity] = 100.0 - metrics["top1"]
             entropy.setdefault(name, {})[severity] = metrics["entropy"]
+            if info.is_main:
+                _progress(name, severity, errors[name][severity])
     finally:
         cleanup_distributed()
     if not info.is_main:
@@ -185,6 +188,10 @@ def _run_corrupt(args, pairs: list[tuple[str, int]], baseline: Optional[str]) ->
     vars(args).update(output_dir=config.get("output_dir"), json=config.get("json"))
     _write_results(args, result, "corruption", errors)
     return 0
+
+
+def _progress(name: str, severity: int, error: float) -> None:
+    print(f"  {name}:{severity} top-1 error {error:.2f}%", file=sys.stderr, flush=True)
 
 
 def _baseline(source: str) -> dict:
