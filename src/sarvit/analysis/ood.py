@@ -151,7 +151,7 @@ def _run_corrupt(args, pairs: list[tuple[str, int]], baseline: Optional[str]) ->
     from ..train.build import eval_loader
     from ..train.commands import config_from_args
     from ..train.distributed import cleanup_distributed
-    from ..train.loop import evaluate
+    from ..train.evaluation import evaluate
     from ..train.runner import evaluation_setup
 
     config, checkpoint = config_from_args(args, evaluating=True)

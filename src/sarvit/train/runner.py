@@ -376,7 +376,7 @@ def evaluate_checkpoint(config: TrainConfig, checkpoint: Optional[dict] = None) 
     return metrics
 
 
-def evaluation_setup(config: dict[str, Any], checkpoint: Optional[dict] = None):
+def evaluation_setup(config: TrainConfig, checkpoint: Optional[dict] = None):
     """``(model, val_set, info)`` for evaluating ``config["weights"]``: the model on its device in eval mode,
     the data set's evaluation split at the model's input size, the process's :class:`DistInfo`."""
     info = setup_distributed(config.get("device"))
