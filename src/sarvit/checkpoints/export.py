@@ -37,10 +37,11 @@ _DATA_CONFIG = {"mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD}
 def export_model(spec: ModelSpec, state_dict: dict, *, plain: bool = False) -> nn.Module:
     """A freshly built timm model holding ``state_dict``, named as the export will name it.
 
-    ``plain``: the spec's own timm name (refused for a model with any last-block switch on, which a stock
+    ``plain``: the spec's own timm name (refused for a model with a last-block removal on, which a stock
     timm model would compute differently); otherwise ``sar_vit`` with ``base`` = the spec's name.
     """
-    switched_on = sorted(key for key, value in spec.sar.items() if value not in (False, "dot"))
+    # the removals change what the model computes; the other switches (similarity, query) only how S is read
+    switched_on = sorted(key for key, value in spec.sar.items() if key.startswith("remove_") and value)
     if plain and switched_on:
         raise SarvitError(f"plain=True: the model's last block has {', '.join(switched_on)} on, which a stock timm "
                           f"{spec.name!r} does not compute; export it without plain (as {SAR_VIT!r})")
