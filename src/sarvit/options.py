@@ -113,6 +113,9 @@ OPTIONS: tuple[Option, ...] = (
     O("deterministic", ROOM_RUN, "deterministic algorithms (slower on GPU)", TRAIN, default=False, switch=True),
     O("log-interval", ROOM_RUN, "steps between progress updates and non-finite checks", TRAIN, type=int,
       default=50, metavar="STEPS", within=AT_LEAST_1),
+    O("diagnostics", ROOM_RUN, "measure every --log-interval steps: gradient norms per loss term, per-head "
+      "attention and spatial entropy, the smallest map mass, the last block's update ratio (log.jsonl train_diag_*, "
+      "TensorBoard, curves.png); not with --compile", TRAIN, default=True, switch=True, off=("no-diagnostics",)),
     O("attention-every", ROOM_RUN, "draw the attention of a few fixed validation images to "
       "attention/epoch_NNN.png and TensorBoard every N epochs and at the end (0: never; default: about five "
       "pictures a run)", TRAIN, type=int, metavar="N", within=NON_NEGATIVE),
