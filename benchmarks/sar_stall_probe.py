@@ -1,6 +1,7 @@
 """Issue 18's stall, in one process: the quick recipe's model and schedule on a digits-on-clutter set.
 
-Each arm (``both`` = SAR, ``surgery``, ``loss``, ``neither``) trains the quick recipe's ViT (4 blocks, width 128,
+Each arm (``both`` = SAR, ``both-gated`` = SAR with its loss gated by the task's progress, ``surgery``, ``loss``,
+``neither``) trains the quick recipe's ViT (4 blocks, width 128,
 32 px, 4-px patches) with its AdamW / cosine schedule (lr 2e-3 at batch 64, warm-up 2 of 45 epochs), on
 1,000 digits pasted on clutter (:mod:`sarvit.data.real_images`), with random-resized crops of the recipe's
 scales and flips done batched on tensors (so that the CPU spends its time on the model). The task loss and
@@ -23,9 +24,12 @@ from torchvision.ops import roi_align
 from sarvit.data.real_images import TRAIN_IMAGES, digits_canvases
 from sarvit.models import create_model
 from sarvit.train.diagnostics import TrainingProbe
+from sarvit.train.loss_gate import DEFAULT_DROP, LossGate
 from sarvit.train.regularizers import RegularizedModel
 
-ARMS = {"both": (True, 0.01), "surgery": (True, 0.0), "loss": (False, 0.01), "neither": (False, 0.0)}
+# arm -> (surgery, spatial-entropy weight, gated by the task's progress (sarvit.train.loss_gate))
+ARMS = {"both": (True, 0.01, False), "both-gated": (True, 0.01, True), "surgery": (True, 0.0, False),
+        "loss": (False, 0.01, False), "neither": (False, 0.0, False)}
 MEAN, STD = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
@@ -49,7 +53,7 @@ def centre(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def run_arm(arm: str, seed: int, data, args) -> dict:
-    surgery, lam = ARMS[arm]
+    surgery, lam, gated = ARMS[arm]
     lam = args.lam if lam else 0.0
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -64,6 +68,7 @@ def run_arm(arm: str, seed: int, data, args) -> dict:
     params = [p for p in regularized.parameters() if p.requires_grad]
     probe = TrainingProbe(model, params, [t.name for t in regularized.terms], every=args.every)
     weights = torch.tensor([t.weight for t in regularized.terms])
+    gate = LossGate([True], 10, DEFAULT_DROP, torch.device("cpu")) if gated else None
     train_x, train_y, val_x, val_y = data
     history, step = [], 0
     for epoch in range(args.epochs):
@@ -76,10 +81,11 @@ def run_arm(arm: str, seed: int, data, args) -> dict:
             y = train_y[rows]
             logits, terms = regularized(x)
             ce = F.cross_entropy(logits, y)
-            loss = ce if terms is None else ce + (weights * terms).sum()
+            step_weights = weights if gate is None else gate.weights(weights)
+            loss = ce if terms is None else ce + (step_weights * terms).sum()
             measured = probe.due(index)
             if measured:
-                probe.measure(x, ce, terms, weights)
+                probe.measure(x, ce, terms, step_weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if args.clip:
@@ -87,10 +93,13 @@ def run_arm(arm: str, seed: int, data, args) -> dict:
             optimizer.step()
             if measured:
                 probe.after_update()
+            if gate is not None:
+                gate.update(ce)
             step += 1
             scheduler.step_update(num_updates=step)
-            ce_sum += float(ce)
-        line = {"arm": arm, "seed": seed, "epoch": epoch + 1, "ce": ce_sum / steps_per_epoch, **probe.read()}
+            ce_sum += float(ce.detach())
+        line = {"arm": arm, "seed": seed, "epoch": epoch + 1, "ce": ce_sum / steps_per_epoch, **probe.read(),
+                **({} if gate is None else gate.read())}
         history.append(line)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in line.items()}), flush=True)
     model.eval()

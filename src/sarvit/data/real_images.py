@@ -134,3 +134,12 @@ def write_digits_folder(root: str | Path, layout: str = "clutter", seed: int = 0
         Image.fromarray(image).save(folder / f"{index:04d}.png")
     done.write_text(f"{layout} seed {seed}\n")
     return root
+
+
+if __name__ == "__main__":  # python -m sarvit.data.real_images ROOT: one folder per layout under ROOT
+    import sys
+
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m sarvit.data.real_images ROOT")
+    for name in LAYOUTS:
+        print(write_digits_folder(Path(sys.argv[1]) / f"digits-{name}", name))

@@ -12,7 +12,7 @@ __all__ = ["RunLog", "plot_curves"]
 # (log key, TensorBoard tag)
 _SCALARS = (
     ("train_loss", "train/loss"), ("train_ce", "train/ce"), ("train_top1", "train/top1"),
-    ("train_entropy", "train/spatial_entropy"),
+    ("train_entropy", "train/spatial_entropy"), ("train_sar_loss_gate", "train/sar_loss_gate"),
     ("lr", "train/lr"), ("img_per_s", "train/img_per_s"), ("val_loss", "val/loss"), ("val_top1", "val/top1"),
     ("val_top5", "val/top5"), ("val_entropy", "val/spatial_entropy"), ("val_ema_top1", "val/ema_top1"),
     ("val_jaccard", "val/jaccard"),
