@@ -17,9 +17,10 @@ from sarvit import create_model
 from sarvit.models import Capture
 from sarvit.train.diagnostics import map_mass
 from sarvit.train.distributed import DistInfo
-from sarvit.train.loop import StepSettings, train_one_epoch
+from sarvit.train.loop import LoopState, Optimization, StepSettings, train_one_epoch
 from sarvit.train.loss_gate import LossGate
 from sarvit.train.regularizers import RegTerm, RegularizedModel
+from sarvit.train.tasks import SupervisedTask
 from test_train_common import one_cpu_thread  # noqa: F401 (autouse fixture)
 
 
@@ -47,9 +48,10 @@ def _train_at_chance(gate_drop: float):
     before = _median_mass(model, probe_images)
     optimizer = torch.optim.AdamW(regularized.parameters(), lr=2e-3, weight_decay=0.05)
     gate = LossGate([True], 10, gate_drop, torch.device("cpu")) if gate_drop else None
-    metrics, _ = train_one_epoch(regularized, nn.CrossEntropyLoss(), loader, optimizer, _ConstantLR(),
-                                 StepSettings(reg_names=("spatial-entropy",), reg_weights=(0.01,)), DistInfo(),
-                                 epoch=0, global_step=0, gate=gate)
+    metrics = train_one_epoch(SupervisedTask(regularized, nn.CrossEntropyLoss()), loader,
+                              Optimization(optimizer, _ConstantLR()), LoopState(),
+                              StepSettings(reg_names=("spatial-entropy",), reg_weights=(0.01,), log_interval=10),
+                              DistInfo(), gate=gate)
     return before, _median_mass(model, probe_images), metrics
 
 

@@ -54,6 +54,7 @@ class TrainingProbe:
         params: the trainable weights the optimizer updates (the overall gradient norm is over these).
         term_names: the regularizer terms, in the order of the step's ``terms`` tensor.
         every: measure at steps ``0, every, 2 * every, ...`` of an epoch.
+        report_initial: give ``initial_task_loss`` with the first read (False for a resumed run).
 
     Keys of :meth:`read` (``diag_`` prefixed): ``grad_task``, ``grad_task_last``, ``grad_task_qk``,
     ``grad_<term>``, ``grad_<term>_last``, ``grad_<term>_qk``, ``update_ratio_last``, ``min_map_mass``, ``attention_entropy_h<i>``,
@@ -62,7 +63,7 @@ class TrainingProbe:
     """
 
     def __init__(self, model: nn.Module, params: Sequence[torch.Tensor], term_names: Sequence[str],
-                 every: int) -> None:
+                 every: int, report_initial: bool = True) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every!r}")
         self.model = model
@@ -89,7 +90,7 @@ class TrainingProbe:
         self._before: Optional[list[torch.Tensor]] = None
         self._pending: Optional[list[torch.Tensor]] = None
         self._initial: Optional[torch.Tensor] = None
-        self._initial_read = False
+        self._initial_read = not report_initial  # a resumed run's first loss is not the run's first
 
     def due(self, step: int) -> bool:
         return step % self.every == 0
@@ -119,7 +120,13 @@ class TrainingProbe:
 
     @torch.no_grad()
     def _map_statistics(self, x: torch.Tensor) -> list[torch.Tensor]:
-        _, captured = self.model(x, capture=Capture(maps=True, cls_attention=True))
+        # in eval mode: no drop path or dropout, so the probe draws no random numbers (a resumed run stays exact)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            _, captured = self.model(x, capture=Capture(maps=True, cls_attention=True))
+        finally:
+            self.model.train(was_training)
         S, attention = captured["maps"].float(), captured["cls_attention"].float().flatten(2)
         attention = attention / attention.sum(dim=-1, keepdim=True)
         attention_entropy = -(attention * attention.clamp_min(1e-12).log()).sum(dim=-1).mean(dim=0)  # [H]

@@ -69,6 +69,13 @@ class LossGate:
         self._steps += 1
         self.running = torch.where(torch.isfinite(loss), _DECAY * self.running + (1 - _DECAY) * loss, self.running)
 
+    def state_dict(self) -> dict[str, float]:
+        """The running task loss (one host sync; checkpointed, so that a resumed run gates as the whole one)."""
+        return {"running": float(self.running)}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.running = torch.full((), float(state["running"]), device=self.running.device)
+
     def read(self) -> dict[str, float]:
         """The epoch's mean openness (one host sync), then a fresh epoch."""
         if not self._steps:

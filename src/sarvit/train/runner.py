@@ -129,11 +129,14 @@ class _Run:
                                      total_steps=config.epochs * len(self.train_loader))
         # a compiled step's graph is not differentiated twice: the probe runs on eager steps only
         self.probe = (TrainingProbe(self.model, [p for p in self.task.parameters() if p.requires_grad],
-                                    self.settings.reg_names, every=self.settings.log_interval)
+                                    self.settings.reg_names, every=self.settings.log_interval,
+                                    report_initial=self.state.epoch == 0)
                       if config.diagnostics and not config.compile else None)
         gated = [term.name == "spatial-entropy" for term in terms]  # why: sarvit.train.loss_gate
         self.gate = (LossGate(gated, num_classes, config.sar_loss_gate, info.device)
                      if any(gated) and config.sar_loss_gate else None)
+        if self.gate is not None and getattr(self, "gate_state", None):
+            self.gate.load_state_dict(self.gate_state)
         device_ids = [info.device.index] if info.device.type == "cuda" else None
         step = DistributedDataParallel(self.task, device_ids=device_ids) if info.distributed else self.task
         self.step = build.compile_step(step, config) if config.compile else step
@@ -142,6 +145,7 @@ class _Run:
         """Continue from ``path``: weights, optimizer, schedule, progress; returns its EMA weights (or None)."""
         info = self.info
         resumed = read_resume(path, self.spec, self.regularized, self.config.epochs, info.rank, info.world_size)
+        self.gate_state = None if resumed.plain else resumed.checkpoint.get("loss_gate")
         if resumed.plain:
             _say(info, f"starting from the weights in {path}: {resumed.report}")
             return None
@@ -205,6 +209,8 @@ class _Run:
             extra["scaler"] = optimization.scaler.state_dict()
         if optimization.ema is not None:
             extra["model_ema"] = optimization.ema.module.state_dict()
+        if self.gate is not None:
+            extra["loss_gate"] = self.gate.state_dict()
         regularizers = self.regularized.regularizers.state_dict()
         if regularizers:  # the terms' own weights (DRLoc's head), beside the model's
             extra["regularizers"] = regularizers
