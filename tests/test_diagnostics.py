@@ -15,7 +15,7 @@ from test_train_common import one_cpu_thread, tiny_argv  # noqa: F401 (autouse f
 
 def tiny_model():
     torch.manual_seed(0)
-    model = create_model("vit_tiny_patch16_224", img_size=8, patch_size=4, depth=1, embed_dim=8, num_heads=2,
+    model = create_model("vit_tiny_patch16_224", img_size=12, patch_size=4, depth=1, embed_dim=8, num_heads=2,
                          num_classes=3)
     with torch.no_grad():  # q = k = 0: every [CLS] map is flat (S = 0), its attention uniform
         model.blocks[-1].attn.qkv.weight[:16].zero_()
@@ -36,7 +36,7 @@ def test_probe_against_hand_computation():
     assert probe.due(0) and not probe.due(1) and probe.due(4)
     task = 3.0 * norm_weight.sum() + bias.sum()       # d/dW = 3 (8 of them), d/db = 1 (3 of them)
     terms = torch.stack([(bias ** 2).sum()])           # 0.5 * d/db = b = [1, 2, 2]: norm 3
-    probe.measure(torch.zeros(2, 3, 8, 8), task, terms, torch.tensor([0.5]))
+    probe.measure(torch.zeros(2, 3, 12, 12), task, terms, torch.tensor([0.5]))
     with torch.no_grad():
         norm_weight.add_(0.1)                          # the "update": 0.1 on each of 8 ones
     probe.after_update()
@@ -48,8 +48,8 @@ def test_probe_against_hand_computation():
     assert read["diag_grad_task_qk"] == read["diag_grad_spatial_entropy_qk"] == 0.0  # qkv is not among the params
     assert read["diag_update_ratio_last"] == pytest.approx(0.1)
     assert read["diag_task_loss"] == pytest.approx(3 * 8 + 5) == read["diag_initial_task_loss"]
-    for head in (0, 1):  # uniform over the 2 x 2 patches, flat maps
-        assert read[f"diag_attention_entropy_h{head}"] == pytest.approx(math.log(4), abs=1e-6)
+    for head in (0, 1):  # uniform over the 3 x 3 patches, flat maps
+        assert read[f"diag_attention_entropy_h{head}"] == pytest.approx(math.log(9), abs=1e-6)
         assert read[f"diag_spatial_entropy_h{head}"] == 0.0
     assert read["diag_min_map_mass"] == pytest.approx(0.0, abs=1e-6)
     assert probe.read() == {}                          # a new epoch starts empty
@@ -59,7 +59,7 @@ def test_probe_splits_the_query_and_key_rows():
     model = tiny_model()
     qkv = model.blocks[-1].attn.qkv.weight  # [24, 8]: q rows 0-7, k rows 8-15, v rows 16-23
     probe = TrainingProbe(model, [qkv], [], every=1)
-    probe.measure(torch.zeros(1, 3, 8, 8), 2.0 * qkv[:16].sum() + qkv[16:].sum(), None, torch.zeros(0))
+    probe.measure(torch.zeros(1, 3, 12, 12), 2.0 * qkv[:16].sum() + qkv[16:].sum(), None, torch.zeros(0))
     probe.after_update()
     read = probe.read()
     assert read["diag_grad_task_qk"] == pytest.approx(2.0 * math.sqrt(128))
@@ -70,13 +70,13 @@ def test_probe_averages_measurements_and_keeps_the_first_loss():
     model = tiny_model()
     probe = TrainingProbe(model, [model.head.bias], [], every=1)
     for value in (4.0, 2.0):
-        probe.measure(torch.zeros(1, 3, 8, 8), value * model.head.bias.sum(), None, torch.zeros(0))
+        probe.measure(torch.zeros(1, 3, 12, 12), value * model.head.bias.sum(), None, torch.zeros(0))
         probe.after_update()
     read = probe.read()
     assert read["diag_grad_task"] == pytest.approx(3 * math.sqrt(3))   # (4 + 2) / 2 * sqrt(3)
     assert read["diag_task_loss"] == pytest.approx(3 * 5) and read["diag_initial_task_loss"] == pytest.approx(20)
     assert read["diag_update_ratio_last"] == 0.0
-    probe.measure(torch.zeros(1, 3, 8, 8), model.head.bias.sum(), None, torch.zeros(0))
+    probe.measure(torch.zeros(1, 3, 12, 12), model.head.bias.sum(), None, torch.zeros(0))
     probe.after_update()
     assert "diag_initial_task_loss" not in probe.read()  # given once, in the first epoch's line
 
