@@ -117,6 +117,9 @@ OPTIONS: tuple[Option, ...] = (
     O("deterministic", ROOM_RUN, "deterministic algorithms (slower on GPU)", TRAIN, default=False, switch=True),
     O("log-interval", ROOM_RUN, "steps between progress updates and non-finite checks", TRAIN, type=int,
       default=50, metavar="STEPS", within=AT_LEAST_1),
+    O("diagnostics", ROOM_RUN, "measure every --log-interval steps: gradient norms per loss term, per-head "
+      "attention and spatial entropy, the smallest map mass, the last block's update ratio (log.jsonl train_diag_*, "
+      "TensorBoard, curves.png); not with --compile", TRAIN, default=True, switch=True, off=("no-diagnostics",)),
     O("attention-every", ROOM_RUN, "draw the attention of a few fixed validation images to "
       "attention/epoch_NNN.png and TensorBoard every N epochs and at the end (0: never; default: about five "
       "pictures a run)", TRAIN, type=int, metavar="N", within=NON_NEGATIVE),
@@ -188,6 +191,9 @@ OPTIONS: tuple[Option, ...] = (
       "checkpoint's; analysis of plain weights: read from them; else on)", ALL, switch=True, off=("no-sar",)),
     O("lambda", ROOM_SAR, "weight of the spatial-entropy loss", LEARN, type=float, default=0.01,
       aliases=("blob-weight",), dest="lam", metavar="W", within=NON_NEGATIVE),
+    O("sar-loss-gate", ROOM_SAR, "the spatial-entropy weight opens as the task loss falls below chance "
+      "(ln classes): fully at this fraction below it; 0: always on (the papers' exact form); see "
+      "docs/results-sar-stall.md", LEARN, type=float, default=0.05, metavar="DROP", within=NON_NEGATIVE),
     O("sar-loss", ROOM_SAR, "add lambda * spatial entropy to the loss", LEARN, switch=True, aliases=("use-blob",),
       off=("no-sar-loss",)),
     O("remove-last-skip", ROOM_SAR, "remove the last block's attention skip connection (Eq. 10)", LEARN,
@@ -274,9 +280,10 @@ OPTIONS: tuple[Option, ...] = (
       switch=True),
     O("seeds", ROOM_EXPERIMENT, "seeds per cell: a count (seeds 0..N-1) or a comma list", EXPERIMENT, default="3",
       metavar="N|S1,S2,.."),
-    O("scale", ROOM_EXPERIMENT, "tiny: a CPU runs a grid in minutes; small: the synthetic quick demo; paper: "
+    O("scale", ROOM_EXPERIMENT, "tiny: a CPU runs a grid in minutes; quick: the quick recipe as `sarvit train` "
+      "chooses it for the data; small: the synthetic quick demo; paper: "
       "ViT-S/16 with DeiT's recipe and the papers' epochs", EXPERIMENT, default="tiny",
-      choices=("tiny", "small", "paper")),
+      choices=("tiny", "quick", "small", "paper")),
     O("jobs", ROOM_EXPERIMENT, "runs at once (CPU: processes sharing the cores; GPUs: CUDA_VISIBLE_DEVICES "
       "round-robin)", EXPERIMENT, type=int, default=1, metavar="N", within=AT_LEAST_1),
     O("report-only", ROOM_EXPERIMENT, "train nothing; report the finished runs", EXPERIMENT, default=False,

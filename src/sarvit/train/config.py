@@ -211,14 +211,14 @@ def resolve_run(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
     else:
         name = "quick" if data_set == "synthetic" else "deit"
     upper["recipe"] = name
-    if training and base is None:
-        notes.insert(0, recipe_line(name, reason))
     recipe = {**get_recipe(name).values, **(PRETEXT_VALUES if upper.get("pretext") else {})}
     if "model" in upper:  # a model the user names keeps its own depth, width and heads
         for key in ("depth", "embed_dim", "num_heads"):
             recipe.pop(key, None)
     config = {**DEFAULTS, **recipe, **upper}
     derive(name, config, given, _survey)
+    if training and base is None:
+        notes.insert(0, recipe_line(name, reason, config))
     _settle_components(config)
     resolve_regularizers(config, named)
     config["sar"] = all(config[key] for key in SAR_COMPONENTS)

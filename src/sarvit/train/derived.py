@@ -16,7 +16,9 @@ option still overrides it. Changing a rule is an edit of one function below.
 * ``batch_size`` - the recipe's (128, ``quick`` 64), or for a set of few images the power of two that still
   gives two steps an epoch.
 * ``num_samples`` (``quick``) - 3,000 synthetic images (other data sets: all of theirs).
-* ``crop_scale`` (``quick``) - 35-100 % of the image; 80-100 % on the synthetic set.
+* ``input_size`` (``quick``) - the images' own side within 32-64 px (32 px for the synthetic set).
+* ``crop_scale`` (``quick``) - from the data for every set: the smallest crop enlarges the image's pixels by at
+  most 12 % (80-100 % at the images' own size).
 """
 from __future__ import annotations
 
@@ -77,10 +79,42 @@ def quick_num_samples(config: dict, data: DataSurvey) -> Optional[int]:
     return QUICK_SYNTHETIC_SAMPLES if config["data_set"] == "synthetic" else None
 
 
+QUICK_SIZES = (32, 64)   # the quick recipe's input side: the images' own, within these bounds
+MAX_MAGNIFICATION = 1.12  # a random-resized crop may enlarge the image's own pixels by at most this (per side)
+
+
+def quick_input_size(config: dict, data: DataSurvey) -> int:
+    """The images' own side (a multiple of 8, for the 8 x 8 grid) within :data:`QUICK_SIZES`, so that a small
+    object keeps its pixels (a 64-px image at 32 px halves a 24-px digit); 32 px when the side is unknown or the
+    images are drawn at the input size (synthetic)."""
+    low, high = QUICK_SIZES
+    return low if not data.side else int(min(high, max(low, 8 * round(data.side / 8))))
+
+
+def crop_scale_for(input_size: int, side: Optional[int]) -> list[float]:
+    """The random-resized crops' area range from the data: the smallest crop of a ``side``-px image shown at
+    ``input_size`` px enlarges the image's pixels by at most :data:`MAX_MAGNIFICATION` per side (area at least
+    ``(input_size / (1.12 * side))**2``, within DeiT's 8 % and 100 %). An image drawn at the input size
+    (``side`` None: synthetic) counts as ``input_size`` px: 80-100 %, the crops measured best on the synthetic
+    set (4 epochs of the demo: val top-1 22 % at 35 %, 30.5 % at 80 %).
+
+    >>> crop_scale_for(64, 64), crop_scale_for(224, 500)
+    ([0.8, 1.0], [0.16, 1.0])
+    """
+    side = side or input_size
+    return [round(min(1.0, max(0.08, (input_size / (MAX_MAGNIFICATION * side)) ** 2)), 2), 1.0]
+
+
 def quick_crop_scale(config: dict, data: DataSurvey) -> list[float]:
-    """35-100 % of the image; 80-100 % on the synthetic set, whose small objects lie anywhere in the picture: a
-    smaller crop often cuts the object out (measured: 4 epochs of the demo, val top-1 22 % at 35 %, 30.5 % at 80 %)."""
-    return [0.8, 1.0] if config["data_set"] == "synthetic" else [0.35, 1.0]
+    return crop_scale_for(config["input_size"], data.side)
+
+
+def quick_choices(config: dict) -> str:
+    """The quick recipe's data-dependent choices, for the line a run prints first."""
+    low = round(100 * config["crop_scale"][0])
+    return (f"input {config['input_size']} px (the images' own side within {QUICK_SIZES[0]}-{QUICK_SIZES[1]} px), "
+            f"crops of {low}-100 % of the image (a crop enlarges the image's pixels by at most "
+            f"{round(100 * (MAX_MAGNIFICATION - 1))} %, so a small object stays in the picture)")
 
 
 RULES: dict[str, dict[str, Rule]] = {
@@ -88,7 +122,8 @@ RULES: dict[str, dict[str, Rule]] = {
     "small-data": {"batch_size": batch_for(128), "input_size": input_size_from_images, "patch_size": patch_for_size,
                    "epochs": epochs_for(SMALL_DATA_IMAGES_SEEN, 100, 5_000, unknown=300),
                    "warmup_epochs": warmup_epochs(0.05), "model_ema_decay": ema_decay_for_run},
-    "quick": {"num_samples": quick_num_samples, "crop_scale": quick_crop_scale, "batch_size": batch_for(64),
+    "quick": {"num_samples": quick_num_samples, "input_size": quick_input_size, "crop_scale": quick_crop_scale,
+              "batch_size": batch_for(64),
               "patch_size": patch_for_size, "epochs": epochs_for(QUICK_IMAGES_SEEN, 2, 100, unknown=10),
               "warmup_epochs": warmup_epochs(0.05), "model_ema_decay": ema_decay_for_run},
 }

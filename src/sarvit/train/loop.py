@@ -152,7 +152,7 @@ class _EpochMeans:
 
 
 def train_one_epoch(step: nn.Module, loader, optimization: Optimization, state: LoopState, settings: StepSettings,
-                    info: DistInfo, progress=None) -> dict:
+                    info: DistInfo, progress=None, probe=None, gate=None) -> dict:
     """Train for one pass over ``loader``; ``state`` is advanced in place. Returns the epoch's metrics.
 
     ``step``: the :class:`~sarvit.train.tasks.TrainingTask` the optimizer trains -- as it is, or wrapped in
@@ -161,6 +161,9 @@ def train_one_epoch(step: nn.Module, loader, optimization: Optimization, state: 
     (:func:`~sarvit.train.regularizers.log_key`), the task's own metrics, ``entropy`` (the spatial-entropy term;
     None without it), ``top1`` (train, on the augmented batches), ``lr`` at the end, ``img_per_s`` (all
     processes), ``skipped_steps``. The means are None when every step was skipped.
+    ``probe`` (a :class:`~sarvit.train.diagnostics.TrainingProbe`) measures every ``probe.every`` steps; its
+    epoch means join the metrics (``diag_*``). ``gate`` (a :class:`~sarvit.train.loss_gate.LossGate`) scales
+    the gated terms' weights by the task's progress.
     """
     step.train()
     device, epoch = info.device, state.epoch
@@ -175,7 +178,11 @@ def train_one_epoch(step: nn.Module, loader, optimization: Optimization, state: 
     for index, batch in enumerate(batches(loader)):
         batch = _to_device(batch, device)
         with autocast_context(device, settings.amp_dtype):
-            loss, task_loss, terms, out = loss_terms(step, batch, weights)
+            step_weights = weights if gate is None else gate.weights(weights)
+            loss, task_loss, terms, out = loss_terms(step, batch, step_weights)
+            measured = probe is not None and probe.due(index)
+            if measured:
+                probe.measure(_images(batch), task_loss, terms, step_weights)
         finite = torch.isfinite(loss.detach())
         optimizer.zero_grad(set_to_none=True)
         if settings.skip_nonfinite and not _step_is_finite(finite, info):
@@ -188,6 +195,10 @@ def train_one_epoch(step: nn.Module, loader, optimization: Optimization, state: 
         else:
             state.skipped_in_a_row = 0
             _backward_and_step(loss, optimizer, params, settings.clip_grad, optimization.scaler)
+            if measured:
+                probe.after_update()
+            if gate is not None:
+                gate.update(task_loss)
             if optimization.ema is not None:
                 optimization.ema.update(task.evaluation_model(), step=state.global_step + 1)
             if not settings.skip_nonfinite:
@@ -210,7 +221,14 @@ def train_one_epoch(step: nn.Module, loader, optimization: Optimization, state: 
     return {**metrics, "entropy": metrics.get(log_key("spatial-entropy")),
             "lr": float(optimizer.param_groups[0]["lr"]),
             "img_per_s": images * info.world_size / max(elapsed, 1e-9),
-            "skipped_steps": skipped}  # every process skips the same steps (the decision is all-reduced)
+            "skipped_steps": skipped,  # every process skips the same steps (the decision is all-reduced)
+            **({} if probe is None else probe.read()), **({} if gate is None else gate.read())}
+
+
+def _images(batch: Any) -> Optional[torch.Tensor]:
+    """The batch's images when they are one tensor ``(images, targets, ...)``; None for several crops."""
+    first = batch[0] if isinstance(batch, (list, tuple)) and batch else None
+    return first if isinstance(first, torch.Tensor) and first.dim() == 4 else None
 
 
 def _shown(means: dict, settings: StepSettings, optimizer, skipped: int) -> dict[str, Any]:

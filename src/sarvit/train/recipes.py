@@ -13,7 +13,7 @@ its rules in :data:`sarvit.train.derived.RULES`.
   al. 2021, used by SAR's Tab. 2: ViT-S/16 with DeiT's augmentation, 5,000 epochs of Flowers-102's 2,040 images,
   i.e. about 10 M images seen) scaled to the data: lr 1e-3 per 512 images, no repeated augmentation, an EMA
   with timm's warm-up; epochs, input size, patch, batch, warm-up and EMA decay derived from the data.
-* ``quick`` - the CPU demo for any data set: a 4-block, 128-wide ViT at 32 px (at another ``--input-size`` the
+* ``quick`` - the CPU demo for any data set: a 4-block, 128-wide ViT at 32-64 px (at another ``--input-size`` the
   patch follows), no mixup, RandAugment, erasing or repeated augmentation, lr 1.6e-2 per 512 images, about
   45,000 images seen (15 epochs of the synthetic set's 3,000; a few minutes on two CPU cores; with 30,000 the
   model still underfit, train top-1 below val).
@@ -67,7 +67,7 @@ RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
     Recipe("deit", "DeiT's ImageNet recipe, as in the papers (ViT-S/16 at 224 px, 300 epochs)"),
     Recipe("small-data", "from scratch on a small data set: the papers' small-data protocol (El-Nouby et al.) "
            "scaled to the data"),
-    Recipe("quick", "the CPU demo: a small ViT at 32 px that trains in minutes"),
+    Recipe("quick", "the CPU demo: a small ViT at the images' own size (32-64 px) that trains in minutes"),
 )}
 
 SMALL_DATA_LIMIT = 100_000   # training images below which a GPU run gets small-data instead of deit
@@ -93,7 +93,10 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[key]
 
 
-def recipe_line(name: str, reason: Optional[str]) -> str:
-    """The line a run prints first: which recipe and why."""
+def recipe_line(name: str, reason: Optional[str], config: Optional[dict] = None) -> str:
+    """The line a run prints first: which recipe and why (with ``config``, the quick recipe's choices from the data)."""
+    from .derived import quick_choices
+
     why = f"chosen because {reason}" if reason else "as asked by --recipe"
-    return f"recipe {name} - {RECIPES[name].doc}; {why}. Every option overrides it."
+    chosen = f" It takes {quick_choices(config)}." if name == "quick" and config is not None else ""
+    return f"recipe {name} - {RECIPES[name].doc}; {why}.{chosen} Every option overrides it."

@@ -22,6 +22,8 @@ from ..models import has_class_token, sar_config
 from . import build
 from .config import TrainConfig, save_config
 from .distributed import DistInfo, barrier, broadcast_object, setup_distributed
+from .diagnostics import TrainingProbe, stall_warning
+from .loss_gate import LossGate
 from .loop import LoopState, NonFiniteLoss, Optimization, StepSettings, evaluate, nonfinite_weights, train_one_epoch
 from .pace import Pace, progress_bar, write_line
 from .pictures import AttentionPictures, picture_epochs
@@ -125,6 +127,16 @@ class _Run:
                                      max_skipped=int(config.max_skipped_steps),
                                      log_interval=max(1, int(config.log_interval)), amp_dtype=self.amp,
                                      total_steps=config.epochs * len(self.train_loader))
+        # a compiled step's graph is not differentiated twice: the probe runs on eager steps only
+        self.probe = (TrainingProbe(self.model, [p for p in self.task.parameters() if p.requires_grad],
+                                    self.settings.reg_names, every=self.settings.log_interval,
+                                    report_initial=self.state.epoch == 0)
+                      if config.diagnostics and not config.compile else None)
+        gated = [term.name == "spatial-entropy" for term in terms]  # why: sarvit.train.loss_gate
+        self.gate = (LossGate(gated, num_classes, config.sar_loss_gate, info.device)
+                     if any(gated) and config.sar_loss_gate else None)
+        if self.gate is not None and getattr(self, "gate_state", None):
+            self.gate.load_state_dict(self.gate_state)
         device_ids = [info.device.index] if info.device.type == "cuda" else None
         step = DistributedDataParallel(self.task, device_ids=device_ids) if info.distributed else self.task
         self.step = build.compile_step(step, config) if config.compile else step
@@ -133,6 +145,7 @@ class _Run:
         """Continue from ``path``: weights, optimizer, schedule, progress; returns its EMA weights (or None)."""
         info = self.info
         resumed = read_resume(path, self.spec, self.regularized, self.config.epochs, info.rank, info.world_size)
+        self.gate_state = None if resumed.plain else resumed.checkpoint.get("loss_gate")
         if resumed.plain:
             _say(info, f"starting from the weights in {path}: {resumed.report}")
             return None
@@ -196,6 +209,8 @@ class _Run:
             extra["scaler"] = optimization.scaler.state_dict()
         if optimization.ema is not None:
             extra["model_ema"] = optimization.ema.module.state_dict()
+        if self.gate is not None:
+            extra["loss_gate"] = self.gate.state_dict()
         regularizers = self.regularized.regularizers.state_dict()
         if regularizers:  # the terms' own weights (DRLoc's head), beside the model's
             extra["regularizers"] = regularizers
@@ -223,7 +238,7 @@ class _Run:
                                 train_images=train_images, val_images=len(self.val_loader.dataset), say=write_line)
             try:
                 train_metrics = train_one_epoch(self.step, self.train_loader, self.optimization, self.state,
-                                                self.settings, info, progress)
+                                                self.settings, info, progress, probe=self.probe, gate=self.gate)
             except NonFiniteLoss as error:
                 advice = ("lower --lr or set --clip-grad" if self.settings.skip_nonfinite else
                           "rerun with --skip-nonfinite to skip such steps (or lower --lr, set --clip-grad)")
@@ -270,6 +285,9 @@ class _Run:
                 self.pictures.draw(self.model, epoch)
         self.history.append(line)
         barrier(self.info)
+        stalled = stall_warning(self.history, self.config.epochs)
+        if stalled:
+            _say(self.info, stalled)
         jaccard = f", attention Jaccard {val['jaccard']:.1f}%" if "jaccard" in val else ""
         loss = "n/a (every step skipped)" if line["train_loss"] is None else f"{line['train_loss']:.4f}"
         skipped = f", {line['train_skipped_steps']} step(s) skipped" if line["train_skipped_steps"] else ""
