@@ -4,6 +4,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_number, check_tensor
+from ..errors import SarvitError
+
 __all__ = ["knn_scores", "topk_accuracy"]
 
 
@@ -21,13 +24,17 @@ def knn_scores(train_features: torch.Tensor, train_labels: torch.Tensor, test_fe
         >>> scores.argmax(dim=1).tolist()
         [0]
     """
-    if train_features.ndim != 2 or test_features.ndim != 2 or train_features.shape[1] != test_features.shape[1]:
-        raise ValueError(f"train_features and test_features must be [N, D] and [M, D], got "
-                         f"{tuple(train_features.shape)} and {tuple(test_features.shape)}")
+    check_tensor(train_features, "train_features", "N, D", dtype="float", nonempty=True, data=True)
+    check_tensor(test_features, "test_features", "M, D", dtype="float", data=True)
+    if train_features.shape[1] != test_features.shape[1]:
+        raise SarvitError(f"test_features must have the D = {train_features.shape[1]} of train_features, got shape "
+                          f"{tuple(test_features.shape)}")
+    check_tensor(train_labels, "train_labels", "N", data=True)
     if train_labels.shape != train_features.shape[:1]:
-        raise ValueError(f"train_labels must be [N] = [{train_features.shape[0]}], got {tuple(train_labels.shape)}")
-    if not 1 <= k <= train_features.shape[0]:
-        raise ValueError(f"k must be in 1..{train_features.shape[0]} (the training features), got {k}")
+        raise SarvitError(f"train_labels must be [N] = [{train_features.shape[0]}], got {tuple(train_labels.shape)}")
+    check_number(num_classes, "num_classes", low=1, integer=True)
+    check_number(k, "k", low=1, high=train_features.shape[0], integer=True)
+    check_number(temperature, "temperature", low=0, low_open=True)
     bank = F.normalize(train_features.float(), dim=1)
     queries = F.normalize(test_features.float(), dim=1)
     scores = []
@@ -44,6 +51,12 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...
     >>> topk_accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1]), ks=(1, 2))
     {'top1': 50.0, 'top2': 100.0}
     """
+    check_tensor(scores, "scores", "M, C", dtype="float", nonempty=True, data=True)
+    check_tensor(labels, "labels", "M", data=True)
+    if labels.shape != scores.shape[:1]:
+        raise SarvitError(f"labels must be [M] = [{scores.shape[0]}], got {tuple(labels.shape)}")
+    for k in ks:
+        check_number(k, "ks", low=1, integer=True)
     ranked = scores.topk(min(max(ks), scores.shape[1]), dim=1).indices
     hits = ranked == labels.view(-1, 1)
     return {f"top{k}": 100.0 * hits[:, :k].any(dim=1).float().mean().item() for k in ks}

@@ -29,6 +29,8 @@ import os
 
 import torch
 
+from ..checks import check_choice, check_number, check_tensor
+from ..errors import SarvitError
 from .triton_components import MAX_TRITON_PIXELS, triton, triton_available
 
 __all__ = ["fused_spatial_entropy", "fused_available", "interpreting", "MAX_FUSED_PIXELS"]
@@ -160,4 +162,10 @@ def fused_spatial_entropy(maps: torch.Tensor, connectivity: int = 8, eps: float 
 
     ``h * w <= MAX_FUSED_PIXELS``; the numbers of :func:`sarvit.spatial_entropy`'s reference path.
     """
+    check_tensor(maps, "maps", "N, h, w", dtype="float", data=True)
+    check_choice(connectivity, "connectivity", (4, 8))
+    check_number(eps, "eps", low=0)
+    if maps.shape[-2] * maps.shape[-1] > MAX_FUSED_PIXELS:
+        raise SarvitError(f"maps must have at most {MAX_FUSED_PIXELS} pixels per map for the fused op, got "
+                          f"{maps.shape[-2]}x{maps.shape[-1]}; use spatial_entropy(method='reference')")
     return torch.ops.sarvit.spatial_entropy_fused(maps, connectivity, eps)[0]
