@@ -26,7 +26,7 @@ from ..errors import SarvitError
 from ..models import ModelSpec
 
 __all__ = ["FORMAT", "VERSION", "PathLike", "checkpoint_content", "copy_atomic", "fresh_path", "save_atomic",
-           "write_json", "write_text", "write_checkpoint",
+           "write_atomic", "write_json", "write_text", "write_checkpoint", "refuse_link",
            "load_checkpoint",
            "extract_state_dict", "resolve_checkpoint_path", "without_wrapper_prefixes"]
 
@@ -41,32 +41,63 @@ def _umask() -> int:
     return mask
 
 
-def _write_atomic(path: PathLike, write: Callable, mode: str) -> Path:
+def write_atomic(path: PathLike, write: Callable, mode: str = "wb") -> Path:
     """Write through ``write(file)`` to a temporary file beside ``path``, fsync, then rename over ``path``.
 
-    A crash at any moment leaves either the previous file or the new one, never a torn file. The file gets the
-    mode an ordinary ``open`` would give it (0644 under the usual umask), not ``mkstemp``'s private 0600.
+    A crash at any moment leaves either the previous file or the new one, never a torn file. The temporary file is
+    created with ``O_EXCL`` (no link followed) and the rename replaces a name, never the file a link points to; a
+    symbolic link at ``path`` is refused. The file gets the mode an ordinary ``open`` would give it (0644 under the
+    usual umask), not ``mkstemp``'s private 0600. A failed write (a full disk, a read-only folder) is a
+    :class:`SarvitError` naming the file, the previous file kept; an interrupt stays a ``KeyboardInterrupt``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    refuse_link(path)
+    temp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.chmod(temp, 0o666 & ~_umask())
         with os.fdopen(handle, mode) as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
+    except BaseException as error:
+        if temp is not None and os.path.lexists(temp):
             os.unlink(temp)
+        cause = _root_cause(error)
+        if isinstance(cause, KeyboardInterrupt) and cause is not error:  # torch.save's C++ writer wraps it
+            raise KeyboardInterrupt from None
+        if isinstance(cause, OSError):
+            kept = "the previous file is kept" if path.exists() else "nothing was written"
+            raise SarvitError(f"cannot write {path}: {cause.strerror or cause}; {kept}") from None
         raise
     return path
 
 
+def _root_cause(error: BaseException) -> BaseException:
+    """The first OSError or KeyboardInterrupt in ``error``'s chain (torch.save raises a RuntimeError from its
+    C++ writer with the real cause chained), else ``error`` itself."""
+    seen, current = set(), error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (OSError, KeyboardInterrupt)):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return error
+
+
+def refuse_link(path: PathLike) -> None:
+    """A symbolic link at ``path`` is refused: sarvit writes no file through a link (one planted in a shared
+    folder would make it overwrite the file the link points to)."""
+    if os.path.islink(path):
+        raise SarvitError(f"{path} is a symbolic link (to {os.readlink(path)}); sarvit writes no file through a "
+                          "link: remove it or write elsewhere")
+
+
 def save_atomic(obj: Any, path: PathLike) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically (see :func:`_write_atomic`)."""
-    return _write_atomic(path, lambda file: torch.save(obj, file), "wb")
+    """``torch.save(obj)`` to ``path`` atomically (see :func:`write_atomic`)."""
+    return write_atomic(path, lambda file: torch.save(obj, file), "wb")
 
 
 def write_json(payload: Any, path: PathLike) -> Path:
@@ -75,12 +106,12 @@ def write_json(payload: Any, path: PathLike) -> Path:
         json.dump(payload, file, indent=2)
         file.write("\n")
 
-    return _write_atomic(path, dump, "w")
+    return write_atomic(path, dump, "w")
 
 
 def write_text(text: str, path: PathLike) -> Path:
     """``text`` at ``path``, atomically (a run's ``log.jsonl``)."""
-    return _write_atomic(path, lambda file: file.write(text), "w")
+    return write_atomic(path, lambda file: file.write(text), "w")
 
 
 def copy_atomic(source: PathLike, path: PathLike) -> Path:
@@ -89,7 +120,7 @@ def copy_atomic(source: PathLike, path: PathLike) -> Path:
         with open(source, "rb") as original:
             shutil.copyfileobj(original, file)
 
-    return _write_atomic(path, copy, "wb")
+    return write_atomic(path, copy, "wb")
 
 
 def write_checkpoint(path: PathLike, model: dict, spec: ModelSpec, **content: Any) -> Path:

@@ -21,6 +21,7 @@ import torch
 
 import torch.nn.functional as F
 
+from ..checkpoints import write_atomic
 from ..losses import check_maps
 from ..metrics import mass_threshold
 from ..ops import connected_components
@@ -175,11 +176,10 @@ def attention_figure(
 def save_figure(figure, path: Union[str, Path], dpi: int = 100) -> Path:
     """Write ``figure`` as a PNG (parent folders created) and close it."""
     plt = _pyplot()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi, format="png")
-    plt.close(figure)
-    return path
+    try:
+        return write_atomic(path, lambda file: figure.savefig(file, dpi=dpi, format="png"))
+    finally:
+        plt.close(figure)
 
 
 def figure_pixels(figure, dpi: int = 100) -> np.ndarray:
@@ -196,7 +196,4 @@ def save_pixels(pixels: np.ndarray, path: Union[str, Path]) -> Path:
     """Write ``uint8 [height, width, 3]`` as a PNG (parent folders created)."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path, format="PNG")
-    return path
+    return write_atomic(path, lambda file: Image.fromarray(pixels).save(file, format="PNG"))

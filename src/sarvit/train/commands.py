@@ -9,7 +9,7 @@ import argparse
 import os
 from typing import Any, Optional
 
-from ..checkpoints import FORMAT, load_checkpoint
+from ..checkpoints import FORMAT, load_checkpoint, resolve_checkpoint_path
 from ..errors import SarvitError
 from .config import ARCH_KEYS, INVOCATION_KEYS, checked_values, resolve_run
 from .distributed import cleanup_distributed
@@ -48,6 +48,8 @@ def config_from_args(args: argparse.Namespace, evaluating: bool = False) -> tupl
                                   f"found {type(stored).__name__}")
             base = checked_values({k: v for k, v in stored.items() if k not in _RUN_KEYS},
                                   f"{continued} (the options stored in the checkpoint)")
+            if not evaluating:  # the run continues where its checkpoint is now (moved or not, any working folder)
+                base["output_dir"] = str(resolve_checkpoint_path(continued).parent.absolute())
     start = None if evaluating else cli.get("finetune") or cli.get("weights")
     if start and "model" not in cli:  # train the architecture the weights belong to
         source = load_checkpoint(start)

@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import yaml
 
+from ..checkpoints import write_text
 from ..data import canonical_dataset_name
 from ..data.survey import DataSurvey, survey
 from ..errors import SarvitError
@@ -202,4 +203,4 @@ INVOCATION_KEYS = ("resume", "eval", "config", "use_ema", "json", "overwrite")
 def save_config(config: dict[str, Any], path: os.PathLike) -> None:
     """The resolved configuration as YAML; ``--config`` with it repeats the run from the start."""
     run = {key: value for key, value in config.items() if key not in INVOCATION_KEYS}
-    Path(path).write_text(yaml.safe_dump(run, sort_keys=True))
+    write_text(yaml.safe_dump(run, sort_keys=True), path)

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from ..checkpoints import write_text
+from ..checkpoints import write_atomic, write_text
 
 __all__ = ["RunLog", "plot_curves"]
 
@@ -47,8 +47,8 @@ class RunLog:
 
     def add(self, line: dict) -> None:
         self.history.append(dict(line))
-        with self.path.open("a") as file:
-            file.write(json.dumps(line) + "\n")
+        # rewritten whole (atomic: no torn line, no link followed); a log is a few hundred lines at most
+        write_text("".join(json.dumps(entry) + "\n" for entry in self.history), self.path)
         if self.writer is not None:
             for key, tag in _SCALARS + _term_tags(line):
                 if line.get(key) is not None:
@@ -99,6 +99,8 @@ def plot_curves(history: list[dict], path: Path) -> Optional[Path]:
         if axis.lines:
             axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    try:
+        write_atomic(path, lambda file: figure.savefig(file, dpi=100, format="png"))
+    finally:
+        plt.close(figure)
     return Path(path)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import sys
 import time
@@ -226,6 +227,7 @@ class _Run:
         """Lock the output folder (rank 0) before any data is loaded: :class:`sarvit.checkpoints.RunFolder`."""
         config = self.config
         out = Path(config["output_dir"]) if config.get("output_dir") else default_output_dir(config)
+        out = Path(os.path.abspath(out.expanduser()))  # stored absolute: a resume from elsewhere finds it
         self.out = Path(broadcast_object(str(out), self.info))
         config["output_dir"] = str(self.out)
         refused = None

@@ -1,0 +1,150 @@
+"""Faults that must lose nothing: links planted in a run folder, a resume from an earlier checkpoint of a finished
+run, a full disk and Ctrl-C during a checkpoint write. Each leaves every file written before it byte-identical."""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import sarvit.checkpoints.files as files
+from sarvit import SarvitError
+from sarvit.checkpoints import LOCK_NAME, write_json
+from sarvit.cli import main
+from test_train_common import one_cpu_thread, tiny_argv  # noqa: F401 (autouse fixture)
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` and its bytes (not the lock, which belongs to the live run, nor the temporary
+    file of a write under way)."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*"))
+            if path.is_file() and not path.is_symlink() and path.name != LOCK_NAME and path.suffix != ".tmp"}
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("name", [LOCK_NAME, "config.yaml", "curves.png", "log.jsonl"])
+def test_a_link_in_the_run_folder_is_refused_and_its_target_kept(tmp_path, capsys, name):
+    victim = tmp_path / "precious.txt"
+    victim.write_bytes(b"do not overwrite")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / name).symlink_to(victim)
+    assert main(["train", *tiny_argv(folder, "--epochs", "1")]) == 2
+    err = one_line_error(capsys)
+    assert f"{folder / name} is a symbolic link" in err
+    assert victim.read_bytes() == b"do not overwrite" and (folder / name).is_symlink()  # the link is left as found
+    assert sorted(p.name for p in folder.iterdir()) == [name]
+
+
+def test_a_hard_linked_stale_lock_is_replaced_not_written_through(tmp_path):
+    victim = tmp_path / "precious.txt"
+    victim.write_bytes(b"do not overwrite")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    os.link(victim, folder / LOCK_NAME)
+    assert main(["train", *tiny_argv(folder, "--epochs", "1")]) == 0
+    assert victim.read_bytes() == b"do not overwrite" and (folder / "last.pth").is_file()
+
+
+def test_every_writer_refuses_a_link(tmp_path):
+    victim = tmp_path / "precious.json"
+    victim.write_text("{}")
+    (tmp_path / "results.json").symlink_to(victim)
+    with pytest.raises(SarvitError, match="is a symbolic link"):
+        write_json({"top1": 1.0}, tmp_path / "results.json")
+    assert victim.read_text() == "{}"
+
+
+def test_resume_from_an_earlier_checkpoint_of_a_finished_run_needs_overwrite(tmp_path, capsys):
+    folder = tmp_path / "run"
+    assert main(["train", *tiny_argv(folder, "--epochs", "1")]) == 0
+    shutil.copyfile(folder / "last.pth", folder / "epoch1.pth")
+    assert main(["train", *tiny_argv(folder, "--epochs", "2", "--resume", str(folder))]) == 0
+    before = snapshot(folder)
+    capsys.readouterr()
+    earlier = ["train", *tiny_argv(folder, "--epochs", "3", "--resume", str(folder / "epoch1.pth"))]
+    assert main(earlier) == 2
+    err = one_line_error(capsys)
+    assert "holds epochs after it (last.pth at epoch 2" in err and "--overwrite" in err
+    assert snapshot(folder) == before
+    assert main([*earlier, "--overwrite"]) == 0
+    aside = next(folder.glob("replaced-*"))
+    kept = snapshot(aside)
+    assert kept and all(kept[name] == before[name] for name in kept)  # the later run's files, byte for byte
+    assert {"last.pth", "log.jsonl", "config.yaml"} <= set(kept)
+    assert (folder / "epoch1.pth").read_bytes() == before["epoch1.pth"]
+    resumed = torch.load(folder / "last.pth", weights_only=True)
+    assert resumed["epoch"] == 2 and [line["epoch"] for line in resumed["history"]] == [0, 1, 2]
+
+
+def test_a_resumed_run_writes_where_its_folder_is_now(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *tiny_argv("run", "--epochs", "1")]) == 0  # a relative --output-dir
+    (tmp_path / "moved").mkdir()
+    os.replace(tmp_path / "run", tmp_path / "moved" / "run")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    argv = [arg for arg in tiny_argv("unused", "--epochs", "2") if arg not in ("--output-dir", "unused")]
+    assert main(["train", *argv, "--resume", str(tmp_path / "moved" / "run")]) == 0
+    assert torch.load(tmp_path / "moved" / "run" / "last.pth", weights_only=True)["epoch"] == 1
+    assert not list(elsewhere.iterdir()) and not (tmp_path / "run").exists()
+
+
+def _failing_fdopen(monkeypatch, failure: BaseException, folder: Path, on_write: int, seen: dict):
+    """The ``on_write``-th atomic write into ``folder`` fails with ``failure`` halfway, after the folder is
+    snapshotted into ``seen["before"]``."""
+    real, count = os.fdopen, {"n": 0}
+
+    class Failing:
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, data):
+            self.file.write(bytes(data)[: len(data) // 2])
+            raise failure
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.file.__exit__(*exc)
+
+    def fdopen(handle, mode="r", *args, **kwargs):
+        file = real(handle, mode, *args, **kwargs)
+        count["n"] += 1
+        if count["n"] == on_write and "b" in mode:
+            seen["before"] = snapshot(folder)
+            return Failing(file)
+        return file
+
+    monkeypatch.setattr(files.os, "fdopen", fdopen)
+
+
+@pytest.mark.parametrize("failure, code, words", [
+    (OSError(errno.ENOSPC, "No space left on device"), 2, "No space left on device; the previous file is kept"),
+    (KeyboardInterrupt(), 130, "interrupted"),
+], ids=["disk-full", "ctrl-c"])
+def test_a_checkpoint_write_that_fails_keeps_every_earlier_file(tmp_path, capsys, monkeypatch, failure, code, words):
+    folder = tmp_path / "run"
+    assert main(["train", *tiny_argv(folder, "--epochs", "1")]) == 0
+    seen: dict = {}
+    # the resumed run writes config.yaml, the log (text), then epoch 2's last.pth: the first binary write
+    _failing_fdopen(monkeypatch, failure, folder, on_write=3, seen=seen)
+    capsys.readouterr()
+    assert main(["train", *tiny_argv(folder, "--epochs", "2", "--resume", str(folder))]) == code
+    err = one_line_error(capsys)
+    assert words in err
+    assert seen["before"] and snapshot(folder) == seen["before"]
+    assert not list(folder.glob(".*.tmp")) and not (folder / LOCK_NAME).exists()
