@@ -5,6 +5,10 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -148,3 +152,65 @@ def test_a_checkpoint_write_that_fails_keeps_every_earlier_file(tmp_path, capsys
     assert words in err
     assert seen["before"] and snapshot(folder) == seen["before"]
     assert not list(folder.glob(".*.tmp")) and not (folder / LOCK_NAME).exists()
+
+
+FAKE_RUN = """
+import os, pathlib, signal, sys, time
+out = pathlib.Path(sys.argv[sys.argv.index("--output-dir") + 1])
+def save_and_exit(signum, frame):
+    time.sleep(0.5)  # a checkpoint write the experiment must wait for
+    (out / "saved").write_text(str(signum))
+    sys.exit(128 + signum)
+signal.signal(signal.SIGTERM, save_and_exit)
+signal.signal(signal.SIGINT, save_and_exit)
+(out / "pid").write_text(str(os.getpid()))
+while True:
+    time.sleep(0.05)
+"""
+EXPERIMENT = """
+import sys
+import sarvit.experiments.runner as runner
+from sarvit.cli import main
+runner.TRAIN_COMMAND = (sys.executable, sys.argv[1])
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"  # a zombie is dead
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_experiment_stops_its_runs_and_leaves_none_behind(tmp_path, signum):
+    fake, driver = tmp_path / "fake_run.py", tmp_path / "experiment.py"
+    fake.write_text(FAKE_RUN)
+    driver.write_text(EXPERIMENT)
+    exp = tmp_path / "exp"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    parent = subprocess.Popen([sys.executable, str(driver), str(fake), "experiment", "jaccard", "--seeds", "2",
+                               "--jobs", "2", "--exp-dir", str(exp)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(exp.glob("*/seed*/pid"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pids = [int(path.read_text()) for path in exp.glob("*/seed*/pid")]
+        assert len(pids) == 2, parent.communicate(timeout=5)
+        before = snapshot(exp)
+        parent.send_signal(signum)
+        out, err = parent.communicate(timeout=60)
+    finally:
+        parent.kill()
+    assert parent.returncode == 130 and err.strip().endswith("interrupted") and err.count("\n") == 1, err
+    assert not any(_alive(pid) for pid in pids)
+    saved = sorted(path.read_text() for path in exp.glob("*/seed*/saved"))
+    assert saved == [str(int(signum))] * 2  # each run got the signal itself and finished its write
+    assert not (exp / "results.json").exists() and not (exp / "report.md").exists()  # no report of half a grid
+    after = snapshot(exp)
+    assert all(after[name] == data for name, data in before.items() if not name.endswith("train.out"))
+    assert len(list(exp.glob("*/seed*/pid"))) == 2  # the other two runs never started

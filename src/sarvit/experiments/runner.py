@@ -8,9 +8,11 @@ planned with, so that the same folder is not silently reused for a different exp
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -169,6 +171,8 @@ def run_grid(plans: Sequence[RunPlan], jobs: int = 1, train_command: Sequence[st
     lock = threading.Lock()
     durations: list[float] = []
 
+    children = _Children()
+
     def run_one(plan: RunPlan) -> None:
         device = slots.get()
         try:
@@ -178,11 +182,13 @@ def run_grid(plans: Sequence[RunPlan], jobs: int = 1, train_command: Sequence[st
             with plan.console.open("a") as console:
                 console.write(f"$ sarvit train {' '.join(plan.args + resume)}\n")
                 console.flush()
-                code = subprocess.call([*train_command, *plan.args, *resume], stdout=console,
-                                       stderr=subprocess.STDOUT, env=_environment(device, jobs))
+                code = children.run([*train_command, *plan.args, *resume], stdout=console,
+                                    stderr=subprocess.STDOUT, env=_environment(device, jobs))
             elapsed = time.monotonic() - started
         finally:
             slots.put(device)
+        if code is None:  # stopped before it started
+            return
         with lock:
             durations.append(elapsed)
             # A run killed after its final checkpoint but before its log line resumes to "nothing to train"
@@ -190,6 +196,8 @@ def run_grid(plans: Sequence[RunPlan], jobs: int = 1, train_command: Sequence[st
             if (code == 0 or resume) and run_state(plan.folder) == "finished":
                 outcome.completed.append(plan.label)
                 verdict = f"done in {elapsed:.0f} s" + (" (resumed)" if resume else "")
+            elif children.stopped_by is not None:
+                verdict = f"stopped (exit code {code}); the next call resumes it"
             else:
                 outcome.failed.append((plan.label, plan.console, code))
                 verdict = f"FAILED (exit code {code}), see {plan.console}"
@@ -197,9 +205,71 @@ def run_grid(plans: Sequence[RunPlan], jobs: int = 1, train_command: Sequence[st
             say(f"[{done}/{len(plans)}] {plan.label} {verdict}{_eta(durations, len(plans) - done, jobs)}")
 
     pool = ThreadPoolExecutor(max_workers=jobs)
-    try:
-        for future in [pool.submit(run_one, plan) for plan in todo]:
-            future.result()
-    finally:  # on Ctrl-C the running runs stop with it (same process group); queued ones must not start
-        pool.shutdown(wait=True, cancel_futures=True)
+    with children.forwarding_signals():
+        try:
+            for future in [pool.submit(run_one, plan) for plan in todo]:
+                future.result()
+        finally:  # queued runs must not start; running ones are stopped and waited for, never left behind
+            children.stop()
+            pool.shutdown(wait=True, cancel_futures=True)
+    if children.stopped_by is not None:
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(children.stopped_by).name}")
     return outcome
+
+
+class _Children:
+    """The grid's training processes. Each runs in its own session, so a terminal's Ctrl-C reaches the experiment
+    alone; SIGINT or SIGTERM to the experiment is passed on to every run, which saves and exits, and is waited for."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()  # re-entrant: the signal handler runs in the main thread
+        self.running: set[subprocess.Popen] = set()
+        self.closed = False
+        self.stopped_by: Optional[int] = None
+
+    def run(self, command: Sequence[str], **kwargs) -> Optional[int]:
+        """The exit code of ``command``, or None when the grid was stopped before it could start."""
+        with self.lock:
+            if self.closed or self.stopped_by is not None:
+                return None
+            process = subprocess.Popen(list(command), start_new_session=True, **kwargs)
+            self.running.add(process)
+        try:
+            return process.wait()
+        finally:
+            with self.lock:
+                self.running.discard(process)
+
+    def stop(self) -> None:
+        """No run starts any more; one still running (the experiment itself failing) is stopped and waited for."""
+        with self.lock:
+            self.closed = True
+            running = list(self.running)
+        self._send(running, signal.SIGTERM)
+        for process in running:
+            process.wait()
+
+    def _on_signal(self, signum: int, frame) -> None:
+        with self.lock:
+            self.stopped_by = signum
+            running = list(self.running)
+        self._send(running, signum)
+
+    @staticmethod
+    def _send(processes: list, signum: int) -> None:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signum)
+
+    @contextlib.contextmanager
+    def forwarding_signals(self):
+        """While the grid runs (from the main thread), SIGINT and SIGTERM stop it instead of the process."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

@@ -20,6 +20,7 @@ import yaml
 
 from ..checkpoints import write_text
 from ..data import canonical_dataset_name
+from ..data.layout import infer_dataset_name
 from ..data.survey import DataSurvey, survey
 from ..errors import SarvitError
 from ..options import check_values, defaults, dest_of_spelling
@@ -120,9 +121,12 @@ def resolve_run(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
     cli = checked_values(cli)
     given = set(inherit or {}) | set(base or {}) | set(file) | set(cli)
     upper = {**(inherit or {}), **(base or {}), **file, **cli}
-    data_set = canonical_dataset_name(str(upper.get("data_set", DEFAULTS["data_set"])))
-    upper["data_set"] = data_set
     notes: list[str] = []
+    if upper.get("data_set") is None and upper.get("data_path"):  # never the synthetic set in place of a folder
+        upper["data_set"] = trainable_dataset_name(str(upper["data_path"]))
+        notes.append(f"data set: {upper['data_set']} (read from the layout of --data-path {upper['data_path']})")
+    data_set = canonical_dataset_name(str(upper.get("data_set") or DEFAULTS["data_set"]))
+    upper["data_set"] = data_set
     if data_set != "synthetic":  # a synthetic run's generator options, reused on another data set
         for key in ("num_samples", "num_classes"):
             if key in cli or upper.get(key) is None:
@@ -165,6 +169,16 @@ def resolve_run(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
     config.pop("config", None)
     _check(config)
     return config, notes
+
+
+def trainable_dataset_name(data_path: str) -> str:
+    """The data set kind of ``data_path`` (:func:`sarvit.data.infer_dataset_name`), one that classifies."""
+    name = infer_dataset_name(data_path)
+    if name in ("voc", "masks"):
+        kind = "PASCAL VOC" if name == "voc" else "images with masks (images/ + masks/)"
+        raise SarvitError(f"--data-path {data_path} holds {kind}, for segment-eval, analyze and visualize, not "
+                          "training; name the classification set with --data-set")
+    return name
 
 
 def _device_of(config: dict[str, Any]) -> str:
