@@ -214,3 +214,17 @@ def test_a_signal_to_the_experiment_stops_its_runs_and_leaves_none_behind(tmp_pa
     after = snapshot(exp)
     assert all(after[name] == data for name, data in before.items() if not name.endswith("train.out"))
     assert len(list(exp.glob("*/seed*/pid"))) == 2  # the other two runs never started
+
+
+@pytest.mark.parametrize("extra, words", [
+    (("--no-sar",), "--remove-last-skip False (it has True)"),
+    (("--depth", "5", "--input-size", "64"), "--input-size 64 (it has 32), --depth 5 (it has 2)"),
+], ids=["no-sar", "depth-input-size"])
+def test_eval_refuses_options_the_checkpoint_cannot_honour(tmp_path, capsys, extra, words):
+    folder = tmp_path / "run"
+    assert main(["train", *tiny_argv(folder, "--epochs", "1")]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--weights", str(folder / "last.pth"), "--device", "cpu", "--num-workers", "0",
+                 "--num-samples", "32", *extra]) == 2
+    err = one_line_error(capsys)
+    assert words in err and "cannot apply" in err

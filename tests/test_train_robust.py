@@ -12,6 +12,7 @@ import torch
 
 from sarvit import create_model
 from sarvit.cli import main
+from sarvit.errors import SarvitError
 from sarvit.checkpoints import files as checkpoint_files
 from sarvit.train import rng as rng_module
 from test_train_common import one_cpu_thread, tiny_argv  # noqa: F401 (autouse fixture)
@@ -66,7 +67,7 @@ def test_crash_while_writing_keeps_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(checkpoint_files.torch, "save", torn_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(SarvitError, match=f"cannot write {path}: disk full; the previous file is kept"):
         checkpoint_files.save_atomic({"epoch": 2, "w": torch.zeros(3)}, path)
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["last.pth"]
 
