@@ -49,8 +49,9 @@ class RunFolder:
     Use :meth:`claim` (before loading any data, so a folder that cannot be written fails at once).
     """
 
-    def __init__(self, path: Path, lock_fd: int) -> None:
+    def __init__(self, path: Path, lock_fd: int, created: tuple[Path, ...] = ()) -> None:
         self.path, self._lock_fd = path, lock_fd
+        self._created = created  # the folders claim made, deepest first: removed again if left empty
 
     @classmethod
     def claim(cls, path: os.PathLike, *, resume: Optional[os.PathLike] = None, overwrite: bool = False,
@@ -61,13 +62,14 @@ class RunFolder:
         one of its own. ``overwrite``: move an old run's files into ``replaced-<time>/`` instead of refusing.
         """
         path = Path(os.path.abspath(Path(path).expanduser()))
+        created = tuple(folder for folder in (path, *path.parents) if not os.path.lexists(folder))
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise SarvitError(f"--output-dir {path}: cannot create the folder ({error.strerror or error})") from None
         for name in (LOCK_NAME, *RUN_FILES):
             refuse_link(path / name)
-        folder = cls(path, _lock(path))
+        folder = cls(path, _lock(path), created)
         try:
             folder._check_owner(resume, overwrite, say)
             folder._remove_leftovers(say)
@@ -85,6 +87,11 @@ class RunFolder:
                 (self.path / LOCK_NAME).unlink()
         os.close(self._lock_fd)
         self._lock_fd = -1
+        for folder in self._created:  # a run that failed before writing anything leaves no empty folder
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: the run wrote there
+                break
 
     def held_run(self) -> list[str]:
         """What in the folder says a run lives here: its checkpoints and a non-empty log."""

@@ -12,6 +12,7 @@ from timm.scheduler import create_scheduler_v2
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..data import ROTATIONS, build_dataset, build_mask_dataset, build_transform, pretext_dataset
+from ..data.checks import check_images
 from ..errors import SarvitError
 from ..models import ModelSpec
 from .distributed import DistInfo, ShardSampler
@@ -69,6 +70,14 @@ def build_datasets(config: dict[str, Any], train: bool = True, evaluation: bool 
             transform = build_transform(False, config["input_size"], interpolation=config["train_interpolation"])
             val_set, num_classes = build_dataset(config["data_set"], train=False, transform=transform, **common,
                                                  **_synthetic_kwargs(config, False))
+    if not config.get("pretext") and num_classes is not None and num_classes < 2:
+        raise SarvitError(f"{config['data_set']}{' at ' + str(config['data_path']) if config.get('data_path') else ''}: "
+                          f"expected at least 2 classes to classify, found {num_classes} (every image would be "
+                          "right); add class folders, or train a pretext task with --pretext rotation")
+    checked = check_images({"training": train_set, "validation": val_set},
+                           skip_bad=bool(config.get("skip_bad_images")),
+                           say=lambda line: print(line, flush=True) if int(os.environ.get("RANK", "0")) == 0 else None)
+    train_set, val_set = checked["training"], checked["validation"]
     if config.get("pretext"):
         train_set, val_set = (None if dataset is None else pretext_dataset(config["pretext"], dataset)[0]
                               for dataset in (train_set, val_set))

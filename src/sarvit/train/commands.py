@@ -89,7 +89,7 @@ def _refuse_unhonoured(cli: dict[str, Any], checkpoint: dict, path: str) -> None
 def run_train(args: argparse.Namespace) -> int:
     if getattr(args, "eval", False):  # `main.py --eval --resume CKPT` of the reference code
         return run_eval(args)
-    from .runner import train
+    from .runner import top5_words, train
 
     config, _ = config_from_args(args)
     try:
@@ -99,7 +99,8 @@ def run_train(args: argparse.Namespace) -> int:
     if result.paths:
         last = result.history[-1] if result.history else {}
         if last:
-            print(f"final: val top-1 {last['val_top1']:.2f}%, top-5 {last['val_top5']:.2f}% (epoch {last['epoch'] + 1}); "
+            top5 = top5_words(last["val_top5"], result.model.num_classes, sep=",")
+            print(f"final: val top-1 {last['val_top1']:.2f}%{top5} (epoch {last['epoch'] + 1}); "
                   f"best top-1 {result.best_top1:.2f}% (epoch {result.best_epoch + 1})")
         print(f"wrote {result.output_dir}/")
         for name, path in result.paths.items():
@@ -111,7 +112,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from .runner import evaluate_checkpoint
+    from .runner import evaluate_checkpoint, top5_words
 
     config, checkpoint = config_from_args(args, evaluating=True)
     try:
@@ -120,7 +121,8 @@ def run_eval(args: argparse.Namespace) -> int:
         cleanup_distributed()
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{metrics['checkpoint']} on {metrics['data_set']} ({metrics['images']} images): "
-              f"top-1 {metrics['top1']:.2f}%  top-5 {metrics['top5']:.2f}%  loss {metrics['loss']:.4f}"
+              f"top-1 {metrics['top1']:.2f}% {top5_words(metrics['top5'], metrics['num_classes'])}  "
+              f"loss {metrics['loss']:.4f}"
               + (f"  spatial entropy {metrics['entropy']:.4f}" if metrics["entropy"] is not None else "")
               + (f"  attention Jaccard {metrics['jaccard']:.1f}%" if "jaccard" in metrics else ""))
         if config.get("json"):

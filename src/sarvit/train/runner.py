@@ -353,7 +353,7 @@ class _Run:
         ema = f" (EMA {line['val_ema_top1']:.2f}%)" if "val_ema_top1" in line else ""
         train_top1 = "" if line["train_top1"] is None else f", train top-1 {line['train_top1']:.2f}%"
         _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {loss}{terms}{skipped}{train_top1}, "
-                        f"val top-1 {val['top1']:.2f}%{ema} top-5 {val['top5']:.2f}%{jaccard}, "
+                        f"val top-1 {val['top1']:.2f}%{ema}{top5_words(val['top5'], self.num_classes)}{jaccard}, "
                         f"{line['img_per_s']:.0f} img/s")
 
     def finish(self) -> TrainResult:
@@ -375,6 +375,11 @@ class _Run:
                 paths["attention"] = self.pictures.written
             result.paths = paths
         return result
+
+
+def top5_words(top5: float, num_classes: int, sep: str = "") -> str:
+    """`` top-5 xx.xx%`` where it tells something: with five classes or fewer top-5 is always 100 %."""
+    return f"{sep} top-5 {top5:.2f}%" if num_classes > 5 else ""
 
 
 def _sar_words(config: dict) -> str:
@@ -483,6 +488,7 @@ def evaluate_checkpoint(config: dict[str, Any], checkpoint: Optional[dict] = Non
     with _cpu_threads(config, info):
         metrics = evaluate(model, loader, info, build.amp_dtype(config, info.device), _attention_jaccard(val_set, model))
     metrics.update({"checkpoint": str(path), "data_set": config["data_set"], "model": spec.name,
+                    "num_classes": num_classes,
                     "sar": sar_config(model)})
     if info.is_main and config.get("json"):
         write_json(metrics, config["json"])
