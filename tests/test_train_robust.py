@@ -89,11 +89,22 @@ def test_unsafe_or_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"not a checkpoint")
     assert main(["eval", "--weights", str(corrupt)]) == 2
-    assert "could not load" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not a PyTorch checkpoint (it begins b'not a ch'" in err and "weights_only=False" not in err
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    assert main(["eval", "--weights", str(image)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a PyTorch checkpoint" in err and "weights_only" not in err
     pickled = tmp_path / "pickled.pth"
     torch.save({"model": {"w": torch.ones(1)}, "hook": NotPlainData()}, pickled)
     assert main(["eval", "--weights", str(pickled)]) == 2
-    assert "weights_only=True" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds Python objects beyond tensors and plain data" in err and "weights_only=False" not in err
+    torn = tmp_path / "torn.pth"
+    torn.write_bytes((tmp_path / "pickled.pth").read_bytes()[:100])
+    assert main(["eval", "--weights", str(torn)]) == 2
+    assert "is a damaged or truncated PyTorch file" in capsys.readouterr().err
     assert main(["eval", "--weights", str(tmp_path / "missing.pth")]) == 2
     assert "does not exist" in capsys.readouterr().err
 

@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -154,10 +155,7 @@ def load_checkpoint(path: PathLike) -> dict:
         with _namespace_allowed():
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling refusals, truncated zip files, not a torch file at all
-        raise SarvitError(
-            f"checkpoint: could not load {path} with torch.load(weights_only=True): expected a file of tensors "
-            f"and plain data ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
-        ) from None
+        raise SarvitError(_unloadable(path, error)) from None
     if not isinstance(data, dict):
         raise SarvitError(f"checkpoint: expected a dict in {path}, found {type(data).__name__}")
     if data.get("format") == FORMAT:
@@ -170,6 +168,27 @@ def load_checkpoint(path: PathLike) -> dict:
                               f"(names -> tensors), found {type(weights).__name__}")
         return data
     return {"model": extract_state_dict(data, path)}
+
+
+# how the files torch.save writes begin: a zip archive (torch >= 1.6) or a pickle (protocol 2 or later)
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def _unloadable(path: Path, error: Exception) -> str:
+    """Why ``path`` did not load, in words that are true for it. torch's own message is not quoted: for a file
+    that holds other Python objects it advises ``weights_only=False``, i.e. running whatever the file contains."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(8)
+    except OSError as read_error:
+        return f"checkpoint: cannot read {path} ({read_error.strerror or read_error})"
+    if not head.startswith(_TORCH_MAGIC):
+        return (f"checkpoint: {path} is not a PyTorch checkpoint (it begins {head!r}; expected a file written by "
+                "torch.save, e.g. a run's last.pth or best.pth)")
+    if isinstance(error, pickle.UnpicklingError) or "weights_only" in str(error):
+        return (f"checkpoint: {path} holds Python objects beyond tensors and plain data, which sarvit does not "
+                "load (unpickling them could run code); expected a state dict or a sarvit checkpoint")
+    return f"checkpoint: {path} is a damaged or truncated PyTorch file ({type(error).__name__})"
 
 
 @contextlib.contextmanager

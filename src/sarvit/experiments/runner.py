@@ -8,6 +8,7 @@ planned with, so that the same folder is not silently reused for a different exp
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -25,13 +26,16 @@ from typing import Callable, Optional, Sequence
 import yaml
 
 from ..errors import SarvitError
+from ..options import add_options
 from .grids import Grid
 
 __all__ = ["RunPlan", "plan_runs", "run_state", "run_grid", "TRAIN_COMMAND", "GridOutcome"]
 
 TRAIN_COMMAND = (sys.executable, "-m", "sarvit", "train")
-# The experiment decides these for every run; given after `--` they would break the grid's layout.
-OWNED_OPTIONS = ("--output-dir", "--output_dir", "--seed", "--resume", "--finetune", "--eval", "--config")
+# The experiment decides these for every run; given after `--` (in any spelling) they would break the grid's layout.
+OWNED_OPTIONS = ("--output-dir", "--seed", "--resume", "--finetune", "--eval", "--config")
+_OWNED_DESTS = {"output_dir": "--output-dir", "seed": "--seed", "resume": "--resume", "finetune": "--finetune",
+                "eval": "--eval", "config": "--config"}
 
 
 @dataclass(frozen=True)
@@ -51,11 +55,29 @@ class RunPlan:
         return self.folder / "train.out"
 
 
+class _Resolver(argparse.ArgumentParser):
+    def error(self, message: str):  # a bad value is the run's own parser's to report
+        raise ValueError(message)
+
+
 def _check_pass_through(train_args: Sequence[str]) -> None:
-    for arg in train_args:
-        if arg.split("=", 1)[0] in OWNED_OPTIONS:
-            raise SarvitError(f"{arg.split('=', 1)[0]} is set by the experiment for every run (folder and seed); "
-                              "leave it out of the options after --")
+    """Refuse the options the experiment owns as `sarvit train`'s parser reads them (``--resum``, ``--conf=x``,
+    ``--output_dir`` are theirs too), not as spelt."""
+    parser = _Resolver(add_help=False)
+    add_options(parser, "train")
+    for index, arg in enumerate(train_args):
+        if not arg.startswith("-"):
+            continue
+        try:  # one option at a time, with the value that follows it, to name the one that is owned
+            given, _ = parser.parse_known_args(list(train_args[index:index + 2]))
+        except ValueError:
+            continue
+        owned = [flag for dest, flag in _OWNED_DESTS.items() if dest in vars(given)]
+        if owned:
+            spelt = arg.split("=", 1)[0]
+            named = spelt if spelt == owned[0] else f"{spelt} ({owned[0]})"
+            raise SarvitError(f"{named} is set by the experiment for every run (folder "
+                              "and seed); leave it out of the options after --")
 
 
 def plan_runs(grid: Grid, exp_dir: Path, seeds: Sequence[int], base_flags: Sequence[str],
