@@ -228,3 +228,27 @@ def test_eval_refuses_options_the_checkpoint_cannot_honour(tmp_path, capsys, ext
                  "--num-samples", "32", *extra]) == 2
     err = one_line_error(capsys)
     assert words in err and "cannot apply" in err
+
+
+@pytest.mark.parametrize("command", [
+    ["eval", "--device", "cpu", "--num-workers", "0", "--num-samples", "32"],
+    ["segment-eval", "--device", "cpu", "--num-samples", "8"],
+    ["analyze", "--device", "cpu", "--num-samples", "8"],
+    ["visualize", "--device", "cpu", "--num-samples", "2"],
+], ids=lambda argv: argv[0])
+def test_a_checkpoint_with_nan_weights_is_refused_by_every_command(tmp_path, capsys, command):
+    path = tmp_path / "nan.pth"
+    torch.manual_seed(0)
+    from sarvit import create_model
+    from sarvit.checkpoints import write_checkpoint
+    from sarvit.models import ModelSpec
+
+    model = create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3,
+                         num_classes=10)
+    state = model.state_dict()
+    state["head.weight"][0, 0] = float("nan")
+    write_checkpoint(path, state, ModelSpec.of(model))
+    assert main([command[0], "--weights", str(path), *command[1:], "--output-dir", str(tmp_path / "out")]
+                if command[0] == "visualize" else [command[0], "--weights", str(path), *command[1:]]) == 2
+    err = one_line_error(capsys)
+    assert "hold NaN or inf values (1 tensor(s), first head.weight)" in err

@@ -53,6 +53,8 @@ def write_atomic(path: PathLike, write: Callable, mode: str = "wb") -> Path:
     """
     path = Path(path)
     refuse_link(path)
+    if path.is_dir():
+        raise SarvitError(f"cannot write {path}: it is a folder; expected a file name")
     temp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,8 +168,24 @@ def load_checkpoint(path: PathLike) -> dict:
         if not isinstance(weights, dict) or not all(isinstance(value, torch.Tensor) for value in weights.values()):
             raise SarvitError(f"checkpoint: {path} is a sarvit checkpoint whose 'model' should be a state dict "
                               f"(names -> tensors), found {type(weights).__name__}")
+        _refuse_nonfinite(data, path)
         return data
-    return {"model": extract_state_dict(data, path)}
+    data = {"model": extract_state_dict(data, path)}
+    _refuse_nonfinite(data, path)
+    return data
+
+
+def _refuse_nonfinite(data: dict, path: Path) -> None:
+    """Weights holding NaN or inf evaluate to nonsense (top-1 at chance, Jaccard 0) and train no further."""
+    for key in ("model", "model_ema"):
+        weights = data.get(key)
+        if not isinstance(weights, dict):
+            continue
+        broken = [name for name, value in weights.items()
+                  if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all()]
+        if broken:
+            raise SarvitError(f"checkpoint: the {key!r} weights in {path} hold NaN or inf values ({len(broken)} "
+                              f"tensor(s), first {broken[0]}); use an earlier checkpoint of the run")
 
 
 # how the files torch.save writes begin: a zip archive (torch >= 1.6) or a pickle (protocol 2 or later)

@@ -99,11 +99,12 @@ def run_state(folder: Path) -> str:
     config_file, log_file = folder / "config.yaml", folder / "log.jsonl"
     if config_file.is_file() and log_file.is_file():
         try:
-            epochs = int((yaml.safe_load(config_file.read_text()) or {}).get("epochs", 0))
-        except (yaml.YAMLError, TypeError, ValueError):
+            stored = yaml.safe_load(config_file.read_text()) or {}
+            epochs = int(stored.get("epochs", 0)) if isinstance(stored, dict) else 0
+        except (yaml.YAMLError, TypeError, ValueError, UnicodeDecodeError):
             epochs = 0
         logged = set()
-        for line in log_file.read_text().splitlines():
+        for line in log_file.read_text(errors="replace").splitlines():
             try:
                 logged.add(int(json.loads(line)["epoch"]))
             except (ValueError, KeyError, TypeError):
@@ -117,7 +118,14 @@ def _record_command(plan: RunPlan) -> None:
     """Write ``command.json``, or refuse when the folder holds a run planned with other options."""
     record = plan.folder / "command.json"
     if record.is_file():
-        stored = json.loads(record.read_text()).get("args")
+        try:
+            stored = json.loads(record.read_text())
+        except (ValueError, UnicodeDecodeError):
+            stored = None
+        if not isinstance(stored, dict) or not isinstance(stored.get("args"), list):
+            raise SarvitError(f"{record} is damaged (expected {{\"args\": [the run's options]}}); it records how "
+                              f"the run in {plan.folder} was started: restore it, or remove that run's folder")
+        stored = stored["args"]
         if stored != list(plan.args):
             raise SarvitError(
                 f"{plan.folder} holds a run started with other options:\n  {' '.join(stored or [])}\nnow:\n  "

@@ -34,6 +34,24 @@ def model_spec(config: dict[str, Any], num_classes: int) -> ModelSpec:
     return ModelSpec(config["model"], sar, timm_kwargs)
 
 
+MAX_INPUT_SIZE = 4096          # pixels a side: 65,536 patches of 16 px, already far past any ViT recipe
+MAX_PARAMETERS = 20e9          # 80 GB of float32 weights before a single gradient
+
+
+def check_model_size(config: dict[str, Any]) -> None:
+    """Refuse, before any image is drawn or weight allocated, a model no machine holds (the process would be
+    killed by the kernel's out-of-memory killer with no message)."""
+    size = config.get("input_size")
+    if size is not None and size > MAX_INPUT_SIZE:
+        raise SarvitError(f"--input-size {size}: expected at most {MAX_INPUT_SIZE} pixels a side (one {size} px "
+                          f"image alone is {3 * size * size * 4 / 2 ** 30:.0f} GiB as float32)")
+    depth, width = config.get("depth"), config.get("embed_dim")
+    if depth and width and 12 * depth * width ** 2 > MAX_PARAMETERS:
+        raise SarvitError(f"--depth {depth} at width {width}: about {12 * depth * width ** 2 / 1e9:.0f} billion "
+                          f"parameters, more than the {MAX_PARAMETERS / 1e9:.0f} billion any machine here holds; "
+                          "expected a smaller --depth or --embed-dim")
+
+
 def _synthetic_kwargs(config: dict[str, Any], train: bool) -> dict[str, Any]:
     """Generator options of the synthetic set: images drawn at the model's input size."""
     if config["data_set"] != "synthetic":  # given anyway: build_dataset says they do not apply
@@ -50,6 +68,7 @@ def build_datasets(config: dict[str, Any], train: bool = True, evaluation: bool 
     With ``--pretext`` both sets are wrapped for the pretext task (their labels and masks dropped) and
     ``num_classes`` is the pretext's (4 rotations): the val top-1 is the rotation accuracy.
     """
+    check_model_size(config)
     common = dict(root=config.get("data_path"), download=bool(config.get("download")))
     train_set = val_set = None
     num_classes = None

@@ -59,6 +59,8 @@ def load_yaml_config(path: str) -> dict[str, Any]:
         data = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as error:
         raise SarvitError(f"--config: {file} is not valid YAML: {error}") from None
+    except (UnicodeDecodeError, OSError) as error:  # a binary file, or one that cannot be read
+        raise SarvitError(f"--config: expected a YAML text file, could not read {file} ({error.reason if isinstance(error, UnicodeDecodeError) else error.strerror})") from None
     if not isinstance(data, dict):
         raise SarvitError(f"--config: expected a mapping of option: value in {file}, got {type(data).__name__}")
     out = {}

@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from ..checkpoints import resolve_device
 from ..errors import SarvitError
 
 __all__ = ["DistInfo", "setup_distributed", "cleanup_distributed", "ShardSampler", "all_reduce_sum", "barrier"]
@@ -34,12 +35,8 @@ class DistInfo:
 
 
 def _pick_device(requested: Optional[str], local_rank: int) -> torch.device:
-    if requested in (None, "", "auto"):
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
+    device = resolve_device(requested or None)  # checked: a device this torch can use
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SarvitError(f"--device {requested}: CUDA is not available here; use --device cpu")
         device = torch.device("cuda", local_rank if device.index is None else device.index)
         torch.cuda.set_device(device)
     return device

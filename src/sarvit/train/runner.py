@@ -63,6 +63,8 @@ def default_output_dir(config: dict[str, Any]) -> Path:
 
 
 def seed_everything(seed: int) -> None:
+    if not 0 <= seed < 2 ** 63:  # what torch.manual_seed takes
+        raise SarvitError(f"--seed {seed}: expected an integer from 0 to 2**63 - 1")
     random.seed(seed)
     np.random.seed(seed % (2 ** 32))
     torch.manual_seed(seed)
