@@ -252,3 +252,21 @@ def test_a_checkpoint_with_nan_weights_is_refused_by_every_command(tmp_path, cap
                 if command[0] == "visualize" else [command[0], "--weights", str(path), *command[1:]]) == 2
     err = one_line_error(capsys)
     assert "hold NaN or inf values (1 tensor(s), first head.weight)" in err
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda c: c.update(optimizer={"state": {}, "param_groups": [{"params": [0]}]}), "optimizer cannot be restored"),
+    (lambda c: c["rng"].__setitem__(0, {"torch": "x"}), "random-number state cannot be restored"),
+    (lambda c: c["history"].__setitem__(0, "epoch one"), "history should be one object per epoch"),
+], ids=["optimizer", "rng", "history"])
+def test_a_malformed_resume_state_is_one_line(tmp_path, capsys, damage, words):
+    folder = tmp_path / "run"
+    assert main(["train", *tiny_argv(folder, "--epochs", "1")]) == 0
+    checkpoint = torch.load(folder / "last.pth", weights_only=True)
+    damage(checkpoint)
+    torch.save(checkpoint, folder / "last.pth")
+    before = snapshot(folder)
+    capsys.readouterr()
+    assert main(["train", *tiny_argv(folder, "--epochs", "2", "--resume", str(folder))]) == 2
+    assert words in one_line_error(capsys)
+    assert snapshot(folder) == before

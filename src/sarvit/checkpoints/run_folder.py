@@ -168,6 +168,10 @@ def check_resumable(checkpoint: dict, path: os.PathLike) -> None:
             expected = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             raise SarvitError(f"--resume {path}: the checkpoint's {key!r} should be {expected}, found "
                               f"{type(value).__name__} {value!r:.60}")
+    damaged = [line for line in checkpoint["history"] if not isinstance(line, dict) or not isinstance(line.get("epoch"), int)]
+    if damaged:
+        raise SarvitError(f"--resume {path}: the checkpoint's history should be one object per epoch, found "
+                          f"{damaged[0]!r:.60}")
     if not checkpoint["rng"] or checkpoint["epoch"] < 0 or not -1 <= checkpoint["best_epoch"] <= checkpoint["epoch"]:
         raise SarvitError(f"--resume {path}: inconsistent checkpoint (epoch {checkpoint['epoch']}, best_epoch "
                           f"{checkpoint['best_epoch']}, {len(checkpoint['rng'])} random states)")

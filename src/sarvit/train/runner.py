@@ -193,7 +193,8 @@ class _Run:
         except SarvitError as error:
             raise SarvitError(f"--resume {path}: {error}; resume with the same --reg terms, or start a new run from "
                               "these weights with --finetune") from None
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        with _restoring(path, "optimizer"):
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
         changed = {key: (checkpoint["config"].get(key), self.config[key]) for key in _SCHEDULE_KEYS
                    if checkpoint.get("config", {}).get(key) != self.config[key]}
         if changed:  # e.g. --epochs raised to extend a finished run: the new schedule applies
@@ -204,7 +205,8 @@ class _Run:
             _say(self.info, "the learning-rate schedule follows the changed options "
                  + ", ".join(f"{key} {old} -> {new}" for key, (old, new) in changed.items()))
         else:
-            self.scheduler.load_state_dict(checkpoint["scheduler"])
+            with _restoring(path, "scheduler"):
+                self.scheduler.load_state_dict(checkpoint["scheduler"])
         if self.scaler is not None and "scaler" in checkpoint:
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.start_epoch = int(checkpoint["epoch"]) + 1
@@ -221,7 +223,8 @@ class _Run:
         self.best_top1, self.best_epoch = float(checkpoint["best_top1"]), int(checkpoint["best_epoch"])
         self.history = list(checkpoint.get("history", []))
         states = checkpoint["rng"]
-        set_rng_state(states[self.info.rank] if len(states) == self.info.world_size else states[0])
+        with _restoring(path, "random-number state"):
+            set_rng_state(states[self.info.rank] if len(states) == self.info.world_size else states[0])
         _say(self.info, f"resuming {path}: {self.start_epoch} of {self.config['epochs']} epochs done")
         return checkpoint.get("model_ema")
 
@@ -382,6 +385,17 @@ class _Run:
 def top5_words(top5: float, num_classes: int, sep: str = "") -> str:
     """`` top-5 xx.xx%`` where it tells something: with five classes or fewer top-5 is always 100 %."""
     return f"{sep} top-5 {top5:.2f}%" if num_classes > 5 else ""
+
+
+@contextlib.contextmanager
+def _restoring(path: str, what: str):
+    """A resumed checkpoint's ``what`` that torch or Python cannot restore is one line naming it."""
+    try:
+        yield
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError, AttributeError) as error:
+        raise SarvitError(f"--resume {path}: the checkpoint's {what} cannot be restored ({type(error).__name__}: "
+                          f"{str(error)[:120]}); resume an undamaged checkpoint, or start from these weights with "
+                          "--finetune") from None
 
 
 def _sar_words(config: dict) -> str:
