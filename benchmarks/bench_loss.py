@@ -4,8 +4,10 @@
     python benchmarks/bench_loss.py --device cpu --no-compile
 
 Figures printed (median of --repeats timed runs after warm-up):
-  * loss forward+backward for (B=256, H=6, 14x14), (B=128, H=12, 14x14), (B=64, H=6, 28x28), with the
-    default labelling (scipy op on CPU, Triton on CUDA) and with the pure-tensor labelling;
+  * loss forward+backward for (B=256, H=6, 14x14), (B=128, H=12, 14x14), (B=64, H=6, 28x28): today's
+    reference path (labelling op: scipy on CPU, Triton on CUDA; then scatter pooling), the same with the
+    pure-tensor labelling, compiled (CUDA), the fused op (sarvit.ops.triton_spatial_entropy; CUDA),
+    compiled too, and a per-map loop of scipy.ndimage.label (the labelling of the reference code's loop);
   * connected_components alone on 1,536 random 14x14 maps, per method;
   * CPU only: the same 1,536 maps against a Python loop calling scipy.ndimage.label per map, and the
     reference-style loss (a loop over maps);
@@ -30,6 +32,7 @@ from scipy import ndimage
 from torch import nn
 
 import sarvit
+from sarvit.ops.triton_spatial_entropy import fused_available
 
 LOSS_SHAPES = [(256, 6, 14, 14), (128, 12, 14, 14), (64, 6, 28, 28)]
 VIT = "vit_small_patch16_224"
@@ -70,22 +73,58 @@ def tensor_labelling():
         yield
 
 
+class EntropyLoss(nn.Module):
+    """The SAR loss (mean spatial entropy) through one ``method`` of :func:`sarvit.spatial_entropy`."""
+
+    def __init__(self, method: str) -> None:
+        super().__init__()
+        self.method = method
+
+    def forward(self, S: torch.Tensor) -> torch.Tensor:
+        return sarvit.spatial_entropy(S, check_finite=False, method=self.method).mean()
+
+
+def fused_runs_here(device: torch.device) -> bool:
+    return device.type == "cuda" and fused_available()
+
+
+def scipy_loop(S: torch.Tensor):
+    """The labelling alone of a per-map loss loop: ``scipy.ndimage.label`` map by map, after the copy to the host
+    (a lower bound for any loss that loops over maps; the reference code's whole loss is ~100x slower)."""
+    structure = np.ones((3, 3))
+
+    def run():
+        above = (S > S.mean(dim=(2, 3), keepdim=True)).detach().cpu().numpy().reshape(-1, *S.shape[-2:])
+        return [ndimage.label(mask, structure=structure) for mask in above]
+    return run
+
+
 def bench_losses(device: torch.device, repeats: int) -> dict[tuple, float]:
-    loss_fn = sarvit.SpatialEntropyLoss()
-    # Eager, the loss is ~180 small ops whose host dispatch can outlast their GPU work; compiled, they fuse.
-    # (On a CPU compiling costs more than it saves here: that column is CUDA-only.)
-    compiled = torch.compile(loss_fn, fullgraph=True) if device.type == "cuda" else None
+    """Loss forward+backward per shape: today's path (reference), the fused op, and a per-map scipy loop."""
+    reference = EntropyLoss("reference")
+    fused = EntropyLoss("fused") if fused_runs_here(device) else None
+    # Eager, the reference is ~180 small ops whose host dispatch can outlast their GPU work; compiled, they
+    # fuse. (On a CPU compiling costs more than it saves here: the compiled columns are CUDA-only.)
+    compiled = torch.compile(reference, fullgraph=True) if device.type == "cuda" else None
+    fused_compiled = torch.compile(fused, fullgraph=True) if fused is not None else None
     figures = {}
-    print("spatial-entropy loss, forward+backward (median ms):   default labelling   tensor labelling   compiled")
+    print("spatial-entropy loss, forward+backward (median ms):")
+    print("  shape                reference  tensor-labelled  ref. compiled      fused  fused compiled  scipy loop"
+          " (labels only)")
     for shape in LOSS_SHAPES:
         S = torch.randn(shape, device=device, requires_grad=True)
-        default = timed(loss_step(S, loss_fn), repeats, device)
+        default = timed(loss_step(S, reference), repeats, device)
         with tensor_labelling():  # slow on the CPU: fewer runs
-            tensor = timed(loss_step(S, loss_fn), repeats if device.type == "cuda" else 3, device, warmup=1)
-        fused = f"{timed(loss_step(S, compiled), repeats, device, warmup=3):8.3f} ms" if compiled else "       –"
-        figures[shape] = default
-        print(f"  B={shape[0]:<4} H={shape[1]:<3} {shape[2]}x{shape[3]:<3} {default:30.3f} ms {tensor:15.3f} ms "
-              f"{fused}")
+            tensor = timed(loss_step(S, reference), repeats if device.type == "cuda" else 3, device, warmup=1)
+        columns = [default, tensor]
+        for module in (compiled, fused, fused_compiled):
+            columns.append(timed(loss_step(S, module), repeats, device) if module is not None else None)
+        columns.append(timed(scipy_loop(S), 3, device, warmup=0))
+        figures[shape] = default if fused is None else columns[3]
+        cells = "".join(f"{value:13.3f} ms" if value is not None else f"{'–':>16}" for value in columns)
+        print(f"  B={shape[0]:<4} H={shape[1]:<3} {shape[2]}x{shape[3]:<3}{cells}")
+    if fused is None:
+        print("  (fused: CUDA only; Triton's CPU interpreter runs it for the tests, at no meaningful speed)")
     return figures
 
 
@@ -146,21 +185,25 @@ class TrainLoss(nn.Module):
         return nn.functional.cross_entropy(logits, targets) + self.lam * self.entropy(S)
 
 
-def vit_step_ms(kind: str, compiled: bool, device: torch.device, batch: int, img_size: int, repeats: int) -> float:
-    """Median ms of one AdamW step: ``kind`` is "timm" (plain timm ViT-S/16) or "sar" (sarvit's SAR model)."""
+def vit_step_ms(kind: str, mode: str | None, device: torch.device, batch: int, img_size: int,
+                repeats: int) -> float:
+    """Median ms of one AdamW step: ``kind`` is "timm" (plain timm ViT-S/16) or "sar" (sarvit's SAR model);
+    ``mode`` None (eager) or a ``torch.compile`` mode ("default", "reduce-overhead": CUDA graphs)."""
     torch.manual_seed(0)
     if kind == "timm":
         model = timm.create_model(VIT, img_size=img_size)
     else:
         model = sarvit.create_model(VIT, sar=True, img_size=img_size)
     train_loss = TrainLoss(model.to(device).train(), sar=kind == "sar")
-    forward = torch.compile(train_loss) if compiled else train_loss
+    forward = torch.compile(train_loss, mode=mode) if mode else train_loss
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     images = torch.randn(batch, 3, img_size, img_size, device=device)
     targets = torch.randint(0, 1000, (batch,), device=device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def step():
+        if mode == "reduce-overhead":  # a new CUDA-graph step: the last step's outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         optimizer.zero_grad(set_to_none=True)
         with autocast:
             loss = forward(images, targets)
@@ -175,15 +218,15 @@ def vit_step_ms(kind: str, compiled: bool, device: torch.device, batch: int, img
     return ms
 
 
-def bench_vit_step(device: torch.device, repeats: int, batch: int, img_size: int, compile_too: bool) -> None:
+def bench_vit_step(device: torch.device, repeats: int, batch: int, img_size: int, compile_too: bool,
+                   modes: tuple = ("default", "reduce-overhead")) -> None:
     precision = "bf16 autocast" if device.type == "cuda" else "float32"
     print(f"ViT-S/16 train step, {precision}, batch {batch}, {img_size} px, AdamW (median ms):")
-    modes = [False, True] if compile_too else [False]
-    for compiled in modes:
-        plain = vit_step_ms("timm", compiled, device, batch, img_size, repeats)
-        sar = vit_step_ms("sar", compiled, device, batch, img_size, repeats)
-        mode = "compiled" if compiled else "eager   "
-        print(f"  {mode} plain timm {plain:9.2f} ms   SAR model + loss {sar:9.2f} ms   SAR costs {100 * (sar / plain - 1):+6.2f} %")
+    for mode in [None, *(modes if compile_too else ())]:
+        plain = vit_step_ms("timm", mode, device, batch, img_size, repeats)
+        sar = vit_step_ms("sar", mode, device, batch, img_size, repeats)
+        print(f"  {mode or 'eager':<16} plain timm {plain:9.2f} ms   SAR model + loss {sar:9.2f} ms   "
+              f"SAR costs {100 * (sar / plain - 1):+6.2f} %")
 
 
 def describe(device: torch.device) -> str:
@@ -209,7 +252,9 @@ def main() -> None:
         bench_cpu_against_scipy_loop(args.repeats)
     batch = args.batch or (256 if on_cuda else 8)
     img_size = args.img_size or (224 if on_cuda else 96)
-    bench_vit_step(device, args.repeats if on_cuda else max(3, args.repeats // 4), batch, img_size, args.compile)
+    modes = ("default", "reduce-overhead") if on_cuda else ("default",)  # CUDA graphs need CUDA
+    bench_vit_step(device, args.repeats if on_cuda else max(3, args.repeats // 4), batch, img_size, args.compile,
+                   modes)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 import sarvit
 from sarvit.losses import REGULARIZERS
 from sarvit.train.loop import loss_terms
+from sarvit.train.tasks import SupervisedTask
 from sarvit.train.regularizers import RegularizedModel, RegTerm, resolve_regularizers
 
 ARMS = {
@@ -84,7 +85,7 @@ def main() -> None:
             torch.cuda.synchronize()
         start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
-            loss = loss_terms(model, F.cross_entropy, x, y, weights)[0]  # the training step's own loss
+            loss = loss_terms(SupervisedTask(model, F.cross_entropy), (x, y), weights)[0]  # the step's own loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

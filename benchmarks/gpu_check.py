@@ -7,10 +7,13 @@ Prints, on a CUDA machine:
      by map, on large batches of random maps (14x14 .. 64x64, densities 0.1 .. 0.9) and adversarial ones
      (spirals, snakes, checkerboards, diagonal stripes, combs; rotated and mirrored; up to 64x64), both
      connectivities: maps checked and mismatches;
-  2. sync-free: labelling, loss forward+backward and the compiled loss under
+  1b. the fused spatial-entropy op against the reference path (entropies and gradients) on random maps
+     and on maps whose masks are the families of 1;
+  2. sync-free: labelling, loss forward+backward (fused and reference) and the compiled losses under
      torch.cuda.set_sync_debug_mode("error"): yes/no;
   3. loss forward+backward times for B=256,H=6,14x14 / B=128,H=12,14x14 / B=64,H=6,28x28;
-  4. the ViT-S/16 bf16 batch-256 train step, plain timm vs SAR model + loss, eager and compiled.
+  3b. the fused op's times beside them (bench_loss.bench_losses prints every column);
+  4. the ViT-S/16 bf16 batch-256 train step, plain timm vs SAR model + loss, eager, compiled, reduce-overhead.
 Exits 0 with a message when CUDA is absent; exits 1 when a check fails.
 """
 from __future__ import annotations
@@ -79,15 +82,53 @@ def check_exactness(device: torch.device) -> bool:
     return mismatches == 0
 
 
+def float_maps(maps: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+    """Similarity maps whose above-the-mean mask is ``maps`` (positive values on it, 0 elsewhere)."""
+    values = np.where(maps, 1.0 + rng.random(maps.shape), 0.0).astype(np.float32)
+    return torch.from_numpy(values)[:, None]
+
+
+NORMAL_MAPS = ((14, 14, 6000), (28, 28, 1000), (64, 64, 200), (9, 17, 1000))  # (h, w, count)
+
+
+def check_fused(device: torch.device, normal=NORMAL_MAPS, batches=map_batches) -> bool:
+    """The fused op against the reference path: entropies (1e-5 relative) and gradients, both connectivities,
+    on random maps (normal values) and on maps whose masks are the adversarial and random families above."""
+    rng = np.random.default_rng(1)
+    checked, bad = 0, 0
+    families = [(f"normal {h}x{w}", torch.randn(n, 1, h, w)) for h, w, n in normal]
+    families += [(name, float_maps(maps, rng)) for name, maps in batches(rng) if maps.shape[-1] > 1]
+    for name, maps in families:
+        S = maps.to(device).requires_grad_()
+        for connectivity in (8, 4):
+            fused = sarvit.spatial_entropy(S, connectivity, method="fused")
+            reference = sarvit.spatial_entropy(S, connectivity, method="reference")
+            grad_fused, = torch.autograd.grad(fused.sum(), S)
+            grad_reference, = torch.autograd.grad(reference.sum(), S)
+            wrong = ~torch.isclose(fused, reference, rtol=1e-5, atol=1e-6).all(dim=1)
+            scale = grad_reference.abs().amax(dim=(1, 2, 3)).clamp_min(1e-12)
+            wrong |= ((grad_fused - grad_reference).abs().amax(dim=(1, 2, 3)) > 1e-4 * scale + 1e-8)
+            checked += len(S)
+            bad += int(wrong.sum())
+            if wrong.any():
+                print(f"  FUSED MISMATCH {name}, connectivity {connectivity}: {int(wrong.sum())} maps")
+    print(f"fused spatial entropy against the reference path: {checked} maps checked, {bad} mismatches")
+    return bad == 0
+
+
 def check_sync_free(device: torch.device) -> bool:
     S = torch.randn(256, 6, 14, 14, device=device, requires_grad=True)
     loss_fn = sarvit.SpatialEntropyLoss()
     compiled = torch.compile(loss_fn, fullgraph=True)
 
+    reference = torch.compile(lambda maps: sarvit.spatial_entropy(maps, method="reference").mean(), fullgraph=True)
+
     def everything():
         sarvit.connected_components(S.detach() > 0)
-        loss_fn(S).backward()
+        loss_fn(S).backward()  # the fused op (auto on CUDA)
         compiled(S).backward()
+        sarvit.spatial_entropy(S, method="reference").mean().backward()
+        reference(S).backward()
 
     everything()  # compiles and verifies the kernel once, which may synchronise
     torch.cuda.synchronize()
@@ -100,7 +141,7 @@ def check_sync_free(device: torch.device) -> bool:
         free = False
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    print(f"sync-free (labelling, loss fwd+bwd, compiled loss fwd+bwd): {'yes' if free else 'no'}")
+    print(f"sync-free (labelling, fused and reference loss fwd+bwd, eager and compiled): {'yes' if free else 'no'}")
     return free
 
 
@@ -114,7 +155,7 @@ def main() -> int:
         return 0
     device = torch.device("cuda")
     print(describe(device))
-    exact = check_exactness(device)
+    exact = check_exactness(device) & check_fused(device)
     sync_free = check_sync_free(device)
     bench_losses(device, args.repeats)
     if not args.skip_vit:

@@ -32,6 +32,3 @@ def test_attention_figure_layout():
     assert titles[18].startswith("head 6\nSE=")
     legend = " ".join(text.get_text() for text in figure.axes[5].texts)  # which threshold each row uses
     assert "S > mean(S)" in legend and "60% of the attention" in legend
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)

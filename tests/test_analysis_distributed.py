@@ -49,12 +49,7 @@ def test_metrics_reduce_over_processes(tmp_path):
     expected_jaccard, expected_stats = whole_jaccard.compute(), whole_stats.compute()
     for rank in (0, 1):
         got_jaccard, got_stats = torch.load(tmp_path / f"{rank}.pt", weights_only=False)
-        assert got_jaccard["count"] == 6
-        assert got_jaccard["jaccard"] == pytest.approx(expected_jaccard["jaccard"])
-        assert got_jaccard["per_head"] == pytest.approx(expected_jaccard["per_head"])
-        assert got_jaccard["best_head_counts"] == expected_jaccard["best_head_counts"]
-        assert got_stats["count"] == 6 and got_stats["mean"] == pytest.approx(expected_stats["mean"])
-        # pytest.approx takes flat sequences/mappings only (pytest >= 9 rejects nested ones): one head at a time
-        assert len(got_stats["per_head"]) == len(expected_stats["per_head"]) == 3
-        for got_head, expected_head in zip(got_stats["per_head"], expected_stats["per_head"]):
-            assert got_head == pytest.approx(expected_head)
+        for got, expected in ((got_jaccard, expected_jaccard), (got_stats, expected_stats)):
+            assert got.keys() == expected.keys() and got["count"].item() == 6
+            for key in expected:  # every value a tensor: sums reduced over both processes
+                torch.testing.assert_close(got[key], expected[key])

@@ -128,7 +128,7 @@ def test_sar_weights_without_the_surgery_name_the_switch(capsys, tmp_path, train
     state = torch.load(trained / "last.pth", weights_only=True)["model"]  # trained with SAR: no last norm2
     torch.save(state, tmp_path / "plain.pth")
     err = one_error_line(capsys, ["eval", "--weights", str(tmp_path / "plain.pth"), *TINY_EVAL, "--no-sar"])
-    assert "trained with SAR's last-LayerNorm removal" in err and "drop --no-sar" in err
+    assert "trained with SAR's last-LayerNorm removal" in err and "build the model with --remove-last-norm" in err
     plain = create_model("vit_tiny_patch16_224", sar=False, img_size=32, patch_size=8, depth=2, embed_dim=48,
                          num_heads=3, num_classes=4)
     torch.save(plain.state_dict(), tmp_path / "timm.pth")
@@ -137,7 +137,7 @@ def test_sar_weights_without_the_surgery_name_the_switch(capsys, tmp_path, train
 
 
 @pytest.mark.parametrize("args,kwargs,words", [
-    ((None,), {}, "expected a timm model name"),
+    ((None,), {}, "name must be a timm model name"),
     (("vit_tiny_patch16_224",), dict(depth=0), "depth must be an integer >= 1, got 0"),
     (("vit_tiny_patch16_224",), dict(embed_dim=64, num_heads=3), "num_heads=3 does not divide embed_dim=64"),
     (("vit_tiny_patch16_224",), dict(img_size=4, patch_size=8), "smaller than one patch"),

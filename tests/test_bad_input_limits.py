@@ -18,7 +18,7 @@ def one_line(capsys) -> str:
 @pytest.mark.parametrize("extra, words", [
     (("--input-size", "100000"), "--input-size 100000: expected at most 4096 pixels a side"),
     (("--depth", "100000000"), "--depth 100000000 at width 48: about 2765 billion parameters"),
-    (("--seed", str(10 ** 23)), f"--seed {10 ** 23}: expected an integer from 0 to 2**63 - 1"),
+    (("--seed", str(10 ** 23)), f"--seed {10 ** 23}: expected an integer from 0 to 2**32 - 1"),
     pytest.param(("--device", "mps"), "--device mps: this PyTorch build cannot run on it",
                  marks=pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has MPS")),
 ], ids=["input-size", "depth", "seed", "device"])

@@ -24,7 +24,7 @@ def test_spec_round_trips_through_plain_data_and_builds_the_model():
     assert ModelSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     model = spec.build()
     assert sar_config(model) == {"remove_last_skip": True, "remove_last_norm": False, "remove_last_mlp_skip": False,
-                                 "similarity": "cosine"}
+                                 "similarity": "cosine", "query": "cls"}
     assert spec.num_classes == 5 and spec.input_size == 32 and model.num_classes == 5
 
 

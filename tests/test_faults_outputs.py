@@ -171,7 +171,7 @@ EXPERIMENT = """
 import sys
 import sarvit.experiments.runner as runner
 from sarvit.cli import main
-runner.TRAIN_COMMAND = (sys.executable, sys.argv[1])
+runner.TRAIN_COMMAND = (sys.executable, sys.argv[1], "train")  # the last word: the sarvit command
 sys.exit(main(sys.argv[2:]))
 """
 

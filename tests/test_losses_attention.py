@@ -190,7 +190,7 @@ def test_float32_under_autocast_and_modules_give_the_batch_mean():
         (lambda: distance_attention_loss(torch.rand(2, 3, 10, 9)), "square in its last two dims"),
         (lambda: distance_attention_loss(torch.rand(2, 3, 11, 11)), "10 patch tokens.*not a square grid; pass grid_size"),
         (lambda: distance_attention_loss(torch.rand(2, 3, 10, 10), grid_size=(2, 4)), r"\(2, 4\) has 8 cells"),
-        (lambda: distance_attention_loss(torch.rand(2, 3, 10, 10), 10), r"num_prefix_tokens must be an integer in \[0, 10\)"),
+        (lambda: distance_attention_loss(torch.rand(2, 3, 10, 10), 10), r"num_prefix_tokens must be an integer >= 0 and < 10, got 10"),
         (lambda: distance_attention_loss(torch.ones(2, 3, 10, 10, dtype=torch.int64)), "floating-point"),
         (lambda: DistanceAttentionLoss(penalty="gauss"), "penalty must be one of 'soft-sign', 'linear'"),
         (lambda: DistanceAttentionLoss(reduction="mean"), "reduction must be one of"),

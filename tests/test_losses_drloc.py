@@ -130,8 +130,8 @@ def test_dtype_grid_and_autocast_give_float32(dtype):
         (lambda: DRLocLoss(8)(torch.randn(2, 8, 25)), r"tokens must have shape \[B, C, h, w\]"),
         (lambda: DRLocLoss(8)(torch.randn(2, 16, 5, 5)), r"8 channels \(embed_dim\).*\(2, 16, 5, 5\)"),
         (lambda: DRLocLoss(8)(torch.ones(2, 8, 5, 5, dtype=torch.long)), "floating-point"),
-        (lambda: DRLocLoss(0), "embed_dim must be a positive integer"),
-        (lambda: DRLocLoss(8, num_pairs=0), "num_pairs must be a positive integer"),
+        (lambda: DRLocLoss(0), "embed_dim must be an integer >= 1"),
+        (lambda: DRLocLoss(8, num_pairs=0), "num_pairs must be an integer >= 1"),
         (lambda: drloc_loss(torch.randn(1, 8, 2, 2), DRLocLoss(8).head, num_pairs=2.5), "num_pairs"),
     ],
 )

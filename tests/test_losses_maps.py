@@ -136,5 +136,5 @@ def test_bad_maps_are_named(function, bad, words):
 
 
 def test_bad_eps():
-    with pytest.raises(SarvitError, match="eps must be > 0"):
+    with pytest.raises(SarvitError, match="eps must be a number > 0, got 0.0"):
         NonSpatialEntropyLoss(eps=0.0)

@@ -106,7 +106,7 @@ def test_gradient_of_the_loss_reaches_the_last_query_and_key_weights():
 
 def test_switch_defaults_follow_sar():
     assert sar_config(tiny()) == dict(
-        remove_last_skip=True, remove_last_norm=True, remove_last_mlp_skip=False, similarity="dot"
+        remove_last_skip=True, remove_last_norm=True, remove_last_mlp_skip=False, similarity="dot", query="cls"
     )
     assert sar_config(tiny(sar=False))["remove_last_skip"] is False
     assert sar_config(tiny(sar=True, remove_last_norm=False))["remove_last_norm"] is False
@@ -139,7 +139,7 @@ def test_sar_checkpoint_loads_back_exactly():
 def test_new_head_is_only_skipped_when_asked():
     source = tiny(num_classes=5).state_dict()
     target = tiny(num_classes=7)
-    with pytest.raises(SarvitError, match="--finetune.*head.weight"):
+    with pytest.raises(SarvitError, match="new_head=True.*head.weight"):
         load_weights(target, source)
     report = load_weights(target, source, new_head=True)
     assert report.head_dropped == ["head.weight", "head.bias"]

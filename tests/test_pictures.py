@@ -42,28 +42,22 @@ def test_a_run_draws_attention_pictures_and_names_them(tmp_path, capsys):
     assert [event.step for event in events.Images("attention")] == [1, 2]  # 0-based epochs, as the scalars
 
 
-def test_curves_count_epochs_from_one(tmp_path):
+def test_curves_count_epochs_from_one(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
     from sarvit.train.records import plot_curves
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     history = [{"epoch": e, "train_loss": 2.0 - e * 0.1, "train_ce": 2.0 - e * 0.1, "val_top1": 10.0 * e,
                 "lr": 1e-3} for e in range(3)]
     captured = {}
-    original = plt.Figure.savefig
+    original = Figure.savefig
 
     def keep(self, *args, **kwargs):
         captured["figure"] = self
         return original(self, *args, **kwargs)
 
-    plt.Figure.savefig = keep
-    try:
-        plot_curves(history, tmp_path / "curves.png")
-    finally:
-        plt.Figure.savefig = original
+    monkeypatch.setattr(Figure, "savefig", keep)
+    plot_curves(history, tmp_path / "curves.png")
     loss_axis = captured["figure"].axes[0]
     assert [list(line.get_xdata()) for line in loss_axis.lines] == [[1, 2, 3], [1, 2, 3]]
     styles = {(line.get_linestyle(), line.get_marker()) for line in loss_axis.lines}

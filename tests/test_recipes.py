@@ -47,10 +47,14 @@ def test_a_cpu_folder_run_gets_quick_with_its_reason_printed_and_epochs_scaled_t
     config, notes = resolved("--data-set", "folder", "--data-path", str(folder_300), "--device", "cpu")
     assert config["recipe"] == "quick" and config["model"] == "vit_tiny_patch16_224" and config["input_size"] == 32
     assert config["epochs"] == 100 and config["warmup_epochs"] == 5  # 45,000 images seen (capped at 100), a 5 % warm-up
-    assert config["batch_size"] == 64 and not config["repeated_aug"] and config["crop_scale"] == [0.35, 1.0]
+    # 12-px images are shown at 32 px already (2.7 x): no crop may enlarge them further
+    assert config["batch_size"] == 64 and not config["repeated_aug"] and config["crop_scale"] == [1.0, 1.0]
     assert notes[0].startswith("recipe quick") and "device is cpu" in notes[0]
+    assert "input 32 px" in notes[0] and "crops of 100-100 %" in notes[0]
+    assert "; as asked by --recipe. It takes input 32 px" in resolved(
+        "--data-set", "folder", "--data-path", str(folder_300), "--device", "cpu", "--recipe", "quick")[1][0]
     assert resolved("--data-set", "folder", "--data-path", str(folder_300), "--device", "cpu",
-                    "--recipe", "quick")[1][0].endswith("as asked by --recipe. Every option overrides it.")
+                    "--recipe", "quick")[1][0].endswith("so a small object stays in the picture). Every option overrides it.")
 
 
 def test_small_data_is_scaled_to_the_images(folder_300):
@@ -122,3 +126,15 @@ def test_mixed_size_survey_takes_the_median_side(tmp_path, data_writers):
     for index, size in enumerate((20, 300, 500)):
         data_writers.image(tmp_path / "train" / "a" / f"{index}.png", index, size=size)
     assert survey("folder", str(tmp_path)).side == 300
+
+
+def test_quick_keeps_a_64_px_folder_at_its_own_size_and_crops_from_the_data(tmp_path, data_writers):
+    for index in range(4):
+        data_writers.image(tmp_path / "train" / "a" / f"{index}.png", index, size=64)
+    config, notes = resolved("--data-set", "folder", "--data-path", str(tmp_path), "--device", "cpu")
+    assert (config["input_size"], config["patch_size"], config["crop_scale"]) == (64, 8, [0.8, 1.0])
+    assert "input 64 px" in notes[0] and "crops of 80-100 %" in notes[0]
+    big = resolved("--data-set", "folder", "--data-path", str(tmp_path), "--device", "cpu", "--input-size", "32")[0]
+    assert big["crop_scale"] == [0.2, 1.0]   # 64-px images shown at 32 px: (32 / (1.12 * 64))^2
+    synthetic = resolved()[0]
+    assert (synthetic["input_size"], synthetic["crop_scale"]) == (32, [0.8, 1.0])

@@ -40,6 +40,7 @@ def test_compile_options_and_timms_spelling():
     assert config_of("--compile")["compile"] is True and config_of()["compile"] is False
     config = config_of("--torchcompile", "--compile-backend", "aot_eager", "--compile-mode", "max-autotune")
     assert (config["compile"], config["compile_backend"], config["compile_mode"]) == (True, "aot_eager", "max-autotune")
+    assert config_of("--torchcompile-mode", "reduce-overhead")["compile_mode"] == "reduce-overhead"
 
 
 def test_unknown_backend_is_one_line(tmp_path, capsys):

@@ -109,7 +109,7 @@ def test_yaml_config_and_override(tmp_path):
     assert config["epochs"] == 9 and config["lam"] == 0.2 and config["data_set"] == "cifar10"
     assert (config["sar_loss"], config["remove_last_skip"]) == (False, True)
     saved = tmp_path / "saved.yaml"
-    saved.write_text(yaml.safe_dump(config))
+    saved.write_text(yaml.safe_dump(config.to_dict()))
     assert config_of("--config", str(saved)) == config  # config.yaml of a run reproduces it
 
 

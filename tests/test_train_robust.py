@@ -151,16 +151,23 @@ def test_bad_data_path_is_a_message_not_a_traceback(tmp_path):
 
 
 def test_randaugment_zero_bit_posterize_does_not_crash():
+    import pickle
+
     from PIL import Image
     from timm.data import auto_augment
 
-    from sarvit.data.transforms import allow_zero_bit_posterize
+    from sarvit.data.transforms import build_transform
 
-    allow_zero_bit_posterize()
-    allow_zero_bit_posterize()  # idempotent
+    timms_ops = dict(auto_augment.NAME_TO_OP)
+    transform = build_transform(True, 32)
+    assert auto_augment.NAME_TO_OP == timms_ops  # a local policy: timm's table is left as it was
+    rand_augment = next(t for t in transform.transforms if isinstance(t, auto_augment.RandAugment))
+    op = next(op for op in rand_augment.ops if op.name == "PosterizeIncreasing").aug_fn
     image = Image.new("RGB", (8, 8), (200, 100, 50))
-    op = auto_augment.NAME_TO_OP["PosterizeIncreasing"]
     assert op(image, 0).getpixel((0, 0)) == (0, 0, 0) and op(image, 2).getpixel((0, 0)) == (192, 64, 0)
+    with pytest.raises(ValueError):  # timm's own op still raises, as current Pillow does
+        timms_ops["PosterizeIncreasing"](image, 0)
+    assert pickle.loads(pickle.dumps(op))(image, 0).getpixel((0, 0)) == (0, 0, 0)  # spawned workers get it too
 
 
 def test_corrupt_image_in_a_worker_names_its_file(tmp_path, capsys):

@@ -32,7 +32,8 @@ def test_short_run_learns_and_writes_everything(tmp_path, capsys, sar):
     assert [line["epoch"] for line in log] == [0, 1, 2]
     assert log[-1]["train_loss"] < log[0]["train_loss"]
     assert (log[0]["train_entropy"] is not None) == (sar == "--sar")
-    for key in ("train_ce", "lr", "val_top1", "val_top5", "val_loss", "val_entropy", "val_jaccard", "img_per_s"):
+    assert log[-1]["val_top5"] is None  # 4 classes: top-5 is reported with more than 5 classes only
+    for key in ("train_ce", "train_top1", "lr", "val_top1", "val_loss", "val_entropy", "val_jaccard", "img_per_s"):
         assert log[-1][key] is not None
     assert 0.0 <= log[-1]["val_jaccard"] <= 100.0 and "attention Jaccard" in printed
     assert 0.0 <= log[-1]["train_top1"] <= 100.0 and f"train top-1 {log[-1]['train_top1']:.2f}%" in printed
@@ -49,8 +50,8 @@ def _run_with_crash(monkeypatch, argv, crash_epoch, crash_step):
     """Run ``argv`` with an exception raised inside training step ``crash_step`` of ``crash_epoch``."""
     real = loop_module.train_one_epoch
 
-    def crashing(*args, epoch, **kwargs):
-        if epoch == crash_epoch:
+    def crashing(step, loader, optimization, state, *args, **kwargs):
+        if state.epoch == crash_epoch:
             original = loop_module.loss_terms
             calls = {"n": 0}
 
@@ -61,7 +62,7 @@ def _run_with_crash(monkeypatch, argv, crash_epoch, crash_step):
                 return original(*a, **k)
 
             monkeypatch.setattr(loop_module, "loss_terms", boom)
-        return real(*args, epoch=epoch, **kwargs)
+        return real(step, loader, optimization, state, *args, **kwargs)
 
     monkeypatch.setattr("sarvit.train.runner.train_one_epoch", crashing)
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -92,7 +93,7 @@ def test_eval_reproduces_logged_accuracy(tmp_path, capsys):
     result = tmp_path / "eval.json"
     assert main(["eval", "--weights", str(out / "best.pth"), "--json", str(result), "--num-workers", "0"]) == 0
     metrics = json.loads(result.read_text())
-    assert metrics["top1"] == pytest.approx(best["val_top1"]) and metrics["top5"] == pytest.approx(best["val_top5"])
+    assert metrics["top1"] == pytest.approx(best["val_top1"]) and metrics["top5"] == best["val_top5"] is None
     assert metrics["loss"] == pytest.approx(best["val_loss"], rel=1e-5)
     assert metrics["jaccard"] == pytest.approx(best["val_jaccard"])
     assert f"top-1 {best['val_top1']:.2f}%" in capsys.readouterr().out
@@ -165,7 +166,7 @@ def test_sar_config_of_built_model_matches_flags(tmp_path):
     config = config_of("--use-nosn", "--remove-last-mlp-skip", "--depth", "2", "--embed-dim", "48", "--input-size", "32")
     model = build.model_spec(config, 5).build()
     assert sar_config(model) == {"remove_last_skip": True, "remove_last_norm": True, "remove_last_mlp_skip": True,
-                                 "similarity": "dot"}
+                                 "similarity": "dot", "query": "cls"}  # query: S's default (models/query.py)
     with pytest.raises(SarvitError):
         build.model_spec({**config, "model": "resnet18"}, 5).build()
 
@@ -209,9 +210,13 @@ def test_resuming_a_finished_run_without_more_epochs_is_an_error(tmp_path, capsy
 
 
 def test_train_top1_counts_hard_and_soft_targets():
-    from sarvit.train.loop import correct_count
+    from torchmetrics.classification import MulticlassAccuracy
+
+    from sarvit.train.evaluation import hard_labels
 
     logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0], [5.0, 0.0, 0.0]])
-    assert int(correct_count(logits, torch.tensor([0, 1, 0, 2]))) == 2
+    top1 = MulticlassAccuracy(3, average="micro")
+    assert float(top1(logits, hard_labels(torch.tensor([0, 1, 0, 2])))) == 0.5
     soft = torch.tensor([[0.7, 0.3, 0.0], [0.6, 0.4, 0.0], [0.0, 0.2, 0.8], [0.5, 0.0, 0.5]])  # mixup's targets
-    assert int(correct_count(logits, soft)) == 3   # the largest class of each row (the first on a tie)
+    assert hard_labels(soft).tolist() == [0, 0, 2, 0]  # the largest class of each row (the first on a tie)
+    assert float(top1(logits, hard_labels(soft))) == 0.75

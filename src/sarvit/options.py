@@ -7,13 +7,11 @@ long spelling is accepted with ``-`` and with ``_`` (generated, not listed). Add
     Option("hflip", ROOM_AUGMENT, "horizontal flip probability (0: off)", TRAIN, type=float, default=0.5,
            metavar="P"),
 
-Parsers carry no defaults (``argparse.SUPPRESS``): the namespace holds what the user typed, and
-:func:`defaults` gives the table's values (``train`` / ``eval`` layer them in ``sarvit.train.config``).
+:mod:`sarvit.option_parser` builds the argparse parsers from it, ``docs/hooks/cli_reference.py`` the CLI
+reference page; :func:`defaults` gives the table's values (``train`` / ``eval`` layer them in ``sarvit.train.config``).
 """
 from __future__ import annotations
 
-import argparse
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -21,12 +19,13 @@ from .errors import SarvitError
 from .option_values import (AT_LEAST_1, DEVICE, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_value,
                             expected, float_list)
 
-__all__ = ["COMMANDS", "OPTIONS", "Command", "HelpFormatter", "Option", "Range", "add_options", "check_output_dir", "check_values",
-           "defaults", "dest_of_spelling", "options_of", "spellings"]
+__all__ = ["COMMANDS", "OPTIONS", "Command", "Option", "Range", "check_values", "defaults", "dest_of_spelling",
+           "options_of", "shown_default", "spellings"]
 
 TRAIN, EVAL = ("train",), ("eval",)
 ANALYSIS = ("segment-eval", "visualize", "analyze")
 EXPERIMENT = ("experiment",)
+EXPORT = ("export",)
 LEARN = TRAIN + EVAL              # the commands whose configuration is layered by sarvit.train.config
 ALL = LEARN + ANALYSIS
 DATA_USERS = ALL + EXPERIMENT     # the commands that name a data set
@@ -35,7 +34,14 @@ DATA_USERS = ALL + EXPERIMENT     # the commands that name a data set
 ROOM_RUN, ROOM_DATA, ROOM_MODEL, ROOM_SAR = "run", "data", "model", "SAR (naming a component switches on only the components named; see README)"
 ROOM_OPTIM, ROOM_AUGMENT, ROOM_ANALYSIS = "optimisation (DeiT)", "augmentation (DeiT)", "analysis"
 ROOM_EXPERIMENT = "experiment"
-ROOMS = (ROOM_RUN, ROOM_DATA, ROOM_MODEL, ROOM_SAR, ROOM_OPTIM, ROOM_AUGMENT, ROOM_ANALYSIS, ROOM_EXPERIMENT)
+ROOM_SSL = "self-supervised (DINO, MoCo-v3; defaults: the --method and --scale recipe's, printed at the start)"
+ROOMS = (ROOM_RUN, ROOM_DATA, ROOM_MODEL, ROOM_SAR, ROOM_OPTIM, ROOM_AUGMENT, ROOM_ANALYSIS, ROOM_EXPERIMENT, ROOM_SSL)
+
+# Self-supervised pretraining and the evaluation of frozen features: their rows are the block at the end of
+# OPTIONS; sarvit.train.ssl.recipes layers their defaults (table < --method/--scale recipe < command line).
+PRETRAIN, FEATURES = ("pretrain",), ("knn", "linear-probe")
+SSL = PRETRAIN + FEATURES
+LAYERED = LEARN + SSL             # the commands whose parsers hold only what was typed (no defaults filled)
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,10 @@ OPTIONS: tuple[Option, ...] = (
       TRAIN, metavar="CKPT"),
     O("eval", ROOM_RUN, "only evaluate --resume CKPT (as `sarvit eval --weights CKPT`)", TRAIN, default=False,
       switch=True),
-    O("ema", ROOM_RUN, "evaluate the checkpoint's EMA weights", EVAL, default=False, switch=True, dest="use_ema"),
+    O("ema", ROOM_RUN, "evaluate (export) the checkpoint's EMA weights", EVAL + EXPORT, default=False, switch=True,
+      dest="use_ema"),
+    O("plain", ROOM_RUN, "export a model without SAR surgery under its own timm name, loadable without sarvit "
+      "(default: as sar_vit, which `import sarvit` registers with timm)", EXPORT, default=False, switch=True),
     O("json", ROOM_RUN, "also write the results to this JSON file (segment-eval, analyze: default "
       "OUTPUT_DIR/<command>.json)", EVAL + ("segment-eval", "analyze"), metavar="FILE"),
     O("device", ROOM_RUN, "cpu, cuda or cuda:N (default: cuda when available)", ALL, metavar="DEV", within=DEVICE),
@@ -110,6 +119,9 @@ OPTIONS: tuple[Option, ...] = (
     O("deterministic", ROOM_RUN, "deterministic algorithms (slower on GPU)", TRAIN, default=False, switch=True),
     O("log-interval", ROOM_RUN, "steps between progress updates and non-finite checks", TRAIN, type=int,
       default=50, metavar="STEPS", within=AT_LEAST_1),
+    O("diagnostics", ROOM_RUN, "measure every --log-interval steps: gradient norms per loss term, per-head "
+      "attention and spatial entropy, the smallest map mass, the last block's update ratio (log.jsonl train_diag_*, "
+      "TensorBoard, curves.png); not with --compile", TRAIN, default=True, switch=True, off=("no-diagnostics",)),
     O("attention-every", ROOM_RUN, "draw the attention of a few fixed validation images to "
       "attention/epoch_NNN.png and TensorBoard every N epochs and at the end (0: never; default: about five "
       "pictures a run)", TRAIN, type=int, metavar="N", within=NON_NEGATIVE),
@@ -119,7 +131,8 @@ OPTIONS: tuple[Option, ...] = (
       "(evaluation stays eager)", TRAIN, default=False, switch=True, aliases=("torchcompile",)),
     O("compile-backend", ROOM_RUN, "torch.compile backend for --compile", TRAIN, default="inductor",
       metavar="NAME"),
-    O("compile-mode", ROOM_RUN, "torch.compile mode for --compile (default: torch's)", TRAIN,
+    O("compile-mode", ROOM_RUN, "torch.compile mode for --compile (default: torch's; reduce-overhead: CUDA "
+      "graphs, no launch overhead)", TRAIN, aliases=("torchcompile-mode",),
       choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")),
     # data
     O("data-set", ROOM_DATA, "synthetic (built in), cifar10, cifar100, flowers, pets, imagenet, imnet-100, "
@@ -130,6 +143,17 @@ OPTIONS: tuple[Option, ...] = (
     O("voc-path", ROOM_DATA, "the reference spelling of --data-set voc --data-path DIR", ANALYSIS, dest="data_path",
       metavar="DIR", sets={"data_set": "voc"}),
     O("split", ROOM_DATA, "voc image list (ImageSets/Segmentation/<split>.txt)", ANALYSIS, default="val"),
+    O("ood", ROOM_DATA, "evaluate an ImageNet-1k classifier on the out-of-distribution set at --data-path: "
+      "imagenet-a or imagenet-r (200 WordNet-id folders, scored on those 200 classes), imagenet-c "
+      "(<corruption>/<severity>/<wnid>/: top-1 error per corruption and severity, CE against AlexNet, mCE; JSON "
+      "and heat map into --output-dir, default the weights' folder)", EVAL,
+      choices=("imagenet-a", "imagenet-r", "imagenet-c"), metavar="SET"),
+    O("corrupt", ROOM_DATA, "evaluate on the data set's evaluation split corrupted on the fly with ImageNet-C's "
+      "corruptions: NAME:SEVERITY, NAME (severities 1-5), all (the 15 x 5), extra (the 4 held-out ones), "
+      "comma-separated; the same images for the same --seed (needs sarvit[corruptions])", EVAL,
+      metavar="NAME[:SEVERITY]"),
+    O("baseline", ROOM_DATA, "with --corrupt: a baseline model's corruption.json (or its folder) from the same "
+      "--corrupt evaluation; adds CE and relative CE against it", EVAL, metavar="JSON|DIR"),
     O("subset-ratio", ROOM_DATA, "train on this class-balanced fraction of the training set", LEARN, type=float,
       default=1.0, metavar="R", within=Range(0, 1, low_open=True)),
     O("download", ROOM_DATA, "download torchvision data sets", LEARN, default=False, switch=True),
@@ -142,6 +166,9 @@ OPTIONS: tuple[Option, ...] = (
       metavar="K", within=Range(2)),
     O("num-workers", ROOM_DATA, "data-loading processes per process, capped by its CPUs (a quarter of them on a "
       "CPU device)", ALL, type=int, default=10, aliases=("workers", "-j"), metavar="N", within=NON_NEGATIVE),
+    O("resident-data", ROOM_DATA, "decode the data set once onto the device and augment it there in batches "
+      "(kornia; auto: on a CUDA device when both splits fit in a quarter of its free memory; docs/gpu.md)", TRAIN,
+      default="auto", choices=("auto", "on", "off")),
     O("pin-mem", ROOM_DATA, "pin host memory for faster host-to-GPU copies", LEARN, default=True, switch=True,
       off=("no-pin-mem",)),
     O("batch-size", ROOM_DATA, "images per process and step", ALL, type=int, default=64, aliases=("-b",),
@@ -166,6 +193,9 @@ OPTIONS: tuple[Option, ...] = (
       "checkpoint's; analysis of plain weights: read from them; else on)", ALL, switch=True, off=("no-sar",)),
     O("lambda", ROOM_SAR, "weight of the spatial-entropy loss", LEARN, type=float, default=0.01,
       aliases=("blob-weight",), dest="lam", metavar="W", within=NON_NEGATIVE),
+    O("sar-loss-gate", ROOM_SAR, "the spatial-entropy weight opens as the task loss falls below chance "
+      "(ln classes): fully at this fraction below it; 0: always on (the papers' exact form); see "
+      "docs/results-sar-stall.md", LEARN, type=float, default=0.05, metavar="DROP", within=NON_NEGATIVE),
     O("sar-loss", ROOM_SAR, "add lambda * spatial entropy to the loss", LEARN, switch=True, aliases=("use-blob",),
       off=("no-sar-loss",)),
     O("remove-last-skip", ROOM_SAR, "remove the last block's attention skip connection (Eq. 10)", LEARN,
@@ -178,8 +208,10 @@ OPTIONS: tuple[Option, ...] = (
       switch=True),
     O("similarity", ROOM_SAR, "similarity of the [CLS] query with the patch keys", LEARN, default="dot",
       choices=("dot", "cosine")),
-    O("reg", ROOM_SAR, "add a loss term (repeatable): spatial-entropy, tv, nonspatial-entropy, drloc, distance, "
-      "patch-similarity; WEIGHT: default the term's paper value (spatial-entropy: --lambda), 0 turns it off; "
+    O("query", ROOM_SAR, "the query S is read from: cls, or for a model without [CLS] mean (average patch query) "
+      "or pooled (query of the average patch embedding)", LEARN, default="cls", choices=("cls", "mean", "pooled")),
+    O("reg", ROOM_SAR, "add a loss term (repeatable): NAME is one of sarvit.losses.REGULARIZERS (an unknown name "
+      "is refused with the list); WEIGHT: default the term's paper value (spatial-entropy: --lambda), 0 turns it off; "
       "@BLOCK: the block whose attention distance and patch-similarity read (default -1, the last); see README",
       TRAIN, repeat=True, metavar="NAME[:WEIGHT][@BLOCK]"),
     # optimisation
@@ -250,15 +282,117 @@ OPTIONS: tuple[Option, ...] = (
       switch=True),
     O("seeds", ROOM_EXPERIMENT, "seeds per cell: a count (seeds 0..N-1) or a comma list", EXPERIMENT, default="3",
       metavar="N|S1,S2,.."),
-    O("scale", ROOM_EXPERIMENT, "tiny: a CPU runs a grid in minutes; small: the synthetic quick demo; paper: "
+    O("scale", ROOM_EXPERIMENT, "tiny: a CPU runs a grid in minutes; quick: the quick recipe as `sarvit train` "
+      "chooses it for the data; small: the synthetic quick demo; paper: "
       "ViT-S/16 with DeiT's recipe and the papers' epochs", EXPERIMENT, default="tiny",
-      choices=("tiny", "small", "paper")),
+      choices=("tiny", "quick", "small", "paper")),
     O("jobs", ROOM_EXPERIMENT, "runs at once (CPU: processes sharing the cores; GPUs: CUDA_VISIBLE_DEVICES "
       "round-robin)", EXPERIMENT, type=int, default=1, metavar="N", within=AT_LEAST_1),
     O("report-only", ROOM_EXPERIMENT, "train nothing; report the finished runs", EXPERIMENT, default=False,
       switch=True),
     O("dry-run", ROOM_EXPERIMENT, "print each run's `sarvit train` command and stop", EXPERIMENT, default=False,
       switch=True),
+    # self-supervised pretraining (sarvit pretrain) and frozen-feature evaluation (sarvit knn, linear-probe)
+    O("method", ROOM_SSL, "dino (self-distillation with multi-crop) or mocov3 (contrastive, two views)", PRETRAIN,
+      default="dino", choices=("dino", "mocov3")),
+    O("scale", ROOM_SSL, "tiny: a small ViT at 32 px global / 16 px local crops, minutes on a CPU; paper: ViT-S/16 "
+      "at 224 / 96 px with the method's official recipe (small is tiny here)", PRETRAIN, default="tiny",
+      choices=("tiny", "small", "paper")),
+    O("output-dir", ROOM_RUN, "where the run goes (default: output/pretrain-<method>-<time>)", PRETRAIN,
+      metavar="DIR"),
+    O("resume", ROOM_RUN, "continue a pretraining run from its checkpoint (or its folder)", PRETRAIN, metavar="CKPT"),
+    O("overwrite", ROOM_RUN, "start afresh in an --output-dir that holds a run (its files move aside)", PRETRAIN,
+      default=False, switch=True),
+    O("weights", ROOM_RUN, "the pretrained checkpoint whose frozen features are evaluated (its teacher / momentum "
+      "encoder), or any sarvit or timm weights", FEATURES, aliases=("pretrained-weights", "checkpoint"),
+      metavar="CKPT"),
+    O("json", ROOM_RUN, "also write the results to this JSON file (default: <weights folder>/<command>.json)",
+      FEATURES, metavar="FILE"),
+    O("device", ROOM_RUN, "cpu, cuda or cuda:N (default: cuda when available)", SSL, metavar="DEV", within=DEVICE),
+    O("seed", ROOM_RUN, "random seed", SSL, type=int, default=0, within=NON_NEGATIVE),
+    O("log-interval", ROOM_RUN, "steps between progress updates and non-finite checks", PRETRAIN, type=int,
+      default=50, metavar="STEPS", within=AT_LEAST_1),
+    O("data-set", ROOM_DATA, "any data set sarvit reads (labels ignored for pretraining)", SSL, default="synthetic",
+      aliases=("dataset",), metavar="NAME"),
+    O("data-path", ROOM_DATA, "root folder of the data set", SSL, metavar="DIR"),
+    O("download", ROOM_DATA, "download torchvision data sets", SSL, default=False, switch=True),
+    O("num-samples", ROOM_DATA, "synthetic only: training images (evaluation: a fifth)", SSL, type=int, metavar="N",
+      within=AT_LEAST_1),
+    O("num-workers", ROOM_DATA, "data-loading processes per process", SSL, type=int, default=10,
+      aliases=("workers", "-j"), metavar="N", within=NON_NEGATIVE),
+    O("batch-size", ROOM_DATA, "images per process and step (the recipe's unless given)", SSL, type=int, default=64,
+      aliases=("-b", "batch-size-per-gpu"), metavar="N", within=AT_LEAST_1),
+    O("model", ROOM_MODEL, "timm ViT name (the recipe's: vit_tiny_patch16_224 reshaped / vit_small_patch16_224)",
+      PRETRAIN, aliases=("arch",), metavar="NAME"),
+    O("input-size", ROOM_MODEL, "global crop side (tiny 32, paper 224)", SSL, type=int,
+      aliases=("global-size", "img-size"), metavar="PX", within=AT_LEAST_1),
+    O("patch-size", ROOM_MODEL, "override the model's patch side", PRETRAIN, type=int, metavar="N", within=AT_LEAST_1),
+    O("depth", ROOM_MODEL, "override the model's number of blocks", PRETRAIN, type=int, metavar="N",
+      within=AT_LEAST_1),
+    O("embed-dim", ROOM_MODEL, "override the model's width", PRETRAIN, type=int, metavar="N", within=AT_LEAST_1),
+    O("num-heads", ROOM_MODEL, "override the model's number of heads", PRETRAIN, type=int, metavar="N",
+      within=AT_LEAST_1),
+    O("drop-path", ROOM_MODEL, "stochastic depth rate of the student / query encoder", PRETRAIN, type=float,
+      default=0.1, metavar="P", within=PROBABILITY),
+    O("sar", ROOM_SAR, "SAR on the student / query encoder: spatial-entropy loss (--lambda) + last-block skip and "
+      "LayerNorm removal (default: off, the method alone)", PRETRAIN, switch=True, off=("no-sar",)),
+    O("lambda", ROOM_SAR, "weight of the spatial-entropy loss", PRETRAIN, type=float, default=0.01,
+      aliases=("blob-weight",), dest="lam", metavar="W", within=NON_NEGATIVE),
+    O("reg", ROOM_SAR, "add a loss term on the student's global crops (repeatable), as `sarvit train --reg`", PRETRAIN,
+      repeat=True, metavar="NAME[:WEIGHT][@BLOCK]"),
+    O("epochs", ROOM_OPTIM, "epochs (pretrain: the recipe's; linear-probe: 100)", PRETRAIN + ("linear-probe",),
+      type=int, default=300, metavar="N", within=AT_LEAST_1),
+    O("lr", ROOM_OPTIM, "learning rate for a global batch of 256, scaled linearly to the real one (the recipe's: "
+      "DINO 5e-4, MoCo-v3 1.5e-4; linear-probe 1e-3)", PRETRAIN + ("linear-probe",), type=float, default=5e-4,
+      metavar="LR", within=NON_NEGATIVE),
+    O("min-lr", ROOM_OPTIM, "final learning rate of the cosine schedule", PRETRAIN, type=float, default=1e-5,
+      metavar="LR", within=NON_NEGATIVE),
+    O("warmup-epochs", ROOM_OPTIM, "linear learning-rate warm-up epochs", PRETRAIN, type=int, default=5, metavar="N",
+      within=NON_NEGATIVE),
+    O("weight-decay", ROOM_OPTIM, "weight decay at the start (DINO: cosine to --weight-decay-end)", PRETRAIN,
+      type=float, default=0.05, metavar="WD", within=NON_NEGATIVE),
+    O("weight-decay-end", ROOM_SSL, "weight decay at the end of the cosine schedule (DINO 0.4; MoCo-v3: constant)",
+      PRETRAIN, type=float, metavar="WD", within=NON_NEGATIVE),
+    O("clip-grad", ROOM_OPTIM, "clip gradient norm (DINO 3.0)", PRETRAIN, type=float, metavar="NORM",
+      within=POSITIVE),
+    O("local-crops-number", ROOM_SSL, "DINO: local crops per image (tiny 4, paper 10 as the appendix)", PRETRAIN,
+      type=int, metavar="N", within=NON_NEGATIVE),
+    O("local-size", ROOM_SSL, "DINO: local crop side (tiny 16, paper 96)", PRETRAIN, type=int, metavar="PX",
+      within=AT_LEAST_1),
+    O("global-crops-scale", ROOM_SSL, "area range of the global crops (DINO 0.4,1; MoCo-v3 0.08,1)", PRETRAIN,
+      type=float_list, metavar="MIN,MAX", within=PROBABILITY),
+    O("local-crops-scale", ROOM_SSL, "DINO: area range of the local crops (0.05,0.4)", PRETRAIN, type=float_list,
+      metavar="MIN,MAX", within=PROBABILITY),
+    O("out-dim", ROOM_SSL, "DINO: prototypes of the head (paper 65536)", PRETRAIN, type=int, metavar="K",
+      within=AT_LEAST_1),
+    O("norm-last-layer", ROOM_SSL, "DINO: fix the weight norm of the head's last layer (default on)", PRETRAIN,
+      switch=True, off=("no-norm-last-layer",)),
+    O("freeze-last-layer", ROOM_SSL, "DINO: epochs without gradient to the head's last layer (1)", PRETRAIN,
+      type=int, metavar="N", within=NON_NEGATIVE),
+    O("momentum-teacher", ROOM_SSL, "DINO: the teacher's EMA momentum at the start, cosine to 1 (0.996)", PRETRAIN,
+      type=float, metavar="M", within=PROBABILITY),
+    O("teacher-temp", ROOM_SSL, "DINO: teacher temperature after the warm-up (0.07 for ViT-S)", PRETRAIN, type=float,
+      metavar="T", within=POSITIVE),
+    O("warmup-teacher-temp", ROOM_SSL, "DINO: teacher temperature at the start (0.04)", PRETRAIN, type=float,
+      metavar="T", within=POSITIVE),
+    O("warmup-teacher-temp-epochs", ROOM_SSL, "DINO: epochs of the teacher temperature's linear warm-up (30)",
+      PRETRAIN, type=int, metavar="N", within=NON_NEGATIVE),
+    O("moco-t", ROOM_SSL, "MoCo-v3: contrastive temperature tau (0.2)", PRETRAIN, type=float, metavar="TAU",
+      within=POSITIVE),
+    O("moco-m", ROOM_SSL, "MoCo-v3: momentum at the start, cosine to 1 (0.99)", PRETRAIN, type=float, metavar="M",
+      within=PROBABILITY),
+    O("moco-dim", ROOM_SSL, "MoCo-v3: output width of projector and predictor (256)", PRETRAIN, type=int,
+      metavar="D", within=AT_LEAST_1),
+    O("moco-mlp-dim", ROOM_SSL, "MoCo-v3: hidden width of projector and predictor (4096)", PRETRAIN, type=int,
+      metavar="D", within=AT_LEAST_1),
+    O("nb-knn", ROOM_SSL, "k-NN: neighbours that vote", ("knn",), type=int, default=20, aliases=("k",),
+      metavar="K", within=AT_LEAST_1),
+    O("temperature", ROOM_SSL, "k-NN: temperature of the votes' weights exp(similarity / T)", ("knn",), type=float,
+      default=0.07, metavar="T", within=POSITIVE),
+    O("n-last-blocks", ROOM_SSL, "linear probe: concatenate the [CLS] token of this many last blocks (DINO: 4 for "
+      "ViT-S)", ("linear-probe",), type=int, default=4, metavar="N", within=AT_LEAST_1),
+    O("avgpool-patchtokens", ROOM_SSL, "linear probe: also concatenate the average-pooled patch tokens of the last "
+      "block", ("linear-probe",), default=False, switch=True),
 )
 del O
 
@@ -291,7 +425,7 @@ COMMANDS: dict[str, Command] = {
         "evaluate a checkpoint (top-1/top-5, loss, spatial entropy)",
         "Evaluate a checkpoint on a data set's evaluation split. A sarvit checkpoint rebuilds its own model and "
         "defaults to the data set it was trained on; plain timm/DeiT weights use --model and the SAR options.",
-        "sarvit.train.commands:run_eval", required=("weights",)),
+        "sarvit.analysis.ood:run_eval", required=("weights",)),
     "segment-eval": Command(
         "Jaccard of thresholded [CLS] attention with object masks (DINO's protocol)",
         "DINO's attention-segmentation protocol: per image and head, the last block's post-softmax [CLS] attention "
@@ -319,6 +453,38 @@ COMMANDS: dict[str, Command] = {
         "every `sarvit train` run (e.g. `-- --epochs 50 --lr 1e-3`). `sarvit experiment --list` shows the grids.",
         "sarvit.experiments.commands:run_experiment",
         positional=(("name", "?", "NAME", "the grid (see --list)"),), passthrough="train_args"),
+    "pretrain": Command(
+        "self-supervised pretraining: DINO or MoCo-v3, with SAR's terms on top",
+        "Pretrain a timm ViT without labels with DINO (student and EMA teacher, multi-crop, centring and sharpening) "
+        "or MoCo-v3 (query and momentum encoders, symmetrised contrastive loss), any --reg term (--sar: SAR's "
+        "spatial entropy and last-block surgery) on the student's global crops. --scale tiny trains in minutes on a "
+        "CPU; --scale paper is the method's official recipe (torchrun for several GPUs). The checkpoint's 'model' is "
+        "the teacher (DINO) / momentum encoder (MoCo-v3) backbone, which knn, linear-probe, segment-eval, analyze, "
+        "visualize and `train --finetune` read.",
+        "sarvit.train.ssl.commands:run_pretrain"),
+    "knn": Command(
+        "k-NN classification of frozen features (DINO's evaluation)",
+        "Weighted k-NN on the L2-normalised [CLS] features of a frozen network: each evaluation image's k nearest "
+        "training images (cosine similarity) vote for their class with weight exp(similarity / T). Prints top-1/"
+        "top-5 and writes JSON.",
+        "sarvit.analysis.knn:run_knn", required=("weights",)),
+    "linear-probe": Command(
+        "a linear classifier on frozen features (DINO's / MoCo-v3's linear evaluation)",
+        "Train a linear classifier on the frozen network's features ([CLS] of the last --n-last-blocks blocks, "
+        "after the final norm, optionally with the average-pooled patch tokens) with SGD (momentum 0.9, no weight "
+        "decay) and a cosine schedule; the features are computed once, without augmentation. Prints top-1/top-5 "
+        "on the evaluation split and writes JSON.",
+        "sarvit.analysis.linear_probe:run_linear_probe", required=("weights",)),
+    "export": Command(
+        "write a checkpoint in timm's hub format (config.json, model.safetensors) and model.pth for detectors",
+        "Write a sarvit checkpoint (or a run folder's last.pth) into OUT_DIR as timm's hub format: config.json "
+        "(architecture, model_args, pretrained_cfg), model.safetensors, and model.pth ({\"model\": state_dict}, "
+        "for detection frameworks). A SAR model is exported as sar_vit, which keeps its last-block surgery: after "
+        "`import sarvit`, timm.create_model(\"local-dir:OUT_DIR\", pretrained=True) rebuilds it (features_only=True "
+        "gives its feature maps). Regularizer heads (DRLoc) are not exported.",
+        "sarvit.checkpoints.export:run_export",
+        positional=(("source", "?", "RUN_OR_CHECKPOINT", "a sarvit checkpoint, or a run folder (its last.pth)"),
+                    ("out_dir", "?", "OUT_DIR", "a new or empty folder for the export"))),
 }
 
 
@@ -332,18 +498,6 @@ def spellings(option: Option, names: tuple[str, ...] = ()) -> list[str]:
             if spelling not in found:
                 found.append(spelling)
     return found
-
-
-class HelpFormatter(argparse.HelpFormatter):
-    """Shows each option by its table spellings only (its generated ``_``/``-`` twins are accepted, not listed)."""
-
-    def _format_action_invocation(self, action: argparse.Action) -> str:
-        shown = getattr(action, "shown", None)
-        if not shown:
-            return super()._format_action_invocation(action)
-        metavar = self._format_args(action, action.dest.upper()) if action.nargs != 0 else ""
-        return ", ".join(f"{spelling} {metavar}".rstrip() for spelling in shown)
-
 
 def options_of(command: str) -> list[Option]:
     """The rows of ``command``, in table order."""
@@ -393,64 +547,6 @@ def check_values(command: str, values: dict[str, Any], source: str = "") -> dict
     return checked
 
 
-def check_output_dir(path: Optional[str]) -> None:
-    """``--output-dir`` names a folder this process can create or write into (nothing is created here)."""
-    if not path:
-        return
-    folder = os.path.abspath(os.path.expanduser(path))
-    existing = folder
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise SarvitError(f"--output-dir {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise SarvitError(f"--output-dir {path}: cannot write there ({existing} is not writable)")
-
-
-def _shown(value: Any) -> str:
+def shown_default(value: Any) -> str:
+    """A default as ``--help`` shows it: ``on``/``off`` for booleans."""
     return "off" if value is False else "on" if value is True else str(value)
-
-
-class _StoreAndSet(argparse.Action):
-    """Store the value and the row's ``sets`` (e.g. ``--voc-path DIR`` also sets ``data_set = "voc"``)."""
-
-    def __init__(self, *args, sets: dict, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.sets = sets
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        setattr(namespace, self.dest, values)
-        for dest, value in self.sets.items():
-            setattr(namespace, dest, value)
-
-
-def add_options(parser: argparse.ArgumentParser, command: str) -> None:
-    """Add ``command``'s rows to ``parser``, one argument group per room; no defaults on the parser."""
-    for dest, nargs, metavar, help in COMMANDS[command].positional:
-        parser.add_argument(dest, nargs=nargs, metavar=metavar, help=help, default=argparse.SUPPRESS)
-    used = {option.room for option in options_of(command)}
-    groups = {room: parser.add_argument_group(room) for room in ROOMS if room in used}
-    for option in options_of(command):
-        group = groups[option.room]
-        shown = option.help if option.default is None else f"{option.help} (default: {_shown(option.default)})"
-        common = dict(dest=option.dest, default=argparse.SUPPRESS)
-        if option.switch:
-            on = group.add_argument(*spellings(option), action="store_true", help=shown, **common)
-            on.shown = _listed((option.name, *option.aliases))
-            if option.off:
-                off = group.add_argument(*spellings(option, option.off), action="store_false",
-                                         help="turn off: " + option.help, **common)
-                off.shown = _listed(option.off)
-            continue
-        kwargs = {key: getattr(option, key) for key in ("type", "choices", "metavar", "nargs")
-                  if getattr(option, key) is not None}
-        if option.sets:
-            kwargs.update(action=_StoreAndSet, sets=option.sets)
-        if option.repeat:
-            kwargs.update(action="append")
-        action = group.add_argument(*spellings(option), help=shown, **common, **kwargs)
-        action.shown = _listed((option.name, *option.aliases))
-
-
-def _listed(names: tuple[str, ...]) -> list[str]:
-    return [name if name.startswith("-") else f"--{name}" for name in names]

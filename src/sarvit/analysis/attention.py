@@ -25,8 +25,11 @@ def attention_maps(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor
         both float32.
 
     Example:
+        >>> import sarvit
         >>> model = sarvit.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8).eval()
-        >>> logits, S, A = attention_maps(model, torch.randn(2, 3, 32, 32))  # S, A: [2, 3, 4, 4]
+        >>> logits, S, A = attention_maps(model, torch.randn(2, 3, 32, 32))
+        >>> tuple(S.shape), tuple(A.shape)
+        ((2, 3, 4, 4), (2, 3, 4, 4))
     """
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__

@@ -1,7 +1,6 @@
 """What the analysis commands feed a model: datasets by name (with masks or without), image files, loaders."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -145,7 +144,8 @@ class ImageFiles(Dataset):
 def make_loader(dataset: Dataset, batch_size: int, num_workers: int, device: torch.device) -> DataLoader:
     if batch_size < 1:
         raise SarvitError(f"--batch-size: expected a positive number, got {batch_size}")
-    cpus = os.cpu_count() or 1  # --num-workers is capped as in training: all CPUs, a quarter of them on a CPU device
-    workers = max(0, min(num_workers, max(1, cpus // 4) if device.type == "cpu" else cpus))
+    from ..train.build import worker_count  # --num-workers is capped as in training
+
+    workers = worker_count(num_workers, device)
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                       pin_memory=device.type == "cuda")

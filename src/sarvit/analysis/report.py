@@ -5,7 +5,7 @@ __all__ = ["format_head_table"]
 
 
 def format_head_table(summary: dict) -> str:
-    """A text table of :meth:`sarvit.metrics.HeadStats.compute`'s result: one row per head and a mean row."""
+    """A text table of :func:`sarvit.analysis.runs.head_report`'s result: one row per head and a mean row."""
     header = f"{'head':>6}  {'spatial entropy':>15}  {'(std)':>7}  {'components':>10}  {'one blob':>8}"
     lines = [header, "-" * len(header)]
     for row in summary["per_head"]:

@@ -38,9 +38,11 @@ def segmentation_report(model: nn.Module, loader: Iterable, keep: float, ids: Op
         metric.update(result)
         best.append(result.best)
         heads.append(result.best_head)
-    summary = metric.compute()
+    totals = {key: value.cpu() for key, value in metric.compute().items()}
+    summary = {"jaccard": float(totals["jaccard"]), "per_head": totals["per_head"].reshape(-1).tolist(),
+               "best_head_counts": totals["best_head_counts"].reshape(-1).tolist(), "count": int(totals["count"])}
     if not summary["count"]:
-        return {**summary, "per_image": []}
+        return {**summary, "per_head": [], "best_head_counts": [], "per_image": []}
     best_all, heads_all = torch.cat(best).cpu().tolist(), torch.cat(heads).cpu().tolist()
     summary["per_image"] = [
         {"index": index, **({"id": ids[index]} if ids is not None else {}), "jaccard": value, "best_head": head}
@@ -51,12 +53,21 @@ def segmentation_report(model: nn.Module, loader: Iterable, keep: float, ids: Op
 
 def head_report(model: nn.Module, loader: Iterable) -> dict:
     """Per-head spatial entropy and component statistics of the [CLS] maps S over ``loader`` (the image is the
-    first element of each item): :meth:`sarvit.metrics.HeadStats.compute`'s summary."""
+    first element of each item), from :meth:`sarvit.metrics.HeadStats.compute`, as plain data: ``{"count",
+    "per_head": [{"head", "spatial_entropy", "spatial_entropy_std", "components", "single_component"}],
+    "mean": {"spatial_entropy", "components", "single_component"}}``."""
     metric = HeadStats(num_heads(model)).to(_device(model))
     for images, *_ in loader:
         _, S, _ = attention_maps(model, images)
         metric.update(S)
-    return metric.compute()
+    totals = {key: value.cpu().reshape(-1) for key, value in metric.compute().items()}  # one head: 0-d
+    count = int(totals.pop("count"))
+    if not count:
+        return {"count": 0, "per_head": [], "mean": {}}
+    per_head = [{"head": head, **{key: float(values[head]) for key, values in totals.items()}}
+                for head in range(metric.num_heads)]
+    mean = {key: float(totals[key].mean()) for key in ("spatial_entropy", "components", "single_component")}
+    return {"count": count, "per_head": per_head, "mean": mean}
 
 
 def draw_attention(model: nn.Module, batches: Iterable, output_dir: Path, *, keep: float, dpi: int,

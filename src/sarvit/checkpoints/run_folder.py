@@ -3,7 +3,9 @@ repair of what a crash can leave behind.
 
 * **Lock**: ``<folder>/.sarvit.lock``, held with ``fcntl.flock`` for the whole run, holds the owner's pid, host,
   start time and command. A second run on the folder stops at once naming them. The kernel drops the lock when its
-  process dies (even by ``kill -9``), so a stale file never blocks.
+  process dies (even by ``kill -9``), so a stale file never blocks. Where ``fcntl`` does not exist (Windows) the
+  file itself is the lock, created with ``O_EXCL`` and removed when the run ends: a run killed before it could
+  remove it leaves it behind, and the next run stops naming the file, to be deleted once that run is known dead.
 * **One run per folder**: a fresh run into a folder holding a run (``last.pth``, ``best.pth`` or logged epochs)
   stops, unless it resumes that folder's checkpoint or ``--overwrite`` moves the old files into
   ``<folder>/replaced-<time>/`` (nothing is deleted).
@@ -19,7 +21,6 @@ from the checkpoint's history on resume).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
@@ -34,6 +35,11 @@ import torch
 
 from ..errors import SarvitError
 from .files import copy_atomic, refuse_link, write_text
+
+try:
+    import fcntl
+except ImportError:  # no POSIX locks (Windows): the lock file's existence is the lock
+    fcntl = None
 
 __all__ = ["LOCK_NAME", "RunFolder", "check_resumable", "reconcile"]
 
@@ -239,11 +245,15 @@ def _lock(path: Path) -> int:
     The lock is written to a fresh temporary file (``O_EXCL``) first, locked, then put in place with ``link``
     (which fails rather than replace a live lock) or, over the stale lock of a dead run, ``rename``: no existing
     file is ever opened for writing, so a link planted as the lock file cannot make the run overwrite its target.
+    Without ``fcntl`` the lock file is created with ``O_EXCL`` instead (no link followed either), and an existing
+    one means the folder is held.
     """
     lock = path / LOCK_NAME
     owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
              "command": " ".join(["sarvit", *sys.argv[1:]]) if sys.argv else "sarvit"}
     refuse_link(lock)
+    if fcntl is None:
+        return _lock_exclusive(lock, path, owner)
     try:
         fd, temp = tempfile.mkstemp(prefix=f"{LOCK_NAME}.", suffix=".tmp", dir=path)
     except OSError as error:
@@ -271,6 +281,28 @@ def _lock(path: Path) -> int:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(temp)
+
+
+def _lock_exclusive(lock: Path, path: Path, owner: dict) -> int:
+    """The lock without ``fcntl``: the file's existence (``O_EXCL`` fails on any name there, a link included)."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        with open(lock, "rb") as file:
+            holder = _holder(file.fileno())
+        raise SarvitError(f"--output-dir {path} is in use by another run ({holder}); wait for it to end or stop "
+                          f"it, or pick another --output-dir (if no run holds it, delete {lock})") from None
+    except OSError as error:
+        raise SarvitError(f"--output-dir {path}: cannot write there ({error.strerror or error}); "
+                          "pick a folder you can write to") from None
+    try:
+        os.write(fd, (json.dumps(owner) + "\n").encode())
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        raise
+    return fd
 
 
 def _take_stale(lock: Path, temp: str, path: Path) -> bool:
@@ -303,7 +335,8 @@ def _take_stale(lock: Path, temp: str, path: Path) -> bool:
 
 def _holder(fd: int) -> str:
     try:
-        owner = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        os.lseek(fd, 0, os.SEEK_SET)  # os.pread is POSIX only
+        owner = json.loads(os.read(fd, 4096).decode() or "{}")
         return (f"process {owner['pid']} on {owner['host']}, started {owner['started']}: {owner['command']}")
     except (OSError, ValueError, KeyError):
         return "a process that has not yet written its name"

@@ -42,10 +42,11 @@ class RotationPretext(Dataset):
     ``(rotate(image_i, k), k)`` with ``image_i`` the first element of ``dataset[i]`` (a tensor ``[C, H, W]``).
 
     Example:
+        >>> train_set = [(torch.zeros(3, 2, 2), 0), (torch.eye(2).expand(3, 2, 2), 1)]
         >>> rotations = RotationPretext(train_set)
-        >>> image, k = rotations[7]   # image 1 of train_set, rotated by 3 * 90 degrees; k == 3
-        >>> len(rotations) == 4 * len(train_set)
-        True
+        >>> image, k = rotations[7]   # image 1 of train_set, rotated by 3 * 90 degrees
+        >>> k, image[0].tolist(), len(rotations) == 4 * len(train_set)
+        (3, [[0.0, 1.0], [1.0, 0.0]], True)
     """
 
     num_classes = ROTATIONS

@@ -8,6 +8,8 @@ from torchvision import transforms as T
 
 from ..errors import SarvitError
 
+EVAL_CROP_RATIO = 0.875  # timm's and DeiT's evaluation crop: the centre 87.5 % of the resized image
+
 _INTERPOLATIONS = {
     "bicubic": T.InterpolationMode.BICUBIC,
     "bilinear": T.InterpolationMode.BILINEAR,
@@ -15,28 +17,40 @@ _INTERPOLATIONS = {
 }
 
 
-def allow_zero_bit_posterize() -> None:
-    """Let timm's RandAugment posterize to 0 bits again, as it did with Pillow < 10.
+class _ZeroBitPosterize:
+    """timm's posterize op, with 0 bits to keep giving a black image (as with Pillow < 10) instead of raising.
 
     DeiT's policy ``rand-m9-mstd0.5-inc1`` draws magnitude 10 now and then, which asks posterize to keep
-    0 bits; old Pillow returned a black image, current Pillow raises ``ValueError`` in a loader worker
-    and kills the run (~0.3 % of images). Idempotent; leaves every other op alone.
+    0 bits; current Pillow raises ``ValueError`` in a loader worker and kills the run (~0.3 % of images).
+    A module-level class, so the transform pickles into spawned loader workers.
     """
-    from PIL import Image
-    from timm.data import auto_augment
 
-    for name in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"):
-        op = auto_augment.NAME_TO_OP.get(name)
-        if op is None or getattr(op, "zero_bits_ok", False):
-            continue
+    def __init__(self, posterize) -> None:
+        self.posterize = posterize
 
-        def posterize(img, bits_to_keep, _op=op, **kwargs):
-            if bits_to_keep <= 0:
-                return Image.new(img.mode, img.size)
-            return _op(img, bits_to_keep, **kwargs)
+    def __call__(self, img, bits_to_keep, **kwargs):
+        from PIL import Image
 
-        posterize.zero_bits_ok = True
-        auto_augment.NAME_TO_OP[name] = posterize
+        if bits_to_keep <= 0:
+            return Image.new(img.mode, img.size)
+        return self.posterize(img, bits_to_keep, **kwargs)
+
+
+def allow_zero_bit_posterize(transform):
+    """Give the posterize ops inside ``transform`` (a timm transform: RandAugment, AutoAugment or AugMix, found
+    through ``transforms`` / ``ops`` / ``policy``) the 0-bit case; returns ``transform``. Only this transform's
+    ops change, never timm's ``auto_augment.NAME_TO_OP``. Idempotent."""
+    from timm.data.auto_augment import AugmentOp
+
+    if isinstance(transform, AugmentOp):
+        if transform.name.startswith("Posterize") and not isinstance(transform.aug_fn, _ZeroBitPosterize):
+            transform.aug_fn = _ZeroBitPosterize(transform.aug_fn)
+        return transform
+    for attribute in ("transforms", "ops", "policy"):
+        for part in getattr(transform, attribute, None) or ():
+            for op in part if isinstance(part, (list, tuple)) else (part,):  # AutoAugment: a list of sub-policies
+                allow_zero_bit_posterize(op)
+    return transform
 
 
 def build_transform(
@@ -51,7 +65,7 @@ def build_transform(
     hflip: float = 0.5,
     crop_scale: tuple[float, float] = (0.08, 1.0),
     interpolation: str = "bicubic",
-    eval_crop_ratio: float = 0.875,
+    eval_crop_ratio: float = EVAL_CROP_RATIO,
     mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
     std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
 ):
@@ -66,18 +80,16 @@ def build_transform(
     if interpolation not in _INTERPOLATIONS:
         raise SarvitError(f"interpolation must be one of {', '.join(_INTERPOLATIONS)}, got {interpolation!r}")
     if len(crop_scale) != 2 or not 0.0 < crop_scale[0] <= crop_scale[1] <= 1.0:
-        raise SarvitError(f"--crop-scale: expected MIN,MAX with 0 < MIN <= MAX <= 1, got {crop_scale}")
+        raise SarvitError(f"crop_scale: expected (min, max) with 0 < min <= max <= 1, got {crop_scale}")
     if not 0.0 <= float(hflip) <= 1.0:
-        raise SarvitError(f"--hflip is a probability: expected a value in [0, 1], got {hflip}")
+        raise SarvitError(f"hflip is a probability: expected a value in [0, 1], got {hflip}")
     if auto_augment is not None and auto_augment.strip().lower() in ("", "none"):
         auto_augment = None
     if not is_train:
         return create_transform(input_size=input_size, is_training=False, interpolation=interpolation,
                                 crop_pct=eval_crop_ratio, mean=mean, std=std)
-    if auto_augment is not None:
-        allow_zero_bit_posterize()
     try:
-        return create_transform(
+        transform = create_transform(
             input_size=input_size,
             is_training=True,
             hflip=float(hflip),
@@ -97,6 +109,7 @@ def build_transform(
             f"'rand-m9-mstd0.5-inc1' or 'none' and a remode of const/rand/pixel, got auto_augment="
             f"{auto_augment!r}, remode={remode!r} ({error})"
         ) from None
+    return allow_zero_bit_posterize(transform)
 
 
 def build_mask_transform(

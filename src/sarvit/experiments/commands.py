@@ -23,16 +23,17 @@ MAX_SEEDS = 1000
 def parse_seeds(text: str) -> list[int]:
     """``"3"`` -> [0, 1, 2]; ``"0,4,7"`` -> [0, 4, 7]."""
     try:
-        if "," in text:
-            seeds = [int(part) for part in text.split(",") if part.strip()]
-        else:
-            if int(text) > MAX_SEEDS:
-                raise SarvitError(f"--seeds {text}: expected at most {MAX_SEEDS} seeds (each is a training run)")
-            seeds = list(range(int(text)))
+        seeds = [int(part) for part in text.split(",") if part.strip()] if "," in text else None
+        count = None if seeds is not None else int(text)
     except ValueError:
         raise SarvitError(f"--seeds: expected a count or a comma list of integers, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0 or max(seeds) >= 2 ** 63:
-        raise SarvitError(f"--seeds: expected at least one seed, distinct, from 0 to 2**63 - 1, got {text!r}")
+    if count is not None:
+        if count > MAX_SEEDS:
+            raise SarvitError(f"--seeds {text}: expected at most {MAX_SEEDS} seeds (each is a training run)")
+        seeds = list(range(count))
+    # each run seeds numpy (through timm's random_seed), which takes 32 bits
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0 or max(seeds) >= 2 ** 32:
+        raise SarvitError(f"--seeds: expected at least one seed, distinct, from 0 to 2**32 - 1, got {text!r}")
     return seeds
 
 
@@ -60,7 +61,7 @@ def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[st
     plans = plan_runs(grid, exp_dir, seeds, base, list(args.train_args))
     if args.dry_run:
         for plan in plans:
-            print(f"{plan.label}: sarvit train {' '.join(plan.args)}")
+            print(f"{plan.label}: sarvit {grid.command} {' '.join(plan.args)}")
         return 0
     header = {"scale": args.scale, "data set": data_set, "extra train options": " ".join(args.train_args) or "none"}
     outcome = None
@@ -68,7 +69,8 @@ def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[st
         print(f"sarvit experiment {grid.name}: {len(grid.cells)} cells x {len(seeds)} seeds = {len(plans)} runs "
               f"in {exp_dir}/ (scale {args.scale}, {data_set}, {args.jobs} at a time)", flush=True)
         started = time.monotonic()
-        outcome = run_grid(plans, jobs=args.jobs, train_command=train_command or TRAIN_COMMAND,
+        command = train_command or (*TRAIN_COMMAND[:-1], grid.command)  # `sarvit train` or `sarvit pretrain`
+        outcome = run_grid(plans, jobs=args.jobs, train_command=command,
                            say=lambda line: print(line, flush=True))
         header["wall time of this call"] = f"{time.monotonic() - started:.0f} s"
         (exp_dir / "experiment.json").write_text(json.dumps(

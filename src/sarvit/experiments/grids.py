@@ -46,6 +46,8 @@ class Grid:
     sweep: Optional[str] = None        # x-axis name of a sweep plot ("subset ratio", "lambda")
     paper_source: str = ""
     paper_rows: tuple[PaperRow, ...] = field(default_factory=tuple)
+    command: str = "train"             # the sarvit command of every run: train, or pretrain (self-supervised)
+    own_models: bool = False          # the cells name their models: scales leave the architecture alone
 
     def cell(self, name: str) -> Cell:
         for cell in self.cells:
@@ -129,12 +131,60 @@ _JACCARD = Grid(
     paper_rows=(PaperRow("ViT-S/16", "19.18"), PaperRow("ViT-S/16 + SAR", "31.19 (+12.01)")),
 )
 
-GRIDS: dict[str, Grid] = {grid.name: grid for grid in (_ABLATION, _LAMBDA, _SUBSETS, _REGULARIZERS, _JACCARD)}
+_SSL = Grid(
+    name="ssl",
+    description="App. C.2 / Tab. 9: SAR on self-supervised pretraining (`sarvit pretrain`); each run scored by the "
+                "k-NN and linear probe of its teacher / momentum encoder and by its attention Jaccard",
+    cells=(Cell("dino", ("--method", "dino", "--no-sar")), Cell("dino-sar", ("--method", "dino", "--sar"),
+                                                               baseline="dino"),
+           Cell("mocov3", ("--method", "mocov3", "--no-sar")), Cell("mocov3-sar", ("--method", "mocov3", "--sar"),
+                                                                   baseline="mocov3")),
+    paper_epochs=300,
+    paper_source="SAR ICLR draft, App. C.2 Tab. 9: ViT-S/16 pretrained on ImageNet-100 for 300 epochs; (a) linear-"
+                 "probe top-1 % on ImageNet-100, (b) attention Jaccard % on PASCAL VOC-12",
+    paper_rows=(PaperRow("MoCo-v3: linear top-1 / Jaccard", "77.60 / 27.40"),
+                PaperRow("MoCo-v3 + SAR: linear top-1 / Jaccard", "78.88 (+1.28) / 33.10 (+6.17)"),
+                PaperRow("DINO: linear top-1 / Jaccard", "77.42 / 35.06"),
+                PaperRow("DINO + SAR: linear top-1 / Jaccard", "79.90 (+2.48) / 35.28 (+0.22)")),
+    command="pretrain",
+)
 
-# tiny: a CPU runs a whole grid in minutes; small: the synthetic quick-demo defaults of `sarvit train`
+# The hybrid VTs keep their own architecture at every scale (own_models): the scales set the input size, recipe
+# and schedule only; PVT's overall stride is 32, so the tiny scale trains at 96 px (a 3x3 last grid).
+_HYBRID_MODELS = (("t2t", ("--model", "t2t_vit_14", "--patch-size", "16")),
+                  ("pvt", ("--model", "pvt_small", "--patch-size", "32")),
+                  ("cvt", ("--model", "cvt_13", "--patch-size", "16")))
+_HYBRIDS = Grid(
+    name="hybrids",
+    description="Tab. 9-10: SAR plugged into the hybrid VTs T2T-ViT-14, PVT-Small and CvT-13, each vs its baseline",
+    cells=tuple(cell for family, model in _HYBRID_MODELS
+                for cell in (Cell(f"{family}-baseline", (*model, *_BASELINE), arm="baseline"),
+                             Cell(f"{family}-sar", (*model, *_SAR), baseline=f"{family}-baseline", arm="SAR"))),
+    paper_epochs=100,
+    paper_source="SAR journal Tab. 9 (ImageNet-100, 100 epochs) and Tab. 10 (ImageNet-1K, 300 epochs): T2T, PVT and "
+                 "CvT with and without SAR (the stored text of the journal has the captions, not the figures)",
+    own_models=True,
+)
+
+
+_REAL = Grid(
+    name="real",
+    description="issue 18 on real images (sklearn digits on clutter, `python -m sarvit.data.real_images`): SAR as "
+                "shipped (loss gated by the task's progress), SAR with the papers' always-on loss, against --no-sar",
+    cells=(Cell("no-sar", _BASELINE), Cell("sar", _SAR, baseline="no-sar"),
+           Cell("sar-always-on", (*_SAR, "--sar-loss-gate", "0"), baseline="no-sar")),
+    paper_epochs=100,
+    paper_source="no paper figure: the papers train on ImageNet-scale sets",
+)
+
+GRIDS: dict[str, Grid] = {grid.name: grid for grid in (_ABLATION, _LAMBDA, _SUBSETS, _REGULARIZERS, _JACCARD, _SSL,
+                                                       _HYBRIDS, _REAL)}
+
+# tiny: a CPU runs a whole grid in minutes; quick: the recipe `sarvit train` picks on a CPU; small: the synthetic quick-demo defaults of `sarvit train`
 # (its 15 epochs at every subset ratio; minutes per run); paper: ViT-S/16 at 224 px with DeiT's recipe and the papers' schedule.
-_TINY = ("--input-size", "32", "--patch-size", "4", "--depth", "2", "--embed-dim", "64", "--num-heads", "2",
-         "--epochs", "4", "--batch-size", "32", "--warmup-epochs", "1")
+_TINY_SIZE = ("--depth", "2", "--embed-dim", "64", "--num-heads", "2")
+_TINY_RUN = ("--epochs", "4", "--batch-size", "32", "--warmup-epochs", "1")
+_TINY = ("--input-size", "32", "--patch-size", "4", *_TINY_SIZE, *_TINY_RUN)
 _TINY_SYNTHETIC = ("--num-samples", "600")
 _PAPER_MODEL = ("--model", "deit_small_patch16_224", "--input-size", "224", "--patch-size", "16", "--depth", "12",
                 "--embed-dim", "384", "--num-heads", "6")
@@ -142,14 +192,24 @@ _PAPER_MODEL = ("--model", "deit_small_patch16_224", "--input-size", "224", "--p
 _DEIT_RECIPE = ("--recipe", "deit", "--batch-size", "64", "--lr", "5e-4", "--warmup-epochs", "5", "--min-lr", "1e-5", "--drop-path", "0.1",
                 "--mixup", "0.8", "--cutmix", "1.0", "--model-ema", "--repeated-aug", "--reprob", "0.25",
                 "--aa", "rand-m9-mstd0.5-inc1")
-SCALES = ("tiny", "small", "paper")
+SCALES = ("tiny", "quick", "small", "paper")
 
 
 def scale_flags(scale: str, grid: Grid, data_set: str) -> tuple[str, ...]:
-    """The `sarvit train` flags of a scale for this grid and data set."""
+    """The `sarvit train` (or `sarvit pretrain`) flags of a scale for this grid and data set."""
     synthetic = data_set == "synthetic"
+    if grid.command == "pretrain":  # the pretraining recipes: tiny (small is tiny) or the methods' official ones
+        if scale not in SCALES:
+            raise SarvitError(f"--scale: expected one of {', '.join(SCALES)}, got {scale!r}")
+        return ("--scale", "paper", "--epochs", str(grid.paper_epochs)) if scale == "paper" else ("--scale", "tiny")
+    if grid.own_models and scale in SCALES:
+        size = {"tiny": ("--input-size", "96", *_TINY_SIZE, *_TINY_RUN), "small": ("--input-size", "96", "--epochs", "15"),
+                "paper": ("--input-size", "224", *_DEIT_RECIPE, "--epochs", str(grid.paper_epochs))}[scale]
+        return size + (_TINY_SYNTHETIC if synthetic and scale == "tiny" else ())
     if scale == "tiny":
         return _TINY + (_TINY_SYNTHETIC if synthetic else ())
+    if scale == "quick":  # what `sarvit train` chooses on a CPU for this data set (the quick recipe), unchanged
+        return ()
     if scale == "small":  # the epochs are pinned: every subset ratio trains as long, as in the papers' tables
         return ("--epochs", "15") if synthetic else ("--model", "vit_tiny_patch16_224", "--input-size", "64",
                                                      "--patch-size", "8", "--epochs", "100")
@@ -172,6 +232,6 @@ def describe_grids() -> str:
         for cell in grid.cells:
             against = f"   (vs {cell.baseline})" if cell.baseline else "   (baseline)"
             lines.append(f"  {cell.name:<22} {' '.join(cell.flags)}{against}")
-    lines.append("scales: tiny (CPU minutes per grid), small (the synthetic quick demo), paper (ViT-S/16, DeiT "
+    lines.append("scales: tiny (CPU minutes per grid), quick (the quick recipe as chosen for the data), small (the synthetic quick demo), paper (ViT-S/16, DeiT "
                  "recipe, the papers' epochs)")
     return "\n".join(lines)

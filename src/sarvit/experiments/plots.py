@@ -4,20 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..figures import save_figure
+from ..figures import new_figure, save_figure
 from .grids import Grid
-from .results import METRICS
 
 __all__ = ["plot_bars", "plot_sweep", "plot_curves"]
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _save(figure, path: Path) -> Path:
@@ -28,12 +18,11 @@ def _save(figure, path: Path) -> Path:
 def plot_bars(results: dict, path: Path) -> Optional[Path]:
     """One panel per metric that any run logged: mean per cell, the standard deviation as error bar."""
     cells = results["cells"]
-    panels = [(key, label) for key, label, *_ in METRICS if any(c["summary"][key].n for c in cells.values())]
+    panels = [(key, label) for key, label, *_ in results["metrics"] if any(c["summary"][key].n for c in cells.values())]
     if not panels:
         return None
-    plt = _pyplot()
     names = list(cells)
-    figure, axes = plt.subplots(1, len(panels), figsize=(max(4.0, 0.45 * len(names) + 1.5) * len(panels), 3.8),
+    figure, axes = new_figure(1, len(panels), figsize=(max(4.0, 0.45 * len(names) + 1.5) * len(panels), 3.8),
                                 squeeze=False)
     for axis, (key, label) in zip(axes[0], panels):
         summaries = [cells[name]["summary"][key] for name in names]
@@ -51,8 +40,7 @@ def plot_sweep(results: dict, grid: Grid, path: Path, key: str = "best_top1") ->
     """Accuracy against the grid's sweep variable (subset ratio, lambda), one line per arm."""
     if grid.sweep is None:
         return None
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(5.5, 3.8))
+    figure, axis = new_figure(figsize=(5.5, 3.8))
     series: dict[str, list] = {}
     for cell in results["cells"].values():
         summary = cell["summary"][key]
@@ -63,21 +51,19 @@ def plot_sweep(results: dict, grid: Grid, path: Path, key: str = "best_top1") ->
         axis.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], marker="o",
                       capsize=3, label=arm)
     if not series:
-        plt.close(figure)
         return None
     if grid.sweep == "lambda":
         axis.set_xscale("symlog", linthresh=1e-3)
     axis.set_xlabel(grid.sweep)
-    axis.set_ylabel(dict((k, label) for k, label, *_ in METRICS)[key])
+    axis.set_ylabel(dict((k, label) for k, label, *_ in results["metrics"])[key])
     axis.legend(fontsize=8)
     axis.set_title(f"{results['grid']}: mean ± std over seeds", fontsize=10)
     return _save(figure, path)
 
 
 def plot_curves(results: dict, path: Path) -> Optional[Path]:
-    """Validation top-1 per epoch of the lowest finished seed of every cell."""
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6.5, 4.0))
+    """Validation top-1 (k-NN top-1 for pretraining grids) per epoch of the lowest finished seed of every cell."""
+    figure, axis = new_figure(figsize=(6.5, 4.0))
     for name, cell in results["cells"].items():
         if cell["curves"]:
             seed = min(cell["curves"])
@@ -85,10 +71,9 @@ def plot_curves(results: dict, path: Path) -> Optional[Path]:
             axis.plot(range(1, len(curve) + 1), [float("nan") if v is None else v for v in curve],
                       label=f"{name} (seed {seed})", linestyle="--" if cell["baseline"] is None else "-")
     if not axis.lines:
-        plt.close(figure)
         return None
     axis.set_xlabel("epoch")
-    axis.set_ylabel("val top-1 (%)")
+    axis.set_ylabel(dict((k, label) for k, label, *_ in results["metrics"])["best_top1"].replace("best ", ""))
     axis.legend(fontsize=7)
     axis.set_title(f"{results['grid']}: one seed per cell", fontsize=10)
     return _save(figure, path)

@@ -10,17 +10,18 @@ from typing import Optional, Sequence
 from ..checkpoints import write_text
 from .grids import Grid
 from .plots import plot_bars, plot_curves, plot_sweep
-from .results import METRICS, collect, to_json
+from .results import collect, to_json
 
 __all__ = ["write_report"]
 
 
 def _cell_table(results: dict) -> list[str]:
-    head = "| cell | flags | seeds | " + " | ".join(label for _, label, *_ in METRICS) + " |"
-    lines = [head, "|" + "---|" * (3 + len(METRICS))]
+    metrics = results["metrics"]
+    head = "| cell | flags | seeds | " + " | ".join(label for _, label, *_ in metrics) + " |"
+    lines = [head, "|" + "---|" * (3 + len(metrics))]
     for name, cell in results["cells"].items():
         n = max(s.n for s in cell["summary"].values())
-        values = " | ".join(cell["summary"][key].text(3 if key == "entropy" else 2) for key, *_ in METRICS)
+        values = " | ".join(cell["summary"][key].text(3 if key == "entropy" else 2) for key, *_ in metrics)
         lines.append(f"| {name} | `{' '.join(cell['flags'])}` | {n} | {values} |")
     return lines
 
@@ -28,7 +29,7 @@ def _cell_table(results: dict) -> list[str]:
 def _difference_table(results: dict) -> list[str]:
     lines = ["| cell | vs | metric | paired seeds | difference [95 % CI] | |", "|---|---|---|---|---|---|"]
     for name, cell in results["cells"].items():
-        for key, label, *_ in METRICS:
+        for key, label, *_ in results["metrics"]:
             difference = cell["vs_baseline"].get(key)
             if difference is None:
                 continue
@@ -59,7 +60,9 @@ def render_markdown(results: dict, grid: Grid, pictures: Sequence[Path], header:
     lines += ["", "## Per cell (mean ± std over seeds)", "", *_cell_table(results), "",
               "Best top-1: the highest validation top-1 over the epochs; the other columns are the last epoch's. "
               "Spatial entropy: mean over the validation images of the last block's [CLS] maps (lower: more "
-              "concentrated). Jaccard: attention against the objects' masks (synthetic set only).", "",
+              "concentrated). Jaccard: attention against the objects' masks (synthetic set only)."
+              + (" Pretraining grids: the evaluation network (DINO's teacher, MoCo-v3's momentum encoder) is scored; "
+                 "k-NN top-1 every epoch, the linear probe at the end." if grid.command == "pretrain" else ""), "",
               "## Difference to the baseline (paired by seed, Student t)", "", *_difference_table(results), "",
               _noise_sentence(results), ""]
     if results["missing"]:

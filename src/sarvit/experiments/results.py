@@ -10,7 +10,7 @@ from .grids import Grid
 from .runner import run_state
 from .stats import paired_difference, summarize
 
-__all__ = ["METRICS", "read_history", "run_metrics", "collect", "to_json"]
+__all__ = ["METRICS", "SSL_METRICS", "metrics_of", "read_history", "run_metrics", "collect", "to_json"]
 
 # (key, label, log.jsonl key, how): "max" over epochs, or the "final" epoch's value
 METRICS = (
@@ -20,6 +20,19 @@ METRICS = (
     ("jaccard", "attention Jaccard (%)", "val_jaccard", "final"),
     ("train_top1", "final train top-1 (%)", "train_top1", "final"),  # near 100 while val is not: overfitting
 )
+# `sarvit pretrain` runs: the evaluation network's k-NN top-1 every epoch, its linear probe at the end
+SSL_METRICS = (
+    ("best_top1", "best k-NN top-1 (%)", "knn_top1", "max"),
+    ("final_top1", "final k-NN top-1 (%)", "knn_top1", "final"),
+    ("linear_top1", "linear-probe top-1 (%)", "linear_top1", "final"),
+    ("entropy", "spatial entropy", "val_entropy", "final"),
+    ("jaccard", "attention Jaccard (%)", "val_jaccard", "final"),
+)
+
+
+def metrics_of(grid: Grid) -> tuple:
+    """The figures a grid's runs are scored by: ``(key, label, log.jsonl key, "max" | "final")`` rows."""
+    return SSL_METRICS if grid.command == "pretrain" else METRICS
 
 
 def read_history(folder: Path) -> list[dict]:
@@ -39,10 +52,11 @@ def read_history(folder: Path) -> list[dict]:
     return history
 
 
-def run_metrics(history: Sequence[dict]) -> dict[str, Optional[float]]:
-    """Best and final val top-1, final spatial entropy and Jaccard of one run (None where not logged)."""
+def run_metrics(history: Sequence[dict], metrics: Sequence = METRICS) -> dict[str, Optional[float]]:
+    """Best and final val top-1, final spatial entropy and Jaccard of one run (None where not logged); ``metrics``:
+    the rows to read (:func:`metrics_of`)."""
     out: dict[str, Optional[float]] = {}
-    for key, _, source, how in METRICS:
+    for key, _, source, how in metrics:
         values = [float(line[source]) for line in history if _is_number(line.get(source))]
         out[key] = (max(values) if how == "max" else values[-1]) if values else None
     return out
@@ -57,6 +71,8 @@ def collect(grid: Grid, exp_dir: Path, seeds: Sequence[int]) -> dict:
     """Per cell: each finished seed's metrics and curve, mean ± std, and the paired difference to its baseline."""
     exp_dir = Path(exp_dir)
     cells, missing = {}, []
+    metrics = metrics_of(grid)
+    curve_key = next(source for key, _, source, _ in metrics if key == "best_top1")
     for cell in grid.cells:
         runs, curves = {}, {}
         for seed in seeds:
@@ -65,18 +81,17 @@ def collect(grid: Grid, exp_dir: Path, seeds: Sequence[int]) -> dict:
                 missing.append(f"{cell.name}/seed{seed}")
                 continue
             history = read_history(folder)
-            runs[seed] = run_metrics(history)
-            curves[seed] = [float(line["val_top1"]) if _is_number(line.get("val_top1")) else None
-                            for line in history]
+            runs[seed] = run_metrics(history, metrics)
+            curves[seed] = [float(line[curve_key]) if _is_number(line.get(curve_key)) else None for line in history]
         cells[cell.name] = {"flags": list(cell.flags), "baseline": cell.baseline, "arm": cell.series, "x": cell.x,
                             "runs": runs, "curves": curves,
-                            "summary": {key: summarize([r[key] for r in runs.values()]) for key, *_ in METRICS}}
+                            "summary": {key: summarize([r[key] for r in runs.values()]) for key, *_ in metrics}}
     for name, cell in cells.items():
         base = cells.get(cell["baseline"]) if cell["baseline"] else None
         cell["vs_baseline"] = {} if base is None else {
             key: paired_difference({s: r[key] for s, r in cell["runs"].items()},
-                                   {s: r[key] for s, r in base["runs"].items()}) for key, *_ in METRICS}
-    return {"grid": grid.name, "cells": cells, "missing": missing}
+                                   {s: r[key] for s, r in base["runs"].items()}) for key, *_ in metrics}
+    return {"grid": grid.name, "cells": cells, "missing": missing, "metrics": metrics}
 
 
 def to_json(results: dict) -> dict:
@@ -90,4 +105,4 @@ def to_json(results: dict) -> dict:
             "vs_baseline": {key: (value.to_dict() if value is not None else None)
                             for key, value in cell["vs_baseline"].items()},
         }
-    return {**{k: v for k, v in results.items() if k != "cells"}, "cells": cells}
+    return {**{k: v for k, v in results.items() if k not in ("cells", "metrics")}, "cells": cells}

@@ -26,7 +26,8 @@ from typing import Callable, Optional, Sequence
 import yaml
 
 from ..errors import SarvitError
-from ..options import add_options
+from ..option_parser import add_options
+from ..train.pace import duration_words
 from .grids import Grid
 
 __all__ = ["RunPlan", "plan_runs", "run_state", "run_grid", "TRAIN_COMMAND", "GridOutcome"]
@@ -60,11 +61,11 @@ class _Resolver(argparse.ArgumentParser):
         raise ValueError(message)
 
 
-def _check_pass_through(train_args: Sequence[str]) -> None:
-    """Refuse the options the experiment owns as `sarvit train`'s parser reads them (``--resum``, ``--conf=x``,
-    ``--output_dir`` are theirs too), not as spelt."""
+def _check_pass_through(train_args: Sequence[str], command: str = "train") -> None:
+    """Refuse the options the experiment owns as the runs' parser (`sarvit train` or `sarvit pretrain`) reads them
+    (``--resum``, ``--conf=x``, ``--output_dir`` are theirs too), not as spelt."""
     parser = _Resolver(add_help=False)
-    add_options(parser, "train")
+    add_options(parser, command)
     for index, arg in enumerate(train_args):
         if not arg.startswith("-"):
             continue
@@ -83,7 +84,7 @@ def _check_pass_through(train_args: Sequence[str]) -> None:
 def plan_runs(grid: Grid, exp_dir: Path, seeds: Sequence[int], base_flags: Sequence[str],
               train_args: Sequence[str]) -> list[RunPlan]:
     """Every run of the grid, seed-major (seed 0 of every cell first) so a partial grid is already paired."""
-    _check_pass_through(train_args)
+    _check_pass_through(train_args, grid.command)
     plans = []
     for seed in seeds:
         for cell in grid.cells:
@@ -177,7 +178,7 @@ def _eta(durations: list[float], remaining: int, jobs: int) -> str:
     if not durations or remaining <= 0:
         return ""
     seconds = sum(durations) / len(durations) * remaining / max(1, min(jobs, remaining))
-    return f", about {seconds / 60:.0f} min left" if seconds >= 90 else f", about {seconds:.0f} s left"
+    return f", about {duration_words(seconds)} left"
 
 
 def run_grid(plans: Sequence[RunPlan], jobs: int = 1, train_command: Sequence[str] = TRAIN_COMMAND,
@@ -210,7 +211,7 @@ def run_grid(plans: Sequence[RunPlan], jobs: int = 1, train_command: Sequence[st
             resume = ("--resume", str(plan.folder / "last.pth")) if state == "resumable" else ()
             started = time.monotonic()
             with plan.console.open("a") as console:
-                console.write(f"$ sarvit train {' '.join(plan.args + resume)}\n")
+                console.write(f"$ sarvit {train_command[-1]} {' '.join(plan.args + resume)}\n")
                 console.flush()
                 code = children.run([*train_command, *plan.args, *resume], stdout=console,
                                     stderr=subprocess.STDOUT, env=_environment(device, jobs))

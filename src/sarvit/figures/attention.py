@@ -13,21 +13,19 @@ Layout of :func:`attention_figure` (``C = min(H, max_columns)`` columns):
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence, Union
+from typing import Sequence
 
 import numpy as np
 import torch
-
 import torch.nn.functional as F
 
-from ..checkpoints import write_atomic
-from ..losses import check_maps
+from ..checks import check_maps, check_tensor
+from ..errors import SarvitError
 from ..metrics import mass_threshold
 from ..ops import connected_components
+from .canvas import new_figure
 
-__all__ = ["attention_figure", "denormalize", "figure_pixels", "save_figure", "save_pixels", "upsample_maps",
-           "COMPONENT_COLOURS"]
+__all__ = ["attention_figure", "denormalize", "upsample_maps", "COMPONENT_COLOURS"]
 
 # Distinct, saturated colours for components 1..n (cycled beyond 10).
 COMPONENT_COLOURS = np.array(
@@ -46,6 +44,7 @@ def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tens
     (DINO's ``interpolate(scale_factor=patch_size, mode="nearest")``); otherwise it is
     ``F.interpolate(size=size, mode="nearest")``. Bool maps stay bool.
     """
+    check_tensor(maps, "maps", "B, H, k, k")
     check_maps(maps.float() if maps.dtype == torch.bool else maps, "maps")
     size = (size, size) if isinstance(size, int) else tuple(size)
     source = maps.to(torch.uint8) if maps.dtype == torch.bool else maps
@@ -53,17 +52,12 @@ def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int]) -> torch.Tens
     return out.bool() if maps.dtype == torch.bool else out
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def denormalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """A normalised ``[3, S, S]`` tensor -> ``uint8 [S, S, 3]`` for display."""
+    check_tensor(image, "image", "C, H, W", dtype="float")
+    for name, values in (("mean", mean), ("std", std)):
+        if len(values) != image.shape[0]:
+            raise SarvitError(f"{name} must give one value per channel ({image.shape[0]}), got {tuple(values)}")
     mean_t = torch.tensor(mean, dtype=torch.float32).reshape(3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).reshape(3, 1, 1)
     pixels = (image.detach().float().cpu() * std_t + mean_t).clamp(0.0, 1.0)
@@ -107,12 +101,9 @@ def attention_figure(
         panel_inches: size of one panel.
 
     Returns:
-        ``matplotlib.figure.Figure`` (Agg); save it with :func:`save_figure`.
+        ``matplotlib.figure.Figure`` on its own Agg canvas (no pyplot); save it with :func:`save_figure`.
     """
-    plt = _pyplot()
-    attention = attention.detach().float().cpu()
-    if attention.dim() != 3:
-        raise ValueError(f"attention must be [H, k, k] for one image, got shape {tuple(attention.shape)}")
+    attention = check_tensor(attention, "attention", "H, k, k", dtype="float").detach().float().cpu()
     heads = attention.shape[0]
     size_h, size_w = image.shape[:2]
     kept = mass_threshold(attention[None], keep)
@@ -125,7 +116,7 @@ def attention_figure(
     columns = max(2, min(heads, max_columns))
     groups = -(-heads // columns)
     rows = 1 + 2 * groups
-    figure, axes = plt.subplots(
+    figure, axes = new_figure(
         rows, columns, figsize=(columns * panel_inches, rows * panel_inches + (0.4 if title else 0.0)), squeeze=False
     )
     for axis in axes.flat:
@@ -171,29 +162,3 @@ def attention_figure(
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure
-
-
-def save_figure(figure, path: Union[str, Path], dpi: int = 100) -> Path:
-    """Write ``figure`` as a PNG (parent folders created) and close it."""
-    plt = _pyplot()
-    try:
-        return write_atomic(path, lambda file: figure.savefig(file, dpi=dpi, format="png"))
-    finally:
-        plt.close(figure)
-
-
-def figure_pixels(figure, dpi: int = 100) -> np.ndarray:
-    """``figure`` rendered as ``uint8 [height, width, 3]``, then closed."""
-    plt = _pyplot()
-    figure.set_dpi(dpi)
-    figure.canvas.draw()
-    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(figure)
-    return pixels
-
-
-def save_pixels(pixels: np.ndarray, path: Union[str, Path]) -> Path:
-    """Write ``uint8 [height, width, 3]`` as a PNG (parent folders created)."""
-    from PIL import Image
-
-    return write_atomic(path, lambda file: Image.fromarray(pixels).save(file, format="PNG"))

@@ -29,7 +29,8 @@ import torch
 from torch import nn
 
 from ..errors import SarvitError
-from ._checks import check_float_tensor, compute_dtype
+from ..checks import check_choice, check_grid, check_number, check_tensor
+from ._precision import compute_dtype
 
 __all__ = [
     "manhattan_penalty",
@@ -45,26 +46,15 @@ REDUCTIONS = ("log1p", "sum")
 SCALES = ("minmax", "none")
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise SarvitError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and value > 0):
-        raise SarvitError(f"{name} must be a number > 0, got {value!r}")
-
-
 def _patch_attention(
     A: torch.Tensor, num_prefix_tokens: int, grid_size: tuple[int, int] | None, renormalize: bool
 ) -> tuple[torch.Tensor, tuple[int, int]]:
     """Door check of ``A`` and its patch-to-patch block in the compute dtype, with the grid ``(h, w)``."""
-    check_float_tensor(A, "A", "B, H, T, T")
+    check_tensor(A, "A", "B, H, T, T", dtype="float", nonempty=True)
     tokens = A.shape[-1]
     if A.shape[-2] != tokens:
         raise SarvitError(f"A must be square in its last two dims [B, H, T, T], got shape {tuple(A.shape)}")
-    if not isinstance(num_prefix_tokens, int) or not 0 <= num_prefix_tokens < tokens:
-        raise SarvitError(f"num_prefix_tokens must be an integer in [0, {tokens}) for T={tokens}, got {num_prefix_tokens!r}")
+    check_number(num_prefix_tokens, "num_prefix_tokens", low=0, high=tokens, high_open=True, integer=True)
     patches = tokens - num_prefix_tokens
     if grid_size is None:
         side = math.isqrt(patches)
@@ -74,7 +64,7 @@ def _patch_attention(
                 "pass grid_size=(h, w)"
             )
         grid_size = (side, side)
-    h, w = grid_size
+    h, w = check_grid(grid_size)
     if h * w != patches:
         raise SarvitError(f"grid_size {tuple(grid_size)} has {h * w} cells but A has {patches} patch tokens")
     patch = A.to(compute_dtype(A))[..., num_prefix_tokens:, num_prefix_tokens:]
@@ -112,10 +102,10 @@ def manhattan_penalty(
                 [0.5000, 0.0000, 0.5000],
                 [1.0000, 0.5000, 0.0000]])
     """
-    _check_choice("penalty", penalty, PENALTIES)
-    _check_positive("alpha", alpha)
-    _check_positive("beta", beta)
-    h, w = grid_size
+    check_choice(penalty, "penalty", PENALTIES)
+    check_number(alpha, "alpha", low=0, low_open=True)
+    check_number(beta, "beta", low=0, low_open=True)
+    h, w = check_grid(grid_size)
     ys, xs = torch.meshgrid(
         torch.arange(h, device=device, dtype=dtype), torch.arange(w, device=device, dtype=dtype), indexing="ij"
     )
@@ -161,7 +151,7 @@ def distance_attention_loss(
         >>> distance_attention_loss(A, reduction="sum")  # 4 rows, each pays P[n, n] = -0.5 / sqrt(500.25)
         tensor([-0.0894, -0.0894])
     """
-    _check_choice("reduction", reduction, REDUCTIONS)
+    check_choice(reduction, "reduction", REDUCTIONS)
     patch, grid = _patch_attention(A, num_prefix_tokens, grid_size, renormalize)
     with torch.autocast(device_type=A.device.type, enabled=False):
         weights = manhattan_penalty(grid, penalty, alpha, beta, device=A.device, dtype=patch.dtype)
@@ -200,10 +190,10 @@ class DistanceAttentionLoss(_OptionsModule):
         reduction: str = "log1p",
     ) -> None:
         super().__init__()
-        _check_choice("penalty", penalty, PENALTIES)
-        _check_choice("reduction", reduction, REDUCTIONS)
-        _check_positive("alpha", alpha)
-        _check_positive("beta", beta)
+        check_choice(penalty, "penalty", PENALTIES)
+        check_choice(reduction, "reduction", REDUCTIONS)
+        check_number(alpha, "alpha", low=0, low_open=True)
+        check_number(beta, "beta", low=0, low_open=True)
         self.options = dict(
             num_prefix_tokens=num_prefix_tokens, grid_size=grid_size, penalty=penalty, alpha=alpha, beta=beta,
             renormalize=renormalize, reduction=reduction,
@@ -229,10 +219,10 @@ def patch_gram_distances(images: torch.Tensor, grid_size: tuple[int, int], scale
         >>> patch_gram_distances(images, (2, 2))[0, 3]
         tensor([1., 1., 1., 0.])
     """
-    check_float_tensor(images, "images", "B, C, H, W")
-    _check_choice("scale", scale, SCALES)
+    check_tensor(images, "images", "B, C, H, W", dtype="float", nonempty=True)
+    check_choice(scale, "scale", SCALES)
     batch, channels, height, width = images.shape
-    h, w = grid_size
+    h, w = check_grid(grid_size)
     if height % h or width % w:
         raise SarvitError(f"images of {height}x{width} pixels do not split into the {h}x{w} patch grid of A")
     ph, pw = height // h, width // w
@@ -281,9 +271,9 @@ def patch_similarity_loss(
         >>> patch_similarity_loss(A, torch.rand(2, 3, 32, 32)).shape
         torch.Size([2])
     """
-    _check_choice("reduction", reduction, REDUCTIONS)
+    check_choice(reduction, "reduction", REDUCTIONS)
     patch, grid = _patch_attention(A, num_prefix_tokens, grid_size, renormalize)
-    check_float_tensor(images, "images", "B, C, H, W")
+    check_tensor(images, "images", "B, C, H, W", dtype="float", nonempty=True)
     if images.shape[0] != A.shape[0]:
         raise SarvitError(f"images must hold the batch of A ({A.shape[0]} images), got shape {tuple(images.shape)}")
     distances = patch_gram_distances(images, grid, scale).to(patch.dtype)
@@ -313,8 +303,8 @@ class PatchSimilarityLoss(_OptionsModule):
         reduction: str = "log1p",
     ) -> None:
         super().__init__()
-        _check_choice("scale", scale, SCALES)
-        _check_choice("reduction", reduction, REDUCTIONS)
+        check_choice(scale, "scale", SCALES)
+        check_choice(reduction, "reduction", REDUCTIONS)
         self.options = dict(
             num_prefix_tokens=num_prefix_tokens, grid_size=grid_size, scale=scale, bias=bias,
             renormalize=renormalize, reduction=reduction,

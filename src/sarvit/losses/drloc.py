@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from ..errors import SarvitError
-from ._checks import check_float_tensor, compute_dtype
+from ..checks import check_number, check_tensor
+from ._precision import compute_dtype
 
 __all__ = ["drloc_loss", "DRLocLoss"]
 
@@ -55,9 +56,8 @@ def drloc_loss(
         >>> drloc_loss(torch.randn(2, 8, 7, 7), head, num_pairs=5).shape
         torch.Size([2])
     """
-    check_float_tensor(tokens, "tokens", "B, C, h, w")
-    if not isinstance(num_pairs, int) or num_pairs < 1:
-        raise SarvitError(f"num_pairs must be a positive integer, got {num_pairs!r}")
+    check_tensor(tokens, "tokens", "B, C, h, w", dtype="float", nonempty=True)
+    check_number(num_pairs, "num_pairs", low=1, integer=True)
     parameter = next(head.parameters(), None)
     dtype = parameter.dtype if parameter is not None else compute_dtype(tokens)
     batch, channels, h, w = tokens.shape
@@ -102,8 +102,7 @@ class DRLocLoss(nn.Module):
     def __init__(self, embed_dim: int, num_pairs: int = 64, hidden_dim: int = 512, signed: bool = False) -> None:
         super().__init__()
         for name, value in (("embed_dim", embed_dim), ("num_pairs", num_pairs), ("hidden_dim", hidden_dim)):
-            if not isinstance(value, int) or value < 1:
-                raise SarvitError(f"{name} must be a positive integer, got {value!r}")
+            check_number(value, name, low=1, integer=True)
         self.embed_dim = embed_dim
         self.num_pairs = num_pairs
         self.signed = signed
@@ -116,7 +115,7 @@ class DRLocLoss(nn.Module):
         )
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        check_float_tensor(tokens, "tokens", "B, C, h, w")
+        check_tensor(tokens, "tokens", "B, C, h, w", dtype="float", nonempty=True)
         if tokens.shape[1] != self.embed_dim:
             raise SarvitError(
                 f"tokens must have {self.embed_dim} channels (embed_dim) as [B, C, h, w], got shape {tuple(tokens.shape)}"

@@ -4,15 +4,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import SarvitError
-from ._checks import check_float_tensor, compute_dtype
+from ..checks import check_number, check_tensor
+from ._precision import compute_dtype
 
 __all__ = ["nonspatial_entropy", "NonSpatialEntropyLoss"]
-
-
-def check_eps(eps: float) -> None:
-    if not eps > 0:
-        raise SarvitError(f"eps must be > 0 (log p needs p > 0), got {eps!r}")
 
 
 def nonspatial_entropy(S: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
@@ -36,8 +31,8 @@ def nonspatial_entropy(S: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
         >>> nonspatial_entropy(torch.zeros(1, 1, 4, 4))  # uniform B: log 16
         tensor([[2.7726]])
     """
-    check_float_tensor(S, "S", "B, H, h, w")
-    check_eps(eps)
+    check_tensor(S, "S", "B, H, h, w", dtype="float", nonempty=True)
+    check_number(eps, "eps", low=0, low_open=True)  # log p needs p > 0
     with torch.autocast(device_type=S.device.type, enabled=False):
         maps = S.to(compute_dtype(S)).flatten(2)
         mass = torch.relu(maps - maps.mean(dim=-1, keepdim=True)) + eps
@@ -61,7 +56,7 @@ class NonSpatialEntropyLoss(nn.Module):
 
     def __init__(self, eps: float = 1e-9) -> None:
         super().__init__()
-        check_eps(eps)
+        check_number(eps, "eps", low=0, low_open=True)  # log p needs p > 0
         self.eps = eps
 
     def forward(self, S: torch.Tensor) -> torch.Tensor:

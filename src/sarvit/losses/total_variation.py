@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import check_float_tensor, compute_dtype
+from ..checks import check_tensor
+from ._precision import compute_dtype
 
 __all__ = ["total_variation", "TotalVariationLoss"]
 
@@ -28,7 +29,7 @@ def total_variation(S: torch.Tensor) -> torch.Tensor:
         >>> total_variation(S)  # two horizontal steps of 1, no vertical change
         tensor([[2.]])
     """
-    check_float_tensor(S, "S", "B, H, h, w")
+    check_tensor(S, "S", "B, H, h, w", dtype="float", nonempty=True)
     with torch.autocast(device_type=S.device.type, enabled=False):
         maps = S.to(compute_dtype(S))
         along_rows = (maps[..., :, 1:] - maps[..., :, :-1]).abs().sum(dim=(-2, -1))

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 import torch
 from torchmetrics import Metric
 
-from ..losses import check_maps, spatial_entropy
+from ..checks import check_choice, check_maps, check_number
+from ..errors import SarvitError
+from ..losses import spatial_entropy
 from ..ops import connected_components
 
 __all__ = ["HeadStatistics", "head_statistics", "HeadStats"]
@@ -47,9 +49,10 @@ def head_statistics(S: torch.Tensor, connectivity: int = 8) -> HeadStatistics:
     Example:
         >>> S = torch.zeros(1, 1, 4, 4); S[0, 0, 0, 0] = S[0, 0, 3, 3] = 1.0
         >>> stats = head_statistics(S)  # two one-pixel blobs
-        >>> stats.components, stats.entropy  # tensor([[2]]), tensor([[0.6931]])
+        >>> stats.components, stats.entropy
+        (tensor([[2]]), tensor([[0.6931]]))
     """
-    check_maps(S)
+    check_maps(S, data=True)
     maps = S.detach().float()
     entropy = spatial_entropy(maps, connectivity)
     above = maps > maps.mean(dim=(-2, -1), keepdim=True)
@@ -66,11 +69,13 @@ class HeadStats(Metric):
         connectivity: 8 or 4.
 
     Example:
-        >>> metric = HeadStats(num_heads=6).to(device)
-        >>> for images, *_ in loader:
-        ...     _, S = model(images.to(device), return_maps=True)
-        ...     metric.update(S)
-        >>> metric.compute()["per_head"][0]  # {"head": 0, "spatial_entropy": ..., "components": ...}
+        >>> metric = HeadStats(num_heads=2)
+        >>> S = torch.zeros(1, 2, 4, 4); S[0, :, 0, 0] = S[0, 0, 3, 3] = 1.0  # head 0: two blobs, head 1: one
+        >>> metric.update(S)
+        >>> metric.update(torch.zeros(1, 2, 4, 4))  # nothing above the mean: no blob
+        >>> summary = metric.compute()
+        >>> summary["count"], summary["components"], summary["spatial_entropy"]
+        (tensor(2), tensor([1.0000, 0.5000], dtype=torch.float64), tensor([0.3466, 0.0000], dtype=torch.float64))
     """
 
     is_differentiable = False
@@ -78,9 +83,9 @@ class HeadStats(Metric):
 
     def __init__(self, num_heads: int, connectivity: int = 8, **kwargs) -> None:
         super().__init__(**kwargs)
-        if int(num_heads) < 1:
-            raise ValueError(f"num_heads must be a positive number, got {num_heads!r}")
-        self.num_heads, self.connectivity = int(num_heads), connectivity
+        check_number(num_heads, "num_heads", low=1, integer=True)
+        check_choice(connectivity, "connectivity", (8, 4))
+        self.num_heads, self.connectivity = num_heads, connectivity
         for name in ("entropy", "entropy_sq", "components", "single"):
             self.add_state(name, torch.zeros(self.num_heads, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
@@ -90,7 +95,7 @@ class HeadStats(Metric):
         stats = S if isinstance(S, HeadStatistics) else head_statistics(S, self.connectivity)
         heads = stats.entropy.shape[1]
         if heads != self.num_heads:
-            raise ValueError(f"HeadStats was built for {self.num_heads} heads, got maps of {heads}")
+            raise SarvitError(f"S: HeadStats was built for {self.num_heads} heads, got maps of {heads}")
         entropy = stats.entropy.double()
         self.entropy += entropy.sum(dim=0)
         self.entropy_sq += (entropy * entropy).sum(dim=0)
@@ -98,32 +103,18 @@ class HeadStats(Metric):
         self.single += (stats.components == 1).double().sum(dim=0)
         self.count += stats.entropy.shape[0]
 
-    def compute(self) -> dict:
-        """Plain-data summary: ``{"count", "per_head": [{"head", "spatial_entropy", "spatial_entropy_std",
-        "components", "single_component"}], "mean": {"spatial_entropy", "components", "single_component"}}``.
-
-        ``single_component`` is the fraction of maps that are one blob.
-        """
-        n = int(self.count)
-        if not n:
-            return {"count": 0, "per_head": [], "mean": {}}
-        entropy = (self.entropy / n).cpu()
-        std = ((self.entropy_sq / n).cpu() - entropy**2).clamp_min(0.0).sqrt()
-        components = (self.components / n).cpu()
-        single = (self.single / n).cpu()
-        per_head = [
-            {
-                "head": head,
-                "spatial_entropy": float(entropy[head]),
-                "spatial_entropy_std": float(std[head]),
-                "components": float(components[head]),
-                "single_component": float(single[head]),
-            }
-            for head in range(self.num_heads)
-        ]
-        mean = {
-            "spatial_entropy": float(entropy.mean()),
-            "components": float(components.mean()),
-            "single_component": float(single.mean()),
+    def compute(self) -> dict[str, torch.Tensor]:
+        """Per-head means over the maps seen, as tensors on the metric's device (no host read-back):
+        ``{"count": int64 [], "spatial_entropy", "spatial_entropy_std", "components", "single_component":
+        float64 [H]}``; ``single_component`` is the fraction of maps that are one blob. NaN when empty. (torchmetrics squeezes
+        one-element results: with one head, the per-head values are 0-d.)"""
+        count = self.count.double()
+        n = torch.where(count > 0, count, torch.full_like(count, float("nan")))
+        entropy = self.entropy / n
+        return {
+            "count": self.count.clone(),
+            "spatial_entropy": entropy,
+            "spatial_entropy_std": (self.entropy_sq / n - entropy**2).clamp_min(0.0).sqrt(),
+            "components": self.components / n,
+            "single_component": self.single / n,
         }
-        return {"count": n, "per_head": per_head, "mean": mean}

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
 
-from ..losses import check_maps
+from ..checks import check_maps, check_number, check_tensor
+from ..errors import SarvitError
 
 __all__ = ["mass_threshold", "jaccard", "segmentation_jaccard", "SegmentationJaccard", "AttentionJaccard"]
 
@@ -44,8 +45,7 @@ def mass_threshold(attention: torch.Tensor, keep: float = 0.6) -> torch.Tensor:
         [True, True, False, False]
     """
     check_maps(attention, "attention")
-    if not 0.0 < float(keep) <= 1.0:
-        raise ValueError(f"keep must be a mass fraction in (0, 1], got {keep!r}")
+    check_number(keep, "keep", low=0, high=1, low_open=True)  # a mass fraction
     batch, heads, h, w = attention.shape
     values = attention.detach().reshape(batch, heads, h * w).to(torch.float64).clamp_min(0.0)
     ordered, _ = values.sort(dim=-1, descending=True)
@@ -57,13 +57,6 @@ def mass_threshold(attention: torch.Tensor, keep: float = 0.6) -> torch.Tensor:
     smallest_kept = ordered.gather(-1, (count - 1).clamp_min(0))
     mask = (values >= smallest_kept) & (count > 0)
     return mask.reshape(batch, heads, h, w)
-
-
-def _check_mask(mask: torch.Tensor, name: str) -> None:
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"{name} must be a bool torch.Tensor, got {type(mask).__name__}")
-    if mask.dtype != torch.bool:
-        raise TypeError(f"{name} must be a bool tensor, got dtype {mask.dtype}")
 
 
 def jaccard(
@@ -95,12 +88,10 @@ def jaccard(
         >>> jaccard(pred, target)  # 1 shared pixel / 3 in the union
         tensor([0.3333])
     """
-    _check_mask(pred, "pred")
-    _check_mask(target, "target")
+    check_tensor(pred, "pred", "B, ...", dtype="bool")
+    check_tensor(target, "target", dtype="bool")
     if valid is not None:
-        _check_mask(valid, "valid")
-    if pred.dim() < 1:
-        raise ValueError("pred must have a leading batch dim [B, ...]")
+        check_tensor(valid, "valid", dtype="bool")
     target = target.to(pred.device)
     inter = pred & target
     union = pred | target
@@ -158,21 +149,23 @@ def segmentation_jaccard(
         :class:`SegmentationJaccard` with ``per_head [B, H]``, ``best [B]``, ``best_head [B]``, ``masks``.
 
     Example:
-        >>> out = segmentation_jaccard(A, fg_mask, valid)  # A: [B, H, 14, 14], masks [B, 224, 224]
-        >>> out.best.mean()
+        >>> A = torch.tensor([[[[0.7, 0.1], [0.1, 0.1]]]])  # [1, 1, 2, 2]: 60 % of the mass in the top-left patch
+        >>> foreground = torch.zeros(1, 4, 4, dtype=torch.bool); foreground[0, :2, :] = True  # the top half
+        >>> segmentation_jaccard(A, foreground).per_head  # 4 shared pixels / 8 in the union
+        tensor([[0.5000]])
     """
     check_maps(attention, "attention")
-    _check_mask(foreground, "foreground")
+    check_tensor(foreground, "foreground", dtype="bool")
     batch, heads, k_h, k_w = attention.shape
     if foreground.dim() != 3 or foreground.shape[0] != batch:
-        raise ValueError(
+        raise SarvitError(
             f"foreground must be [B, S, S] with B={batch} (attention {tuple(attention.shape)}), "
             f"got shape {tuple(foreground.shape)}"
         )
     if valid is not None:
-        _check_mask(valid, "valid")
+        check_tensor(valid, "valid", dtype="bool")
         if valid.shape != foreground.shape:
-            raise ValueError(f"valid must have the foreground's shape {tuple(foreground.shape)}, got {tuple(valid.shape)}")
+            raise SarvitError(f"valid must have the foreground's shape {tuple(foreground.shape)}, got {tuple(valid.shape)}")
     device = attention.device
     size_h, size_w = foreground.shape[-2:]
     masks = mass_threshold(attention, keep)
@@ -207,11 +200,13 @@ class AttentionJaccard(Metric):
         keep: mass fraction kept by :func:`mass_threshold` (DINO: 0.6).
 
     Example:
-        >>> metric = AttentionJaccard(num_heads=6).to(device)
-        >>> for images, _, foreground, valid in loader:       # any dataset with masks
-        ...     _, _, A = model(images.to(device), return_maps=True, return_attention=True)
-        ...     metric.update(A, foreground, valid)
-        >>> metric.compute()["jaccard"]                          # summed over processes under torchrun
+        >>> metric = AttentionJaccard(num_heads=2)
+        >>> A = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]]]])  # [1, 2, 2, 2]
+        >>> foreground = torch.tensor([[[True, False], [False, False]]])  # the top-left pixel
+        >>> metric.update(A, foreground)
+        >>> summary = metric.compute()  # summed over processes under torchrun
+        >>> summary["jaccard"], summary["per_head"], summary["best_head_counts"]
+        (tensor(1., dtype=torch.float64), tensor([1., 0.], dtype=torch.float64), tensor([1, 0]))
     """
 
     is_differentiable = False
@@ -220,11 +215,9 @@ class AttentionJaccard(Metric):
 
     def __init__(self, num_heads: int, keep: float = 0.6, **kwargs) -> None:
         super().__init__(**kwargs)
-        if not 0.0 < float(keep) <= 1.0:
-            raise ValueError(f"keep must be a mass fraction in (0, 1], got {keep!r}")
-        if int(num_heads) < 1:
-            raise ValueError(f"num_heads must be a positive number, got {num_heads!r}")
-        self.num_heads, self.keep = int(num_heads), float(keep)
+        check_number(keep, "keep", low=0, high=1, low_open=True)  # a mass fraction
+        check_number(num_heads, "num_heads", low=1, integer=True)
+        self.num_heads, self.keep = num_heads, float(keep)
         self.add_state("best_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("head_sum", torch.zeros(self.num_heads, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("best_head_count", torch.zeros(self.num_heads, dtype=torch.long), dist_reduce_fx="sum")
@@ -238,11 +231,11 @@ class AttentionJaccard(Metric):
             result = attention
         else:
             if foreground is None:
-                raise ValueError("AttentionJaccard.update: expected the foreground masks with the attention maps")
+                raise SarvitError("foreground: AttentionJaccard.update expected the foreground masks with the attention maps")
             result = segmentation_jaccard(attention, foreground, valid, self.keep)
         heads = result.per_head.shape[1]
         if heads != self.num_heads:
-            raise ValueError(f"AttentionJaccard was built for {self.num_heads} heads, got maps of {heads}")
+            raise SarvitError(f"attention: AttentionJaccard was built for {self.num_heads} heads, got maps of {heads}")
         self.best_sum += result.best.detach().double().sum()
         self.head_sum += result.per_head.detach().double().sum(dim=0)
         # a comparison, not bincount: bincount on CUDA reads the max back to the host to size its output
@@ -250,18 +243,15 @@ class AttentionJaccard(Metric):
         self.best_head_count += (result.best_head.detach()[:, None] == heads_range).sum(dim=0)
         self.count += result.best.shape[0]
 
-    def compute(self) -> dict:
-        """``{"jaccard": mean best-head IoU, "per_head": [mean IoU of each head], "best_head_counts":
-        [how often each head was the best], "count": images}`` as plain Python numbers (NaN when empty)."""
-        count = int(self.count)
-        if not count:
-            return {"jaccard": float("nan"), "per_head": [], "best_head_counts": [], "count": 0}
-        return {
-            "jaccard": float(self.best_sum) / count,
-            "per_head": [float(v) / count for v in self.head_sum.cpu()],
-            "best_head_counts": [int(v) for v in self.best_head_count.cpu()],
-            "count": count,
-        }
+    def compute(self) -> dict[str, torch.Tensor]:
+        """Tensors on the metric's device (no host read-back): ``{"jaccard": mean best-head IoU (float64 []),
+        "per_head": mean IoU of each head (float64 [H]), "best_head_counts": how often each head was the best
+        (int64 [H]), "count": images (int64 [])}``; the means are NaN when no image was seen. (torchmetrics squeezes
+        one-element results: with one head, the per-head values are 0-d.)"""
+        count = self.count.double()
+        n = torch.where(count > 0, count, torch.full_like(count, float("nan")))
+        return {"jaccard": self.best_sum / n, "per_head": self.head_sum / n,
+                "best_head_counts": self.best_head_count.clone(), "count": self.count.clone()}
 
 
 def nearest_index(source: int, target: int, device: torch.device | None = None) -> torch.Tensor:

@@ -22,6 +22,7 @@ from timm.layers import Attention, DropPath, PatchEmbed, build_sincos2d_pos_embe
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
+from ..checks import check_choice
 from ..errors import SarvitError
 from .capture import Capture, capturing, patch_grid
 
@@ -167,9 +168,7 @@ class ARViT(nn.Module):
 
 
 def _checked_pool(global_pool: str) -> str:
-    if global_pool not in GLOBAL_POOLS:
-        raise SarvitError(f"ARViT global_pool must be one of {GLOBAL_POOLS}, got {global_pool!r}")
-    return global_pool
+    return check_choice(global_pool, "global_pool", GLOBAL_POOLS)
 
 
 def _init_weights(module: nn.Module) -> None:

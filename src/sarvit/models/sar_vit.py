@@ -13,16 +13,22 @@ The block's ``attn`` is timm's ``Attention`` itself, running its own ``forward``
 from __future__ import annotations
 
 import inspect
+import typing
 from dataclasses import asdict, dataclass
 
 import timm
 import torch
 from timm.layers import Attention
+from timm.models.eva import Eva, EvaBlock
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-from ..errors import SarvitError
-from .capture import Capture, capturing, enable_capture, has_class_token, patch_grid
+from ..checks import check_choice, check_model
+from ..errors import SarvitError, SarvitTypeError
+from .capture import (Capture, begin_capture, disarm_capture, enable_capture, end_capture, has_class_token,
+                      patch_grid)
+from .query import ATTENTIONS, QUERIES
+from .sar_eva import EvaSARBlock
 
 __all__ = ["SARBlock", "SARConfig", "create_model", "sar_config", "SIMILARITIES"]
 
@@ -36,12 +42,15 @@ class SARConfig:
     ``remove_last_skip``: drop the MSA skip connection (Eq. 10). ``remove_last_norm``: drop the
     LayerNorm before the MLP (Eq. 11). ``remove_last_mlp_skip``: drop the MLP skip too (row D).
     ``similarity``: ``"dot"`` for Eq. 4 (``<q_cls, k> * scale``) or ``"cosine"`` for Eq. 15.
+    ``query``: which query S is read from: ``"cls"`` (the papers'), ``"mean"`` or ``"pooled"``
+    (:mod:`sarvit.models.query`).
     """
 
     remove_last_skip: bool = False
     remove_last_norm: bool = False
     remove_last_mlp_skip: bool = False
     similarity: str = "dot"
+    query: str = "cls"
 
 
 class SARBlock(nn.Module):
@@ -53,10 +62,9 @@ class SARBlock(nn.Module):
 
     def __init__(self, block: Block, config: SARConfig) -> None:
         super().__init__()
-        if not isinstance(block.attn, Attention):
-            raise SarvitError(
-                f"the last block's attention is a {type(block.attn).__name__}; SAR needs timm's Attention"
-            )
+        if not isinstance(getattr(block, "attn", None), ATTENTIONS):
+            raise SarvitTypeError(f"block must be a timm Block whose attn is timm's Attention (or Eva's, CvT's), got a "
+                                  f"{type(block).__name__} with attn {type(getattr(block, 'attn', None)).__name__}")
         self.norm1, self.attn, self.ls1, self.drop_path1 = block.norm1, block.attn, block.ls1, block.drop_path1
         self.norm2 = nn.Identity() if config.remove_last_norm else block.norm2
         self.mlp, self.ls2, self.drop_path2 = block.mlp, block.ls2, block.drop_path2
@@ -72,46 +80,65 @@ class SARBlock(nn.Module):
         return mlp_out if self.config.remove_last_mlp_skip else x + self.drop_path2(mlp_out)
 
 
-class _SARForward:
-    """Mixed into the model's own class: ``forward(x, return_maps=False, return_attention=False, capture=None)``."""
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        return_maps: bool = False,
-        return_attention: bool = False,
-        capture: Capture | None = None,
-        **kwargs,
-    ):
-        dynamic = getattr(self, "dynamic_img_size", False)
-        expected = self.patch_embed.img_size
-        if x.dim() != 4 or (not dynamic and expected is not None and tuple(x.shape[-2:]) != tuple(expected)):
-            size = "H, W" if dynamic or expected is None else f"{expected[0]}, {expected[1]}"
-            raise SarvitError(
-                f"{type(self).__name__} expects images [B, C, {size}], got shape {tuple(x.shape)}; "
-                "build the model with img_size= to change its grid"
-            )
-        as_tuple = return_maps or return_attention
-        if as_tuple:
-            if capture is not None:
-                raise SarvitError("pass either capture= or return_maps/return_attention, not both")
-            capture = Capture(maps=return_maps, cls_attention=return_attention)
-        if capture is None:
-            return super().forward(x, **kwargs)
-        with capturing(self, capture, patch_grid(self, x), similarity=self.blocks[-1].config.similarity) as captured:
-            logits = super().forward(x, **kwargs)
-        if as_tuple:
-            return (logits, *(captured[key] for key in ("maps", "cls_attention") if key in captured))
-        return logits, captured
+_SAR_KWARGS = ("return_maps", "return_attention", "capture")  # what a SAR model's forward takes beyond timm's
 
 
-_SAR_CLASSES: dict[type, type] = {}
+def _before_forward(model: VisionTransformer, args: tuple, kwargs: dict):
+    """Forward pre-hook of a SAR model: checks the images and takes sarvit's keyword arguments
+    (``return_maps``, ``return_attention``, ``capture``) out of the call before timm's own ``forward`` runs,
+    arming the capture hooks when they ask for something. A module-level function, so the model pickles."""
+    x = args[0] if args else kwargs.get("x")
+    dynamic = getattr(model, "dynamic_img_size", False)
+    expected = model.patch_embed.img_size
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or (
+            not dynamic and expected is not None and tuple(x.shape[-2:]) != tuple(expected)):
+        size = "H, W" if dynamic or expected is None else f"{expected[0]}, {expected[1]}"
+        found = f"shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise SarvitError(f"x: {type(model).__name__} expects images [B, C, {size}], got {found}; "
+                          "build the model with img_size= to change its grid")
+    recorder = enable_capture(model)
+    recorder.as_tuple = None
+    if recorder.plan is not None:  # a forward pass that raised left the hooks armed
+        disarm_capture(model)
+    if not any(key in kwargs for key in _SAR_KWARGS):
+        return None
+    kwargs = dict(kwargs)
+    return_maps, return_attention = kwargs.pop("return_maps", False), kwargs.pop("return_attention", False)
+    capture = kwargs.pop("capture", None)
+    as_tuple = bool(return_maps or return_attention)
+    if as_tuple:
+        if capture is not None:
+            raise SarvitError("capture: pass either capture= or return_maps/return_attention, not both")
+        capture = Capture(maps=bool(return_maps), cls_attention=bool(return_attention))
+    if capture is not None:
+        if not isinstance(capture, Capture):
+            raise SarvitTypeError(f"capture must be a sarvit.models.Capture, got {type(capture).__name__}")
+        if not capture.empty:
+            config = model.blocks[-1].config
+            begin_capture(model, capture, patch_grid(model, x), similarity=config.similarity, query=config.query)
+        recorder.as_tuple = as_tuple
+    return args, kwargs
 
 
-def _sar_class(base: type) -> type:
-    if base not in _SAR_CLASSES:
-        _SAR_CLASSES[base] = type(f"SAR{base.__name__}", (_SARForward, base), {})
-    return _SAR_CLASSES[base]
+def _after_forward(model: VisionTransformer, args: tuple, logits: torch.Tensor):
+    """Forward hook of a SAR model: ``(logits, S[, attention])`` for ``return_maps`` / ``return_attention``,
+    ``(logits, captured)`` for ``capture=``, the logits unchanged otherwise."""
+    recorder = enable_capture(model)
+    as_tuple, recorder.as_tuple = recorder.as_tuple, None
+    if as_tuple is None:
+        return None
+    captured = end_capture(model)
+    if as_tuple:
+        return (logits, *(captured[key] for key in ("maps", "cls_attention") if key in captured))
+    return logits, captured
+
+
+def install_sar_forward(model: VisionTransformer) -> None:
+    """Give ``model`` (a timm ViT whose last block is a :class:`SARBlock`) the ``forward(x, return_maps=,
+    return_attention=, capture=)`` of a SAR model through two forward hooks; its class stays timm's."""
+    enable_capture(model)  # idle hooks from the start, so a compiled model has them in its first trace
+    model.register_forward_pre_hook(_before_forward, with_kwargs=True)
+    model.register_forward_hook(_after_forward)
 
 
 def create_model(
@@ -122,6 +149,7 @@ def create_model(
     remove_last_norm: bool | None = None,
     remove_last_mlp_skip: bool = False,
     similarity: str = "dot",
+    query: str = "cls",
     **timm_kwargs,
 ) -> nn.Module:
     """Build a timm ViT by name with SAR's last-block surgery and the [CLS] map capture.
@@ -136,6 +164,9 @@ def create_model(
         remove_last_norm: drop the LayerNorm before the last MLP; ``None`` follows ``sar``.
         remove_last_mlp_skip: drop the last MLP skip (Tab. 1 row D); never part of SAR.
         similarity: ``"dot"`` (Eq. 4) or ``"cosine"`` (Eq. 15) for the captured maps.
+        query: the query of S: ``"cls"`` (Eq. 4), or for a model without [CLS] (``class_token=False``,
+            ``global_pool='avg'``) ``"mean"`` (the average patch query) or ``"pooled"`` (the query of the average
+            patch embedding); see :mod:`sarvit.models.query`. timm's ``Eva`` (RoPE ViTs) takes all three.
         **timm_kwargs: passed to ``timm.create_model`` (``num_classes``, ``img_size``,
             ``drop_path_rate``, ``pretrained`` ...).
 
@@ -150,59 +181,87 @@ def create_model(
 
     Example:
         >>> model = create_model("vit_tiny_patch16_224", img_size=64, patch_size=8, num_classes=10)
-        >>> logits, S = model(torch.randn(2, 3, 64, 64), return_maps=True)  # S: [2, 3, 8, 8]
+        >>> logits, S = model(torch.randn(2, 3, 64, 64), return_maps=True)
+        >>> tuple(logits.shape), tuple(S.shape)
+        ((2, 10), (2, 3, 8, 8))
         >>> logits, captured = model(torch.randn(2, 3, 64, 64), capture=Capture(attention_blocks=(0,), tokens=True))
-        >>> captured["attention"][0].shape, captured["tokens"].shape  # [2, 3, 65, 65], [2, 192, 8, 8]
+        >>> tuple(captured["attention"][0].shape), tuple(captured["tokens"].shape)
+        ((2, 3, 65, 65), (2, 192, 8, 8))
+        >>> type(model).__name__  # timm's own class: it pickles, deep-copies and compiles like any timm model
+        'VisionTransformer'
     """
     if not isinstance(name, str) or not name:
-        raise SarvitError(f"create_model: expected a timm model name (e.g. 'vit_tiny_patch16_224'), got {name!r}")
+        raise (SarvitError if isinstance(name, str) else SarvitTypeError)(
+            f"name must be a timm model name (e.g. 'vit_tiny_patch16_224'), got {name!r}")
     _check_sizes(timm_kwargs)
-    if similarity not in SIMILARITIES:
-        raise SarvitError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+    check_choice(similarity, "similarity", SIMILARITIES)
     config = SARConfig(
         remove_last_skip=sar if remove_last_skip is None else bool(remove_last_skip),
         remove_last_norm=sar if remove_last_norm is None else bool(remove_last_norm),
         remove_last_mlp_skip=bool(remove_last_mlp_skip),
         similarity=similarity,
+        query=check_choice(query, "query", QUERIES),
     )
     if not timm.is_model(name):
-        raise SarvitError(f"unknown timm model {name!r}; `timm.list_models('vit_*')` lists the ViTs")
-    family = timm.models.model_entrypoint(name).__module__.rsplit(".", 1)[-1]
+        raise SarvitError(f"name: unknown timm model {name!r}; `timm.list_models('vit_*')` lists the ViTs")
     try:
         model = timm.create_model(name, **timm_kwargs)
-    except (AssertionError, ValueError, ZeroDivisionError) as error:  # timm's own checks of the sizes
+    except (AssertionError, ValueError, ZeroDivisionError, TypeError) as error:  # timm's own checks of the sizes
+        declared = _declared_class(name)
+        if isinstance(error, TypeError) and declared is not None and not _vit_like(declared):
+            raise _not_a_vit(name, declared) from None  # a CNN refusing ViT keywords (img_size, ...)
         raise SarvitError(f"could not build {name!r} with {timm_kwargs}: {error or type(error).__name__}") from None
-    except TypeError as error:
-        with torch.device("meta"):  # which class is it? (no memory, no weights)
-            model = timm.create_model(name)
-        if isinstance(model, VisionTransformer) or _captures(model):
-            raise SarvitError(f"could not build {name!r} with {timm_kwargs}: {error}") from None
     if not isinstance(model, VisionTransformer) and _captures(model):
         switched_on = [key for key, value in asdict(config).items() if value not in (False, "dot")]
         if switched_on:
             raise SarvitError(
                 f"{name!r} ({type(model).__name__}) has no [CLS] token, and SAR's last-block surgery and loss need "
-                f"a [CLS] query; got {', '.join(switched_on)} on: build it with sar=False (`sarvit train --no-sar`), "
-                "and regularize its attention with e.g. `--reg distance`"
+                f"a [CLS] query; got {', '.join(switched_on)} on: build it with sar=False, "
+                "and regularize its attention with e.g. the distance loss"
             )
         enable_capture(model)  # idle hooks from the start, so a compiled model has them in its first trace
         return model
-    if not isinstance(model, VisionTransformer):
-        raise SarvitError(
-            f"{name!r} is a {type(model).__name__} (timm module '{family}'); SAR needs a timm VisionTransformer "
-            "(vit_*, deit_*) whose last block attends from a [CLS] token"
-        )
-    if not has_class_token(model):
-        raise SarvitError(f"{name!r} has no [CLS] token (class_token=False); SAR needs the [CLS] query")
+    if not isinstance(model, (VisionTransformer, Eva)):
+        raise _not_a_vit(name, type(model))
+    if query == "cls" and not has_class_token(model):
+        raise SarvitError(f"query: {name!r} has no [CLS] token (class_token=False); query='cls' needs one, "
+                          "use query='mean' or 'pooled'")
+    if query == "cls" and model.global_pool not in ("token", ""):
+        raise SarvitError(f"global_pool={model.global_pool!r}: the head of {name!r} would pool the patch tokens and "
+                          "never read the [CLS] token whose attention SAR reads; keep global_pool='token'")
+    grid = tuple(model.patch_embed.grid_size)
+    if max(grid) < 3:
+        raise SarvitError(f"img_size: a {grid[0]}x{grid[1]} patch grid has no two separate regions, so its spatial "
+                          "entropy is always 0; give img_size at least 3 * patch_size")
     last = model.blocks[-1]
-    if type(last) is not Block:
+    surgery = {Block: SARBlock, EvaBlock: EvaSARBlock}.get(type(last))
+    if surgery is None:
         raise SarvitError(
-            f"{name!r} ends with a {type(last).__name__}; SAR supports timm's pre-norm Block only"
+            f"{name!r} ends with a {type(last).__name__}; SAR supports timm's pre-norm Block and EvaBlock only"
         )
-    model.blocks[-1] = SARBlock(last, config)
-    model.__class__ = _sar_class(type(model))
-    enable_capture(model)  # idle hooks from the start, so a compiled model has them in its first trace
+    model.blocks[-1] = surgery(last, config)
+    install_sar_forward(model)
     return model
+
+
+def _declared_class(name: str) -> type | None:
+    """The class timm's entrypoint for ``name`` declares it returns (``def resnet18(...) -> ResNet``), if any."""
+    entrypoint = timm.models.model_entrypoint(name)
+    try:
+        declared = typing.get_type_hints(entrypoint).get("return")
+    except Exception:  # an annotation timm's module cannot resolve: unknown, as if there were none
+        return None
+    return declared if isinstance(declared, type) else None
+
+
+def _vit_like(cls: type) -> bool:
+    return issubclass(cls, VisionTransformer) or "capture" in inspect.signature(cls.forward).parameters
+
+
+def _not_a_vit(name: str, cls: type) -> SarvitError:
+    family = timm.models.model_entrypoint(name).__module__.rsplit(".", 1)[-1]
+    return SarvitError(f"name: {name!r} is a {cls.__name__} (timm module '{family}'); SAR needs a timm "
+                       "VisionTransformer (vit_*, deit_*) whose last block attends from a [CLS] token")
 
 
 def _captures(model: nn.Module) -> bool:
@@ -220,21 +279,21 @@ def _check_sizes(timm_kwargs: dict) -> None:
         value = timm_kwargs.get(key)
         sides = value if isinstance(value, (tuple, list)) else (value,)
         if value is not None and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sides):
-            raise SarvitError(f"create_model: {key} must be an integer >= 1, got {value!r}")
+            raise SarvitError(f"{key} must be an integer >= 1, got {value!r}")
     width, heads = timm_kwargs.get("embed_dim"), timm_kwargs.get("num_heads")
     if width is not None and heads is not None and width % heads:
-        raise SarvitError(f"create_model: num_heads={heads} does not divide embed_dim={width}")
+        raise SarvitError(f"num_heads={heads} does not divide embed_dim={width}")
     image, patch = timm_kwargs.get("img_size"), timm_kwargs.get("patch_size")
     if isinstance(image, int) and isinstance(patch, int) and image < patch:
-        raise SarvitError(f"create_model: img_size={image} is smaller than one patch (patch_size={patch})")
+        raise SarvitError(f"img_size={image} is smaller than one patch (patch_size={patch})")
 
 
 def sar_config(model: nn.Module) -> dict:
     """The last-block switches of a model built by :func:`create_model`, as plain data (all off for a model
     without a [CLS] token, such as ARViT, which has no SAR surgery)."""
-    block = model.blocks[-1]
+    block = check_model(model).blocks[-1]
     if not isinstance(model, VisionTransformer) and _captures(model):
         return asdict(SARConfig())
-    if not isinstance(block, SARBlock):
-        raise SarvitError("this model was not built by sarvit.create_model")
+    if not isinstance(block, (SARBlock, EvaSARBlock)):
+        raise SarvitError("model: this model was not built by sarvit.create_model")
     return asdict(block.config)

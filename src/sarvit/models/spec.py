@@ -9,13 +9,14 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..errors import SarvitError
+from ..checks import check_model
+from ..errors import SarvitError, SarvitTypeError
 from .arvit import ARViT
 from .sar_vit import create_model, sar_config
 
 __all__ = ["ModelSpec", "SAR_SWITCHES", "infer_model_kwargs"]
 
-SAR_SWITCHES = ("remove_last_skip", "remove_last_norm", "remove_last_mlp_skip", "similarity")  # create_model's
+SAR_SWITCHES = ("remove_last_skip", "remove_last_norm", "remove_last_mlp_skip", "similarity", "query")  # create_model's
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,10 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise SarvitError(f"model spec: expected a timm model name, got {self.name!r}")
+            raise SarvitError(f"name: a model spec needs a timm model name, got {self.name!r}")
         unknown = sorted(set(self.sar) - set(SAR_SWITCHES))
         if unknown:
-            raise SarvitError(f"model spec: unknown SAR switches {unknown}; expected some of {', '.join(SAR_SWITCHES)}")
+            raise SarvitError(f"sar: unknown SAR switches {unknown}; expected some of {', '.join(SAR_SWITCHES)}")
         object.__setattr__(self, "sar", dict(self.sar))
         object.__setattr__(self, "timm_kwargs", dict(self.timm_kwargs))
 
@@ -62,8 +63,10 @@ class ModelSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelSpec":
         """The inverse of :meth:`to_dict`; also reads sarvit 0.1's ``model_config`` (whose extra
         ``num_classes`` and ``input_size`` repeat ``timm_kwargs``)."""
-        if not isinstance(data, Mapping) or not data.get("name"):
-            raise SarvitError(f"model spec: expected a dict with 'name', 'sar', 'timm_kwargs', got {data!r:.200}")
+        if not isinstance(data, Mapping):
+            raise SarvitTypeError(f"data must be a dict with 'name', 'sar', 'timm_kwargs', got {type(data).__name__}")
+        if not data.get("name"):
+            raise SarvitError(f"data: a model spec needs 'name', 'sar', 'timm_kwargs', got {dict(data)!r:.200}")
         return cls(str(data["name"]), dict(data.get("sar") or {}), dict(data.get("timm_kwargs") or {}))
 
     def replace(self, *, name: str | None = None, sar: Mapping | None = None, **timm_kwargs) -> "ModelSpec":
@@ -90,9 +93,9 @@ class ModelSpec:
         the modules. Training-only options (drop rates) cannot be read back and are left out. Raises
         :class:`SarvitError` when the rebuilt model's weights would not have the model's shapes.
         """
-        name = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
+        name = (getattr(check_model(model), "pretrained_cfg", None) or {}).get("architecture")
         if not name:
-            raise SarvitError(f"{type(model).__name__} does not name its timm architecture (pretrained_cfg)")
+            raise SarvitError(f"model: {type(model).__name__} does not name its timm architecture (pretrained_cfg)")
         block = model.blocks[0]
         timm_kwargs = {
             "img_size": tuple(model.patch_embed.img_size)[0] if model.patch_embed.img_size else None,
@@ -101,7 +104,7 @@ class ModelSpec:
             "embed_dim": model.embed_dim,
             "depth": len(model.blocks),
             "num_heads": block.attn.num_heads,
-            "qkv_bias": block.attn.qkv.bias is not None,
+            "qkv_bias": _query_projection(block.attn).bias is not None,
         }
         fc1 = getattr(getattr(block, "mlp", None), "fc1", None)
         if isinstance(fc1, nn.Linear) and fc1.out_features % model.embed_dim == 0 and type(block.mlp).__name__ == "Mlp":
@@ -119,10 +122,17 @@ class ModelSpec:
         return spec
 
 
+def _query_projection(attn: nn.Module) -> nn.Linear:
+    """The linear layer that makes the queries: timm's fused ``qkv``, or CvT's ``proj_q``."""
+    return attn.qkv if isinstance(getattr(attn, "qkv", None), nn.Linear) else attn.proj_q
+
+
 def infer_model_kwargs(state: Mapping[str, torch.Tensor]) -> dict:
     """What a ViT state dict says about its build: ``patch_size``, ``img_size``, ``num_classes`` (when present),
     ``embed_dim``, ``depth``, ``mlp_ratio``, ``qkv_bias``,
     and ``remove_last_norm`` (True when the last block has no ``norm2``, i.e. it was trained with SAR's surgery)."""
+    if not isinstance(state, Mapping):
+        raise SarvitTypeError(f"state must be a state dict (parameter names to tensors), got {type(state).__name__}")
     found: dict = {}
     proj = state.get("patch_embed.proj.weight")
     if proj is not None and proj.dim() == 4 and proj.shape[-1] == proj.shape[-2]:

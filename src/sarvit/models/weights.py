@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import torch
 from torch import nn
 
-from ..errors import SarvitError
+from ..errors import SarvitError, SarvitTypeError
 
 __all__ = ["LoadReport", "load_weights"]
 
@@ -62,11 +63,11 @@ def _architecture_hint(model: nn.Module, state_dict: dict) -> str:
     theirs_depth, own_depth = _depth(state_dict), len(model.blocks)
     if theirs_depth and theirs_depth != own_depth:
         return (f" (the checkpoint has {theirs_depth} blocks, the model {own_depth}: build the model with "
-                f"--depth {theirs_depth}, or the --model the weights were trained as)")
+                f"depth={theirs_depth}, or as the model the weights were trained as)")
     theirs_width, own_width = _width(state_dict), _width(own)
     if theirs_width and own_width and theirs_width != own_width:
         return (f" (the checkpoint is {theirs_width} wide, the model {own_width}: build the model with "
-                f"--embed-dim {theirs_width}, or the --model the weights were trained as)")
+                f"embed_dim={theirs_width}, or as the model the weights were trained as)")
     return ""
 
 
@@ -77,10 +78,16 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, new_h
     Keys of the LayerNorm that the SAR surgery removed (``blocks.<last>.norm2.*``) are reported
     and ignored, so a plain timm checkpoint loads into a SAR model. With ``new_head=True`` the
     classifier head is left at its initialisation when its shape differs (fine-tuning on a new
-    class count). Weights trained with the surgery lack that LayerNorm: loading them into a model that keeps
+    class count) or absent (a backbone without one, as `sarvit pretrain` writes). Weights trained with the surgery lack that LayerNorm: loading them into a model that keeps
     it is an error naming the switch, unless ``new_last_norm=True`` leaves it at its initialisation.
     Any other difference is an error naming the keys (and the depth or width that differs).
     """
+    if not isinstance(model, nn.Module) or not isinstance(getattr(model, "blocks", None), nn.Module):
+        raise SarvitTypeError(f"model must be a ViT built by sarvit.create_model, got {type(model).__name__}")
+    if not isinstance(state_dict, Mapping) or not all(
+            isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state_dict.items()):
+        found = type(state_dict).__name__ if not isinstance(state_dict, Mapping) else "a mapping with other entries"
+        raise SarvitTypeError(f"state_dict must map parameter names to tensors (a model's state_dict()), got {found}")
     own = model.state_dict()
     last_norm = f"blocks.{len(model.blocks) - 1}.norm2."
     report = LoadReport()
@@ -102,17 +109,18 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, new_h
             to_load[key] = value
     missing = [key for key in own if key not in state_dict]
     absent_ok = [key for key in missing if key.startswith(last_norm)]
-    missing = [key for key in missing if key not in absent_ok]
+    fresh_head = [key for key in missing if new_head and key in head]  # a headless backbone: the head starts anew
+    missing = [key for key in missing if key not in absent_ok and key not in fresh_head]
     architecture = _architecture_hint(model, state_dict)
     if absent_ok and not new_last_norm and not architecture:
         raise SarvitError(
-            f"the weights were trained with SAR's last-LayerNorm removal (they have no {last_norm}*), but this model "
-            "keeps that LayerNorm and would use it freshly initialised: load them with the surgery (drop --no-sar "
-            "/ --keep-last-norm, or pass --remove-last-norm)")
+            f"state_dict: the weights were trained with SAR's last-LayerNorm removal (they have no {last_norm}*), but "
+            "this model keeps that LayerNorm and would use it freshly initialised: build the model with "
+            "remove_last_norm=True (as they were trained), or pass new_last_norm=True to start that LayerNorm afresh")
     problems = []
     if mismatched:
         head_only = all(entry.split(" ")[0] in head for entry in mismatched)
-        hint = architecture or (" (a different class count: fine-tune with --finetune)" if head_only else "")
+        hint = architecture or (" (a different class count; to fine-tune, pass new_head=True)" if head_only else "")
         problems.append(f"shape mismatch{hint}: {_listed(mismatched, '; ')}")
     elif architecture:
         problems.append(f"a different architecture{architecture}")
@@ -121,7 +129,7 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, new_h
     if missing:
         problems.append(f"keys the checkpoint lacks: {_listed(missing)}")
     if problems:
-        raise SarvitError(f"checkpoint does not fit {type(model).__name__}: " + " | ".join(problems))
+        raise SarvitError(f"state_dict does not fit {type(model).__name__}: " + " | ".join(problems))
     model.load_state_dict(to_load, strict=False)
-    report.missing = absent_ok
+    report.missing = absent_ok + fresh_head
     return report

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from ..checks import check_choice, check_number, check_tensor
 from ..errors import SarvitError
 from .triton_components import MAX_TRITON_PIXELS, label_with_triton, triton_available
 
@@ -59,18 +60,11 @@ def connected_components(mask: torch.Tensor, connectivity: int = 8, *, method: s
         tensor([[1, 0, 2],
                 [0, 0, 2]])
     """
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"connected_components expects a torch.Tensor, got {type(mask).__name__}")
-    if mask.dtype != torch.bool:
-        raise TypeError(f"connected_components expects a bool mask [..., h, w], got dtype {mask.dtype}")
-    if mask.dim() < 2:
-        raise ValueError(f"connected_components expects a mask of shape [..., h, w], got shape {tuple(mask.shape)}")
-    if connectivity not in _STRUCTURES:
-        raise ValueError(f"connectivity must be 8 or 4, got {connectivity!r}")
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    check_tensor(mask, "mask", "..., h, w", dtype="bool", data=True)
+    check_choice(connectivity, "connectivity", tuple(_STRUCTURES))
+    check_choice(method, "method", _METHODS)
     if method == "scipy" and mask.device.type != "cpu":
-        raise ValueError(f"method='scipy' needs a CPU mask, got one on {mask.device}")
+        raise SarvitError(f"method='scipy' needs a CPU mask, got one on {mask.device}")
     h, w = mask.shape[-2:]
     if method == "triton" and (mask.device.type != "cuda" or not triton_available() or h * w > MAX_TRITON_PIXELS):
         raise SarvitError(f"method='triton' needs a CUDA mask, Triton and maps of at most {MAX_TRITON_PIXELS} "
@@ -141,6 +135,7 @@ def hooking_rounds(num_pixels: int) -> int:
     two rounds every tree merges with another: the number of trees per component at least halves
     every two rounds.
     """
+    check_number(num_pixels, "num_pixels", low=0, integer=True)
     return 2 * math.ceil(math.log2(num_pixels)) if num_pixels > 1 else 0
 
 
@@ -167,7 +162,7 @@ def _label_by_hooking(maps: torch.Tensor, connectivity: int) -> torch.Tensor:
     n_maps, h, w = maps.shape
     n = h * w
     if n >= 2**24:
-        raise ValueError(f"maps of more than 2**24 pixels are not supported by the tensor path, got {h}x{w}")
+        raise SarvitError(f"mask: maps of more than 2**24 pixels are not supported by the tensor path, got {h}x{w}")
     device = maps.device
     foreground = torch.cat([maps.reshape(n_maps, n), maps.new_zeros(n_maps, 1)], dim=1)
     index = torch.arange(n + 1, device=device).expand(n_maps, n + 1)

@@ -45,15 +45,14 @@ if triton is not None:
         return best
 
     @triton.jit
-    def _label_kernel(mask_ptr, out_ptr, scratch_ptr, h, w, BLOCK: tl.constexpr, CONN8: tl.constexpr):
-        n = h * w
-        map_id = tl.program_id(0).to(tl.int64)
-        offs = tl.arange(0, BLOCK)
-        inside = offs < n
-        fg = tl.load(mask_ptr + map_id * n + offs, mask=inside, other=0) != 0
+    def hook_to_stars(buf, fg, offs, h, w, BLOCK: tl.constexpr, CONN8: tl.constexpr):
+        """Hook the foreground pixels of one map (``fg [BLOCK]``) into stars; returns each pixel's root.
+
+        ``buf`` is the map's ``BLOCK``-slot int32 scratch row; the root of a component is its first
+        pixel in raster order (scipy's numbering key); background pixels get ``BLOCK``.
+        """
         y = offs // w
         x = offs - y * w
-        buf = scratch_ptr + map_id * BLOCK
         parent = tl.where(fg, offs, BLOCK)  # BLOCK > every pixel index: the background's parent
         tl.store(buf + offs, parent)
         tl.debug_barrier()
@@ -73,6 +72,17 @@ if triton is not None:
                 parent = grand
             proposal = _neighbour_min(buf, parent, fg, y, x, h, w, BLOCK, CONN8)
             hooking = tl.max(tl.where(fg & (proposal < parent), 1, 0), axis=0)
+        return parent
+
+    @triton.jit
+    def _label_kernel(mask_ptr, out_ptr, scratch_ptr, h, w, BLOCK: tl.constexpr, CONN8: tl.constexpr):
+        n = h * w
+        map_id = tl.program_id(0).to(tl.int64)
+        offs = tl.arange(0, BLOCK)
+        inside = offs < n
+        fg = tl.load(mask_ptr + map_id * n + offs, mask=inside, other=0) != 0
+        buf = scratch_ptr + map_id * BLOCK
+        parent = hook_to_stars(buf, fg, offs, h, w, BLOCK, CONN8)
         # Every component is now one star rooted at its first pixel: number the roots in raster order.
         is_root = fg & (parent == offs)
         rank = tl.cumsum(is_root.to(tl.int32), axis=0)

@@ -1,6 +1,7 @@
 """Factories from a resolved config: model, data loaders, and timm's optimizer/scheduler/mixup/loss parts."""
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Optional
 
@@ -12,14 +13,17 @@ from timm.scheduler import create_scheduler_v2
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..data import ROTATIONS, build_dataset, build_mask_dataset, build_transform, pretext_dataset
+from ..data import gpu_resident
 from ..data.checks import check_images
+from ..data.transforms import EVAL_CROP_RATIO
 from ..errors import SarvitError
 from ..models import ModelSpec
 from .distributed import DistInfo, ShardSampler
+from .tasks import RotationTask, SupervisedTask, TrainingTask
 
 __all__ = ["model_spec", "build_datasets", "train_loader", "eval_loader", "build_optimizer",
            "build_scheduler", "build_mixup", "build_criterion", "amp_dtype", "scaled_lr", "cpu_threads",
-           "compile_step", "check_input_fits"]
+           "compile_step", "check_input_fits", "build_task", "worker_count", "resident_loaders"]
 
 _ARCH_OVERRIDES = ("patch_size", "depth", "embed_dim", "num_heads")
 
@@ -30,7 +34,8 @@ def model_spec(config: dict[str, Any], num_classes: int) -> ModelSpec:
                    "drop_rate": config["drop"], "drop_path_rate": config["drop_path"]}
     timm_kwargs.update({key: config[key] for key in _ARCH_OVERRIDES if config.get(key) is not None})
     sar = {"remove_last_skip": bool(config["remove_last_skip"]), "remove_last_norm": bool(config["remove_last_norm"]),
-           "remove_last_mlp_skip": bool(config["remove_last_mlp_skip"]), "similarity": config["similarity"]}
+           "remove_last_mlp_skip": bool(config["remove_last_mlp_skip"]), "similarity": config["similarity"],
+           "query": config.get("query", "cls")}
     return ModelSpec(config["model"], sar, timm_kwargs)
 
 
@@ -50,6 +55,21 @@ def check_model_size(config: dict[str, Any]) -> None:
         raise SarvitError(f"--depth {depth} at width {width}: about {12 * depth * width ** 2 / 1e9:.0f} billion "
                           f"parameters, more than the {MAX_PARAMETERS / 1e9:.0f} billion any machine here holds; "
                           "expected a smaller --depth or --embed-dim")
+
+
+def checked_sets(config: dict[str, Any], train_set, val_set, num_classes: Optional[int]):
+    """``(train_set, val_set)`` as training may read them: at least 2 classes (unless a pretext task relabels
+    them), every image decodable (:func:`sarvit.data.checks.check_images`: all bad files in one message, or left
+    out with ``--skip-bad-images``)."""
+    if not config.get("pretext") and num_classes is not None and num_classes < 2:
+        where = f" at {config['data_path']}" if config.get("data_path") else ""
+        raise SarvitError(f"{config['data_set']}{where}: expected at least 2 classes to classify, found "
+                          f"{num_classes} (every image would be right); add class folders, or train a pretext task "
+                          "with --pretext rotation")
+    checked = check_images({"training": train_set, "validation": val_set},
+                           skip_bad=bool(config.get("skip_bad_images")),
+                           say=lambda line: print(line, flush=True) if int(os.environ.get("RANK", "0")) == 0 else None)
+    return checked["training"], checked["validation"]
 
 
 def _synthetic_kwargs(config: dict[str, Any], train: bool) -> dict[str, Any]:
@@ -89,14 +109,7 @@ def build_datasets(config: dict[str, Any], train: bool = True, evaluation: bool 
             transform = build_transform(False, config["input_size"], interpolation=config["train_interpolation"])
             val_set, num_classes = build_dataset(config["data_set"], train=False, transform=transform, **common,
                                                  **_synthetic_kwargs(config, False))
-    if not config.get("pretext") and num_classes is not None and num_classes < 2:
-        raise SarvitError(f"{config['data_set']}{' at ' + str(config['data_path']) if config.get('data_path') else ''}: "
-                          f"expected at least 2 classes to classify, found {num_classes} (every image would be "
-                          "right); add class folders, or train a pretext task with --pretext rotation")
-    checked = check_images({"training": train_set, "validation": val_set},
-                           skip_bad=bool(config.get("skip_bad_images")),
-                           say=lambda line: print(line, flush=True) if int(os.environ.get("RANK", "0")) == 0 else None)
-    train_set, val_set = checked["training"], checked["validation"]
+    train_set, val_set = checked_sets(config, train_set, val_set, num_classes)
     if config.get("pretext"):
         train_set, val_set = (None if dataset is None else pretext_dataset(config["pretext"], dataset)[0]
                               for dataset in (train_set, val_set))
@@ -109,11 +122,16 @@ def cpus_per_process(info: DistInfo) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, local))
 
 
+def worker_count(requested: int, device: torch.device, cpus: Optional[int] = None) -> int:
+    """Data-loading processes for ``--num-workers requested``: capped by ``cpus`` (default: all of this machine's),
+    on a CPU device by a quarter of them (at least one), since the model's threads need the cores too."""
+    cpus = cpus or os.cpu_count() or 1
+    cap = max(1, cpus // 4) if device.type == "cpu" else cpus
+    return max(0, min(int(requested), cap))
+
+
 def _workers(config: dict[str, Any], info: DistInfo) -> int:
-    """``--num-workers``, capped by the CPUs of this process; on a CPU device a quarter of them (at least one)."""
-    cpus = cpus_per_process(info)
-    cap = max(1, cpus // 4) if info.device.type == "cpu" else cpus
-    return max(0, min(int(config["num_workers"]), cap))
+    return worker_count(config["num_workers"], info.device, cpus_per_process(info))
 
 
 def cpu_threads(config: dict[str, Any], info: DistInfo) -> int:
@@ -222,6 +240,15 @@ def build_mixup(config: dict[str, Any], num_classes: int) -> Optional[Mixup]:
                  label_smoothing=config["smoothing"], num_classes=num_classes)
 
 
+def build_task(config: dict[str, Any], model: torch.nn.Module, num_classes: int) -> TrainingTask:
+    """The run's task around ``model`` (a RegularizedModel): the rotation pretext with ``--pretext rotation``, else
+    supervised classification (with DeiT's Mixup/CutMix when asked for)."""
+    mixup = build_mixup(config, num_classes)
+    criterion = build_criterion(config, mixup)
+    task = RotationTask if config.get("pretext") == "rotation" else SupervisedTask
+    return task(model, criterion, mixup)
+
+
 def build_criterion(config: dict[str, Any], mixup: Optional[Mixup]):
     """DeiT's choice: soft-target CE with mixup (smoothing is inside the targets), else smoothed CE."""
     if mixup is not None:
@@ -261,3 +288,60 @@ def compile_step(module: torch.nn.Module, config: dict[str, Any]) -> torch.nn.Mo
         known = ", ".join(torch._dynamo.list_backends())
         raise SarvitError(f"--compile-backend: unknown torch.compile backend {backend!r}; expected one of {known}")
     return torch.compile(module, backend=backend, mode=config.get("compile_mode"))
+
+
+def resident_loaders(config: dict[str, Any], info: DistInfo):
+    """``(train_loader, val_loader, num_classes)`` over splits decoded once onto the device
+    (:mod:`sarvit.data.gpu_resident`), or None for the DataLoader path.
+
+    ``--resident-data auto`` takes this path on a CUDA device when the recipe has no pretext task and no
+    auto-augment policy other than RandAugment, and both splits fit (:func:`~sarvit.data.gpu_resident.fits_on_device`);
+    ``on`` takes it on any device (an unsupported recipe is an error), ``off`` never.
+    """
+    choice = config.get("resident_data", "auto")
+    forced = choice == "on"
+    if choice == "off" or (not forced and info.device.type != "cuda"):
+        return None
+    try:
+        if config.get("pretext"):
+            raise SarvitError("--resident-data on: GPU-resident data has no --pretext task; use --resident-data off")
+        gpu_resident.rand_augment_policy(config["aa"])
+    except SarvitError:
+        if forced:
+            raise
+        return None
+    check_model_size(config)
+    size, interpolation = config["input_size"], config["train_interpolation"]
+    synthetic = config["data_set"] == "synthetic"
+    stored = size if synthetic else math.floor(size / EVAL_CROP_RATIO)  # the synthetic set is drawn at `size`
+    common = dict(root=config.get("data_path"), download=bool(config.get("download")))
+    train_set, num_classes = build_dataset(
+        config["data_set"], train=True, transform=gpu_resident.square_transform(stored, interpolation),
+        subset_ratio=float(config["subset_ratio"]), seed=config["seed"], **common, **_synthetic_kwargs(config, True))
+    if synthetic:
+        val_set, _ = build_mask_dataset("synthetic", transform=gpu_resident.square_transform(size, interpolation),
+                                        **_synthetic_kwargs(config, False))
+    else:
+        eval_transform = gpu_resident.square_transform(math.floor(size / EVAL_CROP_RATIO), interpolation, crop=size)
+        val_set, _ = build_dataset(config["data_set"], train=False, transform=eval_transform, **common,
+                                   **_synthetic_kwargs(config, False))
+    train_set, val_set = checked_sets(config, train_set, val_set, num_classes)
+    num_bytes = len(train_set) * 3 * stored**2 + len(val_set) * (3 + 2 * synthetic) * size**2
+    if not forced and not gpu_resident.fits_on_device(num_bytes, info.device):
+        return None
+    workers = _workers(config, info)
+    train_data, val_data = (gpu_resident.ResidentSet(*gpu_resident.decode(dataset, info.device, workers))
+                            for dataset in (train_set, val_set))
+    augment = gpu_resident.DeviceAugment(
+        size, crop_scale=config.get("crop_scale") or (0.08, 1.0), hflip=config.get("hflip", 0.5),
+        color_jitter=config["color_jitter"], auto_augment=config["aa"], reprob=config["reprob"],
+        remode=config["remode"], recount=config["recount"], interpolation=interpolation).to(info.device)
+    train = gpu_resident.ResidentLoader(train_data, config["batch_size"], augment=augment, rank=info.rank,
+                                        world_size=info.world_size, seed=config["seed"],
+                                        repeats=3 if config["repeated_aug"] else 1)
+    if len(train) == 0:
+        raise SarvitError(f"the training set gives {len(train.sampler)} images per process, fewer than one batch "
+                          f"of {config['batch_size']}; lower --batch-size")
+    val = gpu_resident.ResidentLoader(val_data, int(1.5 * config["batch_size"]), train=False, rank=info.rank,
+                                      world_size=info.world_size)
+    return train, val, num_classes

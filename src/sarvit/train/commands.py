@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from ..checkpoints import FORMAT, load_checkpoint, resolve_checkpoint_path, stored_spec
 from ..errors import SarvitError
-from .config import ARCH_KEYS, INVOCATION_KEYS, checked_values, resolve_run
+from .config import ARCH_KEYS, INVOCATION_KEYS, resolve_run, stored_layer
 from .distributed import cleanup_distributed
 
 __all__ = ["run_train", "run_eval", "config_from_args"]
@@ -46,8 +46,8 @@ def config_from_args(args: argparse.Namespace, evaluating: bool = False) -> tupl
             if not isinstance(stored, dict):
                 raise SarvitError(f"{continued}: the checkpoint's 'config' should be the run's options (a dict), "
                                   f"found {type(stored).__name__}")
-            base = checked_values({k: v for k, v in stored.items() if k not in _RUN_KEYS},
-                                  f"{continued} (the options stored in the checkpoint)")
+            base = stored_layer({k: v for k, v in stored.items() if k not in _RUN_KEYS},
+                                f"{continued} (the options stored in the checkpoint)")
             if not evaluating:  # the run continues where its checkpoint is now (moved or not, any working folder)
                 base["output_dir"] = str(resolve_checkpoint_path(continued).parent.absolute())
     start = None if evaluating else cli.get("finetune") or cli.get("weights")
@@ -89,7 +89,7 @@ def _refuse_unhonoured(cli: dict[str, Any], checkpoint: dict, path: str) -> None
 def run_train(args: argparse.Namespace) -> int:
     if getattr(args, "eval", False):  # `main.py --eval --resume CKPT` of the reference code
         return run_eval(args)
-    from .runner import top5_words, train
+    from .runner import train
 
     config, _ = config_from_args(args)
     try:
@@ -99,7 +99,7 @@ def run_train(args: argparse.Namespace) -> int:
     if result.paths:
         last = result.history[-1] if result.history else {}
         if last:
-            top5 = top5_words(last["val_top5"], result.model.num_classes, sep=",")
+            top5 = "" if last.get("val_top5") is None else f", top-5 {last['val_top5']:.2f}%"
             print(f"final: val top-1 {last['val_top1']:.2f}%{top5} (epoch {last['epoch'] + 1}); "
                   f"best top-1 {result.best_top1:.2f}% (epoch {result.best_epoch + 1})")
         print(f"wrote {result.output_dir}/")
@@ -112,7 +112,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from .runner import evaluate_checkpoint, top5_words
+    from .runner import evaluate_checkpoint
 
     config, checkpoint = config_from_args(args, evaluating=True)
     try:
@@ -121,8 +121,8 @@ def run_eval(args: argparse.Namespace) -> int:
         cleanup_distributed()
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"{metrics['checkpoint']} on {metrics['data_set']} ({metrics['images']} images): "
-              f"top-1 {metrics['top1']:.2f}% {top5_words(metrics['top5'], metrics['num_classes'])}  "
-              f"loss {metrics['loss']:.4f}"
+              f"top-1 {metrics['top1']:.2f}%" + ("" if metrics["top5"] is None else f"  top-5 {metrics['top5']:.2f}%")
+              + f"  loss {metrics['loss']:.4f}"
               + (f"  spatial entropy {metrics['entropy']:.4f}" if metrics["entropy"] is not None else "")
               + (f"  attention Jaccard {metrics['jaccard']:.1f}%" if "jaccard" in metrics else ""))
         if config.get("json"):

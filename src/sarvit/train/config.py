@@ -1,53 +1,111 @@
-"""How `sarvit train` / `sarvit eval` turn options into a run's configuration (the options are in sarvit.options).
+"""One typed run configuration (:class:`TrainConfig`) for `sarvit train` / `sarvit eval`, built by one function.
 
-The parser carries no defaults, so the parsed namespace holds exactly what the user typed. The resolved
-configuration is layered, later layers winning::
+:func:`resolve_run` layers, later layers winning, the way timm's ``train.py`` does (the option rows are in
+:mod:`sarvit.options`; the parsers carry no defaults, so the command line's layer holds what the user typed)::
 
-    DEFAULTS (the option table's)  <  the recipe (sarvit.train.recipes; --recipe or chosen from the device and
-    the data)  <  PRETEXT_DEFAULTS (only with --pretext)  <  inherit (a --finetune / --weights checkpoint's
-    architecture)  <  base (a resumed checkpoint's own config)  <  --config run.yaml  <  the command line
+    the option table's defaults  <  the recipe's YAML file (+ PRETEXT_VALUES with --pretext)
+      <  a --finetune / --weights checkpoint's architecture  <  a resumed run's stored configuration
+      <  --config run.yaml  <  the command line
 
-and finally the SAR switches are resolved (:func:`resolve_sar`). The result is a plain ``dict`` keyed by
-the option's ``dest`` (``config.yaml`` in the output folder holds it and can be fed back with ``--config``).
+then the recipe's derived values fill the options no layer gave (:mod:`sarvit.train.derived`), and SAR's sugar
+is expanded in one place (:func:`expand_sar`): ``--sar`` / ``--no-sar``, ``--use-nosn``, ``--use-blob`` /
+``--sar-loss``, ``--lambda`` become the two surgery switches and the list of loss terms (``regularizers``), in
+which SAR's loss is the ``spatial-entropy`` term like any ``--reg``. Resuming is the same function with the
+stored configuration as a layer: only what is given now changes it.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
-from ..checkpoints import write_text
+from ..checkpoints import resolve_device, write_text
 from ..data import canonical_dataset_name
 from ..data.layout import infer_dataset_name
 from ..data.survey import DataSurvey, survey
 from ..errors import SarvitError
-from ..options import check_values, defaults, dest_of_spelling
-from .recipes import RECIPES, apply_recipe, choose_recipe, get_recipe, recipe_line
+from ..option_values import float_list
+from ..options import check_values, defaults, dest_of_spelling, options_of
+from .derived import derive
+from .recipes import PRETEXT_VALUES, choose_recipe, get_recipe, recipe_line
 from .regularizers import resolve_regularizers
 
-__all__ = [
-    "DEFAULTS", "SAR_COMPONENTS", "resolve_config", "resolve_run", "resolve_sar", "load_yaml_config",
-    "save_config",
-]
+__all__ = ["DEFAULTS", "SAR_COMPONENTS", "TrainConfig", "expand_sar", "load_yaml_config", "resolve_config",
+           "resolve_run", "save_config"]
 
 DEFAULTS: dict[str, Any] = {**defaults("eval"), **defaults("train")}   # dest -> the option table's default
 OPTION_NAMES: dict[str, str] = {**dest_of_spelling("eval"), **dest_of_spelling("train")}  # spelling -> dest
 
-# DeiT's model and input side, where neither the user, a checkpoint nor a recipe gives one.
-DEIT_MODEL, DEIT_INPUT_SIZE = "deit_small_patch16_224", 224
-
-# A pretext run's labels are the pretext's (the rotation): a mixed image has no single one, so no Mixup/CutMix
-# unless asked for.
-PRETEXT_DEFAULTS: dict[str, Any] = {"mixup": 0.0, "cutmix": 0.0}
-
 # SAR: the loss and the two removals of Eq. 10-11; --sar/--no-sar sets all three at once.
 SAR_COMPONENTS = ("sar_loss", "remove_last_skip", "remove_last_norm")
-
-# Written to config.yaml as resolved from the options (SAR's loss and --reg as one list of terms);
-# recomputed, not read, when the file is fed back with --config.
+# Options that only stand for others (expanded by expand_sar) or name the --config file: not fields.
+SUGAR = ("use_nosn", "config")
+# Written to config.yaml as resolved; recomputed, not read, when the file is fed back with --config.
 DERIVED_KEYS = ("regularizers",)
+ARCH_KEYS = ("model", "input_size", "patch_size", "depth", "embed_dim", "num_heads")
+# How a run was invoked rather than what it is: fed back with --config, these would resume or evaluate.
+INVOCATION_KEYS = ("resume", "eval", "config", "use_ema", "json", "overwrite")
+
+
+def _field_type(option) -> Any:
+    if option.switch:
+        return Optional[bool]
+    if option.type is float_list:
+        return Optional[list[float]]
+    if option.repeat or option.nargs == "+":
+        return Optional[list[str]]
+    return Optional[option.type or str]
+
+
+def _mapping_methods() -> dict[str, Any]:
+    """Read access by dest, as for the dict the configuration used to be (``config["lr"]``, ``config.get``)."""
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in self.__dataclass_fields__ else default
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.__dataclass_fields__
+
+    def keys(self):
+        return self.__dataclass_fields__.keys()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (what checkpoints and ``config.yaml`` store)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    return {"__getitem__": __getitem__, "get": get, "__contains__": __contains__, "keys": keys,
+            "to_dict": to_dict, "replace": replace}
+
+
+def _fields() -> list[tuple[str, Any, dataclasses.Field]]:
+    rows: dict[str, Any] = {}
+    for command in ("train", "eval"):
+        for option in options_of(command):
+            if option.dest not in SUGAR:
+                rows.setdefault(option.dest, option)
+    fields = [(dest, _field_type(option), dataclasses.field(default=None)) for dest, option in rows.items()]
+    return fields + [("regularizers", list[dict[str, Any]], dataclasses.field(default_factory=list))]
+
+
+# One field per option of `train` and `eval` (typed from its row), plus the resolved loss terms. Generated from
+# the option table, so that a new row is a new field; defined here at module level, so it pickles.
+TrainConfig = dataclasses.make_dataclass("TrainConfig", _fields(), frozen=True, namespace=_mapping_methods())
+TrainConfig.__module__ = __name__
+TrainConfig.__doc__ = """A resolved run configuration (frozen): one typed field per option dest of `sarvit train` and
+`sarvit eval`, plus ``regularizers`` (the loss terms, :class:`~sarvit.train.regularizers.RegTerm` dicts) and
+``sar`` (all of SAR's components on). Build it with :func:`resolve_config`; change it with ``.replace(...)``.
+Also readable by dest as a mapping (``config["lr"]``, ``config.get("lr")``); ``to_dict()`` gives plain data."""
+FIELDS = frozenset(TrainConfig.__dataclass_fields__)
 
 
 def load_yaml_config(path: str) -> dict[str, Any]:
@@ -60,7 +118,8 @@ def load_yaml_config(path: str) -> dict[str, Any]:
     except yaml.YAMLError as error:
         raise SarvitError(f"--config: {file} is not valid YAML: {error}") from None
     except (UnicodeDecodeError, OSError) as error:  # a binary file, or one that cannot be read
-        raise SarvitError(f"--config: expected a YAML text file, could not read {file} ({error.reason if isinstance(error, UnicodeDecodeError) else error.strerror})") from None
+        why = error.reason if isinstance(error, UnicodeDecodeError) else error.strerror
+        raise SarvitError(f"--config: expected a YAML text file, could not read {file} ({why})") from None
     if not isinstance(data, dict):
         raise SarvitError(f"--config: expected a mapping of option: value in {file}, got {type(data).__name__}")
     out = {}
@@ -79,50 +138,64 @@ def checked_values(values: dict[str, Any], source: str = "") -> dict[str, Any]:
     return check_values("eval", check_values("train", values, source), source)
 
 
-def resolve_sar(config: dict[str, Any], given: set[str]) -> None:
-    """Turn ``--sar`` / the component flags into the three component switches, in place.
+def stored_layer(stored: dict[str, Any], source: str) -> dict[str, Any]:
+    """A checkpoint's stored configuration as a layer: checked, without the keys that are no option any more
+    (sarvit 0.1 / 0.2 wrote a few) and without the resolved terms (recomputed from the options)."""
+    known = {key: value for key, value in stored.items() if key in FIELDS or key in SUGAR}
+    known.pop("regularizers", None)
+    return checked_values(known, source)
 
-    ``--sar`` (the default) / ``--no-sar`` sets all three. Naming a component (``--sar-loss``,
-    ``--use-blob``, ``--remove-last-skip``, ``--remove-last-norm``, ``--use-nosn``) without ``--sar``
-    switches on only the components named: the reference code's ``--use-blob`` / ``--use-nosn`` thus
-    mean what they meant there. ``--no-sar-loss`` / ``--keep-last-*`` turn one component off.
+
+def expand_sar(layer: dict[str, Any]) -> dict[str, Any]:
+    """One layer's SAR switches as the three components (the layer's own component values win).
+
+    ``sar`` (``--sar`` / ``--no-sar``) sets all three; ``use_nosn`` (the reference's ``--use-nosn``) switches both
+    removals on. Components no layer names are settled by :func:`_settle_components`.
     """
-    if config.pop("use_nosn", False):
+    layer = dict(layer)
+    if layer.pop("use_nosn", False):
         for key in ("remove_last_skip", "remove_last_norm"):
-            if config.get(key) is None:
-                config[key] = True
-            given.add(key)
-    named_on = any(config.get(key) is True and key in given for key in SAR_COMPONENTS)
-    base = config["sar"] is not False if "sar" in given or not named_on else False  # unset (None): on
+            layer.setdefault(key, True)
+    sar = layer.pop("sar", None)
+    if sar is not None:
+        for key in SAR_COMPONENTS:
+            layer.setdefault(key, bool(sar))
+    return layer
+
+
+def _settle_components(config: dict[str, Any]) -> None:
+    """Components no layer named: on (SAR is the default), unless some layer switched a component on without
+    ``--sar`` -- then only the components named are on (the reference's ``--use-blob`` / ``--use-nosn``)."""
+    named_on = any(config.get(key) is True for key in SAR_COMPONENTS)
     for key in SAR_COMPONENTS:
         if config.get(key) is None:
-            config[key] = bool(base)
-    config["sar"] = all(config[key] for key in SAR_COMPONENTS)
-
-
-ARCH_KEYS = ("model", "input_size", "patch_size", "depth", "embed_dim", "num_heads")
+            config[key] = not named_on
 
 
 def resolve_config(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
-                   inherit: Optional[dict[str, Any]] = None, training: bool = True) -> dict[str, Any]:
+                   inherit: Optional[dict[str, Any]] = None, training: bool = True) -> TrainConfig:
     """The configuration of :func:`resolve_run`, without its notes."""
     return resolve_run(cli, base, inherit, training)[0]
 
 
 def resolve_run(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
-                inherit: Optional[dict[str, Any]] = None, training: bool = True) -> tuple[dict[str, Any], list[str]]:
-    """``(config, notes)``: DEFAULTS < the recipe < inherit < base < --config YAML < the command line.
+                inherit: Optional[dict[str, Any]] = None, training: bool = True) -> tuple[TrainConfig, list[str]]:
+    """``(config, notes)`` from the layers of the module's docstring.
 
-    ``base``: a resumed run's stored configuration. ``inherit``: the architecture (:data:`ARCH_KEYS`)
-    of a ``--finetune`` checkpoint, used where the user names none. ``training``: ``sarvit train``, whose
-    recipe is ``--recipe`` or chosen from the device and the data (:func:`~sarvit.train.recipes.choose_recipe`);
-    ``sarvit eval`` uses ``quick`` on the synthetic set, else ``deit``. ``notes``: the lines a run prints
-    first (the recipe and why it was chosen; options ignored).
+    ``cli``: ``{dest: value}`` of what was typed. ``base``: a resumed (or evaluated) run's stored configuration
+    (:func:`stored_layer`). ``inherit``: the architecture (:data:`ARCH_KEYS`) of a ``--finetune`` checkpoint,
+    used where the user names none. ``training``: ``sarvit train``, whose recipe is ``--recipe`` or chosen from
+    the device and the data (:func:`~sarvit.train.recipes.choose_recipe`); ``sarvit eval`` uses ``quick`` on the
+    synthetic set, else ``deit``. ``notes``: the lines a run prints first (the recipe and why; options ignored).
     """
-    file = load_yaml_config(cli["config"]) if cli.get("config") else {}
-    cli = checked_values(cli)
-    given = set(inherit or {}) | set(base or {}) | set(file) | set(cli)
-    upper = {**(inherit or {}), **(base or {}), **file, **cli}
+    config_file = cli.get("config")
+    file = load_yaml_config(config_file) if config_file else {}
+    cli = {key: value for key, value in checked_values(cli).items() if key != "config"}
+    raw = (inherit or {}, base or {}, file, cli)
+    upper = {key: value for layer in map(expand_sar, raw) for key, value in layer.items()}
+    given = set(upper)
+    # the options named as such (not through --sar): a resumed run's stored ones give way to those named now
+    named = set(file) | set(cli) | (set() if base is not None else set(inherit or {}))
     notes: list[str] = []
     if upper.get("data_set") is None and upper.get("data_path"):  # never the synthetic set in place of a folder
         upper["data_set"] = trainable_dataset_name(str(upper["data_path"]))
@@ -133,7 +206,7 @@ def resolve_run(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
         for key in ("num_samples", "num_classes"):
             if key in cli or upper.get(key) is None:
                 continue
-            source = f"--config {cli['config']}" if key in file else "the checkpoint's run"
+            source = f"--config {config_file}" if key in file else "the checkpoint's run"
             notes.append(f"note: {key} from {source} is ignored: it applies to the synthetic data set only")
             upper[key] = None
     if upper.get("data_path"):  # stored absolute, so that the run's config works from any folder
@@ -146,31 +219,19 @@ def resolve_run(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
     else:
         name = "quick" if data_set == "synthetic" else "deit"
     upper["recipe"] = name
-    config = dict(DEFAULTS)
-    apply_recipe(config, RECIPES[name], given, upper, _survey, PRETEXT_DEFAULTS if upper.get("pretext") else None)
+    recipe = {**get_recipe(name).values, **(PRETEXT_VALUES if upper.get("pretext") else {})}
+    if "model" in upper:  # a model the user names keeps its own depth, width and heads
+        for key in ("depth", "embed_dim", "num_heads"):
+            recipe.pop(key, None)
+    config = {**DEFAULTS, **recipe, **upper}
+    derive(name, config, given, _survey)
     if training and base is None:
-        notes.insert(0, recipe_line(name, reason))
-    if config["model"] is None:
-        config["model"] = DEIT_MODEL
-    if config["input_size"] is None:
-        config["input_size"] = DEIT_INPUT_SIZE
-    if base is None:
-        resolve_sar(config, given)
-    else:  # a resumed run's switches are resolved already: only what is given now changes them
-        given = set(file) | set(cli)
-        if config.pop("use_nosn", False):
-            config["remove_last_skip"] = config["remove_last_norm"] = True
-            given |= {"remove_last_skip", "remove_last_norm"}
-        if "sar" in given:
-            for key in SAR_COMPONENTS:
-                if key not in given:
-                    config[key] = bool(config["sar"])
-        config["sar"] = all(config[key] for key in SAR_COMPONENTS)
-    resolve_regularizers(config, given)  # may switch the SAR loss on (--reg spatial-entropy)
+        notes.insert(0, recipe_line(name, reason, config))
+    _settle_components(config)
+    resolve_regularizers(config, named)
     config["sar"] = all(config[key] for key in SAR_COMPONENTS)
-    config.pop("config", None)
     _check(config)
-    return config, notes
+    return TrainConfig(**{key: value for key, value in config.items() if key in FIELDS}), notes
 
 
 def trainable_dataset_name(data_path: str) -> str:
@@ -184,12 +245,9 @@ def trainable_dataset_name(data_path: str) -> str:
 
 
 def _device_of(config: dict[str, Any]) -> str:
-    """The device the run asks for; ``auto`` or none: CUDA when available (as training resolves it)."""
-    if config.get("device") and str(config["device"]) != "auto":
-        return str(config["device"])
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """The device the run asks for; ``auto`` or none: the one training will pick."""
+    device = config.get("device")
+    return str(device) if device and str(device) != "auto" else resolve_device(None).type
 
 
 def _survey(config: dict[str, Any]) -> DataSurvey:
@@ -212,11 +270,7 @@ def _check(config: dict[str, Any]) -> None:
                           f"weights), not {' and '.join(starts)}")
 
 
-# How a run was invoked rather than what it is: fed back with --config, these would resume or evaluate.
-INVOCATION_KEYS = ("resume", "eval", "config", "use_ema", "json", "overwrite")
-
-
-def save_config(config: dict[str, Any], path: os.PathLike) -> None:
+def save_config(config: TrainConfig, path: os.PathLike) -> None:
     """The resolved configuration as YAML; ``--config`` with it repeats the run from the start."""
-    run = {key: value for key, value in config.items() if key not in INVOCATION_KEYS}
+    run = {key: value for key, value in config.to_dict().items() if key not in INVOCATION_KEYS}
     write_text(yaml.safe_dump(run, sort_keys=True), path)

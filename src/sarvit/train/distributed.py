@@ -11,7 +11,6 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 from ..checkpoints import resolve_device
-from ..errors import SarvitError
 
 __all__ = ["DistInfo", "setup_distributed", "cleanup_distributed", "ShardSampler", "all_reduce_sum", "barrier"]
 
@@ -35,6 +34,8 @@ class DistInfo:
 
 
 def _pick_device(requested: Optional[str], local_rank: int) -> torch.device:
+    """``--device`` (``auto``/None: :func:`sarvit.checkpoints.resolve_device`'s choice); a CUDA device without an
+    index is this process's local rank's."""
     device = resolve_device(requested or None)  # checked: a device this torch can use
     if device.type == "cuda":
         device = torch.device("cuda", local_rank if device.index is None else device.index)

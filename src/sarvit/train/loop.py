@@ -1,12 +1,13 @@
-"""One training epoch and one evaluation pass.
+"""One training epoch, for any :class:`~sarvit.train.tasks.TrainingTask`.
 
-The step keeps everything on the device: metrics accumulate in device tensors and the host reads them
-only every ``log_interval`` steps and at the end of the epoch. The step is one forward pass of a
-:class:`~sarvit.train.regularizers.RegularizedModel`, which asks the model's capture only for what its
-terms read (what DDP wraps and ``--compile`` compiles, as one graph)::
+The step keeps everything on the device: the epoch's means are torchmetrics ``MeanMetric`` / ``MulticlassAccuracy``
+states updated on the device, and the host reads them (synced over the processes) only every ``log_interval``
+steps and at the end of the epoch, in one read. A step is one forward pass of the task (what DDP wraps and
+``--compile`` compiles), whose model is a :class:`~sarvit.train.regularizers.RegularizedModel` that asks the
+model's capture only for what its terms read::
 
-    logits, terms = model(x)                      # terms [n]: e.g. the spatial entropy of S, DRLoc's L1
-    loss = CE(logits, y) + sum_i weight_i * terms[i]
+    out = task(batch)                             # out.terms [n]: e.g. the spatial entropy of S, DRLoc's L1
+    loss = out.loss + sum_i weight_i * out.terms[i]
 
 Non-finite losses: every step records, on the device, whether its loss was finite. Without
 ``skip_nonfinite`` the host looks at that record at the next log point and stops the run
@@ -17,27 +18,25 @@ in a row (across epochs) stop the run: by then the weights or the learning rate 
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from timm.utils import accuracy
+from timm.utils import unwrap_model
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
 
 from ..errors import SarvitError
-from ..losses import spatial_entropy
-from ..metrics import AttentionJaccard
-from ..models import has_class_token
 from .distributed import DistInfo, all_reduce_sum
+from .evaluation import autocast_context, batches, evaluate, hard_labels
 from .regularizers import log_key
+from .tasks import TaskOutput
 
-__all__ = ["StepSettings", "NonFiniteLoss", "train_one_epoch", "evaluate", "autocast_context",
-           "nonfinite_weights"]
+__all__ = ["StepSettings", "LoopState", "Optimization", "NonFiniteLoss", "train_one_epoch", "evaluate",
+           "autocast_context", "nonfinite_weights", "loss_terms"]
 
 
 class NonFiniteLoss(SarvitError):
@@ -49,9 +48,9 @@ class NonFiniteLoss(SarvitError):
         self.epoch, self.step = epoch, step
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepSettings:
-    """What a training step needs besides the model and the data."""
+    """What a training step needs besides the task, the optimizer and the data."""
 
     reg_names: tuple[str, ...] = ()  # the model's terms, in order (RegularizedModel.terms)
     reg_weights: tuple[float, ...] = ()
@@ -60,61 +59,77 @@ class StepSettings:
     max_skipped: int = 25     # with skip_nonfinite: this many skipped steps in a row stop the run
     log_interval: int = 50
     amp_dtype: Optional[torch.dtype] = None  # None: no autocast
+    total_steps: int = 0      # of the whole run, for TrainingTask.after_step
 
 
-def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+@dataclass
+class Optimization:
+    """The parts that update the weights: timm's optimizer and scheduler (stepped per update), the fp16 gradient
+    scaler and the EMA of the weights (``timm.utils.ModelEmaV3`` of the task's evaluation model), when used."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Optional[torch.amp.GradScaler] = None
+    ema: Optional[nn.Module] = None
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """``model`` without its ``torch.compile`` and DDP wrappers."""
-    model = getattr(model, "_orig_mod", model)
-    return model.module if isinstance(model, DistributedDataParallel) else model
+@dataclass
+class LoopState:
+    """What the loop carries from epoch to epoch (checkpointed): the epoch, the optimizer steps so far and the
+    run of skipped steps the last epoch ended with."""
+
+    epoch: int = 0
+    global_step: int = 0
+    skipped_in_a_row: int = 0
 
 
-def loss_terms(model: nn.Module, criterion: Callable, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor):
-    """``(loss, ce, terms, logits)`` of one batch; ``terms`` ``[n]`` unweighted (None without regularizers)."""
-    logits, terms = model(x)
-    ce = criterion(logits, y)
-    if terms is None:
-        return ce, ce, None, logits
-    return ce + (weights * terms).sum(), ce, terms, logits
+def loss_terms(step: nn.Module, batch: Any, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                                              Optional[torch.Tensor], TaskOutput]:
+    """``(loss, task loss, terms, output)`` of one batch: the task's loss plus the weighted regularizer terms."""
+    out = step(batch)
+    if out.terms is None:
+        return out.loss, out.loss, None, out
+    return out.loss + (weights * out.terms).sum(), out.loss, out.terms, out
 
 
-def correct_count(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Right top-1 guesses in a batch; with mixup/cutmix's soft targets ``[B, K]``, against their largest class."""
-    labels = y.argmax(dim=-1) if y.ndim > 1 else y
-    return (logits.detach().argmax(dim=-1) == labels).sum()
+class _EpochMeans:
+    """The epoch's device-side means (torchmetrics), created at the first step from what the task hands back."""
 
-
-class _Tally:
-    """Device-side running sums of one epoch: loss, CE, steps, right guesses, images, then one slot per
-    regularizer term (the first HEAD slots, then the terms)."""
-
-    HEAD = 5
-
-    def __init__(self, device: torch.device, num_terms: int) -> None:
-        self.sums = torch.zeros(self.HEAD + num_terms, device=device, dtype=torch.float64)
+    def __init__(self, device: torch.device, term_keys: list[str]) -> None:
+        self.device, self.term_keys = device, term_keys
+        self.means: dict[str, MeanMetric] = {}
+        self.top1: Optional[MulticlassAccuracy] = None
         self.bad = torch.zeros((), device=device, dtype=torch.int64)
         self.first_bad = torch.full((), -1, device=device, dtype=torch.int64)
-        self.skipped = 0
+        self.updates = 0
 
-    def add(self, loss, ce, terms, correct: torch.Tensor, images: int, finite: torch.Tensor, step: int,
-            count_bad: bool = True) -> None:
-        one = torch.ones_like(finite, dtype=torch.float32)
-        head = torch.stack([loss.detach().float(), ce.detach().float(), one, correct.float(), one * images])
-        values = head if terms is None else torch.cat([head, terms.detach().float()])
-        self.sums += torch.where(finite, values, torch.zeros_like(values)).double()
-        if count_bad:
-            self.bad += (~finite).long()
-            self.first_bad = torch.where((self.first_bad < 0) & ~finite, torch.full_like(self.first_bad, step),
-                                         self.first_bad)
+    def _mean(self, key: str) -> MeanMetric:
+        if key not in self.means:  # nan_strategy "disable": no host-side NaN check per update
+            self.means[key] = MeanMetric(nan_strategy="disable").to(self.device)
+        return self.means[key]
 
-    def check(self, info: DistInfo, epoch: int) -> torch.Tensor:
-        """Host sync point: the sums over all processes; raises :class:`NonFiniteLoss` if a step went bad."""
-        sums = all_reduce_sum(self.sums.clone(), info)
+    def add(self, loss: torch.Tensor, task_loss: torch.Tensor, terms: Optional[torch.Tensor], out: TaskOutput) -> None:
+        self._mean("loss").update(loss.detach().float())
+        self._mean("ce").update(task_loss.detach().float())
+        if terms is not None:
+            for key, value in zip(self.term_keys, terms.detach().float()):
+                self._mean(key).update(value)
+        for key, value in out.metrics.items():
+            self._mean(key).update(value.detach().float())
+        if out.logits is not None:
+            if self.top1 is None:
+                self.top1 = MulticlassAccuracy(out.logits.shape[-1], average="micro",
+                                               validate_args=False).to(self.device)
+            self.top1.update(out.logits.detach(), hard_labels(out.targets))
+        self.updates += 1
+
+    def watch(self, finite: torch.Tensor, step: int) -> None:
+        self.bad += (~finite).long()
+        self.first_bad = torch.where((self.first_bad < 0) & ~finite, torch.full_like(self.first_bad, step),
+                                     self.first_bad)
+
+    def check(self, info: DistInfo, epoch: int) -> None:
+        """Host sync point: raises :class:`NonFiniteLoss` if a step of any process went bad."""
         bad = all_reduce_sum(self.bad.clone(), info)
         if int(bad) > 0:
             never = torch.full_like(self.first_bad, 1 << 40)
@@ -122,122 +137,132 @@ class _Tally:
             if info.distributed:
                 dist.all_reduce(first, op=dist.ReduceOp.MIN)
             raise NonFiniteLoss(epoch, int(first))
-        return sums
+
+    def read(self) -> dict[str, Optional[float]]:
+        """The means so far over every process (``top1`` in %), in one host read; None before any update."""
+        fixed = ("loss", "ce", *self.term_keys)
+        keys = [*fixed, *(key for key in self.means if key not in fixed)]  # then the task's own metrics
+        if not self.updates:  # every step skipped
+            return dict.fromkeys([*keys, "top1"])
+        parts = {key: self.means[key].compute() for key in keys}
+        if self.top1 is not None:
+            parts["top1"] = 100.0 * self.top1.compute()
+        values = dict(zip(parts, torch.stack(list(parts.values())).tolist()))
+        return {key: values.get(key) for key in (*keys, "top1")}
 
 
-def batches(loader):
-    """Iterate ``loader``; a SarvitError from a worker process (say, an unreadable image) keeps its one-line
-    message instead of carrying the worker's traceback text."""
-    iterator = iter(loader)
-    while True:
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        except SarvitError as error:
-            lines = [line for line in str(error).splitlines() if line.strip()]
-            message = lines[-1] if lines else str(error)
-            prefix = f"{SarvitError.__module__}.{SarvitError.__name__}: "
-            raise SarvitError(message[len(prefix):] if message.startswith(prefix) else message) from None
-        yield batch
+def train_one_epoch(step: nn.Module, loader, optimization: Optimization, state: LoopState, settings: StepSettings,
+                    info: DistInfo, progress=None, probe=None, gate=None) -> dict:
+    """Train for one pass over ``loader``; ``state`` is advanced in place. Returns the epoch's metrics.
+
+    ``step``: the :class:`~sarvit.train.tasks.TrainingTask` the optimizer trains -- as it is, or wrapped in
+    DDP and/or ``torch.compile`` (its :meth:`after_step` and EMA are reached through ``timm.utils.unwrap_model``).
+    Metrics: mean ``loss``, ``ce`` (the task loss), one ``reg_<name>`` per term
+    (:func:`~sarvit.train.regularizers.log_key`), the task's own metrics, ``entropy`` (the spatial-entropy term;
+    None without it), ``top1`` (train, on the augmented batches), ``lr`` at the end, ``img_per_s`` (all
+    processes), ``skipped_steps``. The means are None when every step was skipped.
+    ``probe`` (a :class:`~sarvit.train.diagnostics.TrainingProbe`) measures every ``probe.every`` steps; its
+    epoch means join the metrics (``diag_*``). ``gate`` (a :class:`~sarvit.train.loss_gate.LossGate`) scales
+    the gated terms' weights by the task's progress.
+    """
+    step.train()
+    device, epoch = info.device, state.epoch
+    task = unwrap_model(step)
+    keys = [log_key(name) for name in settings.reg_names]
+    means = _EpochMeans(device, keys)
+    weights = torch.tensor(settings.reg_weights, device=device, dtype=torch.float32)
+    optimizer, scheduler = optimization.optimizer, optimization.scheduler
+    params = [p for p in step.parameters() if p.requires_grad]
+    images, skipped, start = 0, 0, time.perf_counter()
+    steps = len(loader)
+    for index, batch in enumerate(batches(loader)):
+        batch = _to_device(batch, device)
+        with autocast_context(device, settings.amp_dtype):
+            step_weights = weights if gate is None else gate.weights(weights)
+            loss, task_loss, terms, out = loss_terms(step, batch, step_weights)
+            measured = probe is not None and probe.due(index)
+            if measured:
+                probe.measure(_images(batch), task_loss, terms, step_weights)
+        finite = torch.isfinite(loss.detach())
+        optimizer.zero_grad(set_to_none=True)
+        if settings.skip_nonfinite and not _step_is_finite(finite, info):
+            skipped += 1
+            state.skipped_in_a_row += 1
+            if state.skipped_in_a_row >= settings.max_skipped:
+                raise NonFiniteLoss(epoch, index, f"{state.skipped_in_a_row} steps in a row had a non-finite loss "
+                                                  f"and were skipped (up to epoch {epoch + 1}, step {index + 1}); "
+                                                  f"stopping (--max-skipped-steps {settings.max_skipped})")
+        else:
+            state.skipped_in_a_row = 0
+            _backward_and_step(loss, optimizer, params, settings.clip_grad, optimization.scaler)
+            if measured:
+                probe.after_update()
+            if gate is not None:
+                gate.update(task_loss)
+            if optimization.ema is not None:
+                optimization.ema.update(task.evaluation_model(), step=state.global_step + 1)
+            if not settings.skip_nonfinite:
+                means.watch(finite, index)
+            means.add(loss, task_loss, terms, out)
+        state.global_step += 1
+        task.after_step(state.global_step, settings.total_steps)
+        scheduler.step_update(num_updates=state.global_step)
+        images += _batch_size(batch)
+        if (index + 1) % settings.log_interval == 0 or index + 1 == steps:
+            means.check(info, epoch)  # host syncs at log points only: the non-finite count, then the means
+            metrics = means.read()    # on every process: they all take part in the means' sync
+            if progress is not None:
+                progress.set_postfix(**_shown(metrics, settings, optimizer, skipped))
+        if progress is not None:
+            progress.update(1)
+    elapsed = time.perf_counter() - start
+    means.check(info, epoch)
+    metrics = means.read() if steps else {}
+    return {**metrics, "entropy": metrics.get(log_key("spatial-entropy")),
+            "lr": float(optimizer.param_groups[0]["lr"]),
+            "img_per_s": images * info.world_size / max(elapsed, 1e-9),
+            "skipped_steps": skipped,  # every process skips the same steps (the decision is all-reduced)
+            **({} if probe is None else probe.read()), **({} if gate is None else gate.read())}
+
+
+def _images(batch: Any) -> Optional[torch.Tensor]:
+    """The batch's images when they are one tensor ``(images, targets, ...)``; None for several crops."""
+    first = batch[0] if isinstance(batch, (list, tuple)) and batch else None
+    return first if isinstance(first, torch.Tensor) and first.dim() == 4 else None
+
+
+def _shown(means: dict, settings: StepSettings, optimizer, skipped: int) -> dict[str, Any]:
+    """The progress bar's postfix."""
+    shown: dict[str, Any] = {"loss": "n/a" if means["loss"] is None else f"{means['loss']:.4f}"}
+    for name in settings.reg_names:
+        if means.get(log_key(name)) is not None:
+            shown[name] = f"{means[log_key(name)]:.4f}"
+    shown["lr"] = f"{optimizer.param_groups[0]['lr']:.2e}"
+    if settings.skip_nonfinite:
+        shown["skipped"] = skipped
+    return shown
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    """The loader's batch on ``device``: tensors, and lists/tuples of them (several crops of one image)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(item, device) for item in batch)
+    return batch
+
+
+def _batch_size(batch: Any) -> int:
+    first = batch[0] if isinstance(batch, (list, tuple)) else batch
+    while isinstance(first, (list, tuple)):
+        first = first[0]
+    return int(first.shape[0])
 
 
 def _step_is_finite(finite: torch.Tensor, info: DistInfo) -> bool:
     """One host sync: did every process get a finite loss this step?"""
     flag = (~finite).to(torch.float32).reshape(1)
     return float(all_reduce_sum(flag, info)) == 0.0
-
-
-def train_one_epoch(
-    model: nn.Module,
-    criterion: Callable,
-    loader,
-    optimizer: torch.optim.Optimizer,
-    scheduler,
-    settings: StepSettings,
-    info: DistInfo,
-    *,
-    epoch: int,
-    global_step: int,
-    mixup: Optional[Callable] = None,
-    scaler=None,
-    ema=None,
-    progress=None,
-    skipped_in_a_row: int = 0,
-):
-    """Train ``model`` (a :class:`~sarvit.train.regularizers.RegularizedModel`, or DDP / ``torch.compile``
-    around one) for one pass over ``loader``; returns ``(metrics, global_step)``.
-
-    ``metrics``: mean ``loss``, ``ce``, one ``reg_<name>`` per term (:func:`~sarvit.train.regularizers.log_key`),
-    ``entropy`` (the spatial-entropy term; None without it), ``lr`` at the end, ``img_per_s`` (all processes),
-    ``skipped_steps``, ``skipped_in_a_row`` (the run of skipped steps the epoch ends with, counting
-    ``skipped_in_a_row`` from the epoch before). The means are None when every step was skipped.
-    ``ema`` averages the inner model only.
-    """
-    model.train()
-    device = info.device
-    keys = [log_key(name) for name in settings.reg_names]
-    tally = _Tally(device, len(keys))
-    weights = torch.tensor(settings.reg_weights, device=device, dtype=torch.float32)
-    averaged = unwrap(model).model  # EMA averages the model alone, not the regularizers' heads
-    params = [p for p in model.parameters() if p.requires_grad]
-    images, start = 0, time.perf_counter()
-    steps = len(loader)
-    for step, (x, y) in enumerate(batches(loader)):
-        x = x.to(device, non_blocking=True)
-        y = y.to(device, non_blocking=True)
-        if mixup is not None:
-            x, y = mixup(x, y)
-        with autocast_context(device, settings.amp_dtype):
-            loss, ce, terms, logits = loss_terms(model, criterion, x, y, weights)
-        finite = torch.isfinite(loss.detach())
-        optimizer.zero_grad(set_to_none=True)
-        if settings.skip_nonfinite and not _step_is_finite(finite, info):
-            tally.skipped += 1
-            skipped_in_a_row += 1
-            if skipped_in_a_row >= settings.max_skipped:
-                raise NonFiniteLoss(epoch, step, f"{skipped_in_a_row} steps in a row had a non-finite loss and were "
-                                                 f"skipped (up to epoch {epoch + 1}, step {step + 1}); stopping "
-                                                 f"(--max-skipped-steps {settings.max_skipped})")
-        else:
-            skipped_in_a_row = 0
-            _backward_and_step(loss, optimizer, params, settings.clip_grad, scaler)
-            if ema is not None:
-                ema.update(averaged, step=global_step + 1)
-        global_step += 1
-        scheduler.step_update(num_updates=global_step)
-        tally.add(loss, ce, terms, correct_count(logits, y), x.shape[0], finite, step,
-                  count_bad=not settings.skip_nonfinite)
-        images += x.shape[0]
-        if (step + 1) % settings.log_interval == 0 or step + 1 == steps:
-            sums = tally.check(info, epoch).tolist()  # host syncs at log points only (non-finite count, sums)
-            if progress is not None:
-                means = [value / sums[2] for value in sums] if sums[2] else None
-                shown = ({"loss": f"{means[0]:.4f}",
-                          **{name: f"{value:.4f}" for name, value in zip(settings.reg_names, means[tally.HEAD:])}}
-                         if means else {"loss": "n/a"})
-                shown["lr"] = f"{optimizer.param_groups[0]['lr']:.2e}"
-                if settings.skip_nonfinite:
-                    shown["skipped"] = tally.skipped
-                progress.set_postfix(**shown)
-        if progress is not None:
-            progress.update(1)
-    elapsed = time.perf_counter() - start
-    sums = tally.check(info, epoch).tolist()
-    count = sums[2]
-    terms_mean = {key: value / count if count else None for key, value in zip(keys, sums[tally.HEAD:])}
-    metrics = {
-        "loss": sums[0] / count if count else None,
-        "ce": sums[1] / count if count else None,
-        "top1": 100.0 * sums[3] / sums[4] if sums[4] else None,  # on the augmented batches, in train mode
-        "entropy": terms_mean.get(log_key("spatial-entropy")),
-        **terms_mean,
-        "lr": float(optimizer.param_groups[0]["lr"]),
-        "img_per_s": images * info.world_size / max(elapsed, 1e-9),
-        "skipped_steps": tally.skipped,  # every process skips the same steps (the decision is all-reduced)
-        "skipped_in_a_row": skipped_in_a_row,
-    }
-    return metrics, global_step
 
 
 def nonfinite_weights(models: dict[str, nn.Module]) -> list[str]:
@@ -262,52 +287,3 @@ def _backward_and_step(loss, optimizer, params, clip_grad: Optional[float], scal
         torch.nn.utils.clip_grad_norm_(params, clip_grad)
     optimizer.step()
 
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader, info: DistInfo, amp_dtype: Optional[torch.dtype] = None,
-             jaccard: Optional[AttentionJaccard] = None) -> dict:
-    """Top-1/top-5 accuracy (%), mean cross-entropy and mean spatial entropy of the [CLS] maps (None for a
-    model without a [CLS] token, such as ARViT).
-
-    With ``jaccard`` (an :class:`~sarvit.metrics.AttentionJaccard`, for a loader of a dataset with masks,
-    items ``(image, target, foreground, valid)``) the mean best-head Jaccard (%) of the thresholded [CLS]
-    attention with the masks is added (``jaccard``), from the same forward pass. Each process evaluates its
-    shard; the sums are added over the processes, so the figures are those of the whole set exactly once.
-    """
-    model.eval()
-    device = info.device
-    sums = torch.zeros(5, device=device, dtype=torch.float64)  # loss, top1, top5, entropy, count
-    has_cls = has_class_token(model)
-    if jaccard is not None and not has_cls:
-        raise SarvitError("the attention Jaccard scores the [CLS] attention; this model has no [CLS] token")
-    if jaccard is not None:
-        jaccard.reset()
-        jaccard.to(device)
-    for images, targets, *masks in batches(loader):
-        x, y = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        with autocast_context(device, amp_dtype):
-            if has_cls:
-                logits, maps, *attention = model(x, return_maps=True, return_attention=jaccard is not None)
-            else:  # no [CLS] query (ARViT): no maps to score
-                logits, maps = model(x), None
-        logits = logits.float()
-        top1, top5 = accuracy(logits, y, topk=(1, min(5, logits.shape[1])))
-        size = y.shape[0]
-        if jaccard is not None:
-            foreground, valid = (mask.to(device, non_blocking=True) for mask in masks)
-            jaccard.update(attention[0].float(), foreground, valid)
-        sums += torch.stack([
-            F.cross_entropy(logits, y, reduction="sum").double(),
-            (top1 * size / 100.0).double().round(),
-            (top5 * size / 100.0).double().round(),
-            spatial_entropy(maps, check_finite=False).mean(dim=1).sum().double() if has_cls else sums.new_zeros(()),
-            torch.tensor(float(size), device=device, dtype=torch.float64),
-        ])
-    loss, top1, top5, entropy, count = all_reduce_sum(sums, info).tolist()
-    if count == 0:
-        raise SarvitError("evaluation: the validation set is empty")
-    metrics = {"loss": loss / count, "top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count,
-               "entropy": entropy / count if has_cls else None, "images": int(count)}
-    if jaccard is not None:
-        metrics["jaccard"] = 100.0 * jaccard.compute()["jaccard"]
-    return metrics

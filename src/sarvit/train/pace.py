@@ -1,10 +1,11 @@
 """The run's expected duration, told once its first steps are timed (rank 0)."""
 from __future__ import annotations
 
+import sys
 import time
 from typing import Callable, Optional
 
-__all__ = ["Pace", "duration_words"]
+__all__ = ["Pace", "duration_words", "progress_bar", "write_line"]
 
 
 def duration_words(seconds: float) -> str:
@@ -50,3 +51,21 @@ class Pace:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def write_line(message: str) -> None:
+    """A line between progress-bar updates."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stdout)
+    sys.stdout.flush()
+
+
+def progress_bar(shown: bool, total: int, epoch: int, epochs: int):
+    """The epoch's tqdm bar on stderr (None where ``shown`` is false: ranks other than 0)."""
+    if not shown:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="step", leave=False, file=sys.stderr,
+                dynamic_ncols=True, disable=None)
