@@ -122,7 +122,7 @@ def test_unreadable_and_missing_files(tmp_path):
         load_model(tmp_path / "nope.pth", "cpu")
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(SarvitError, match="weights_only"):
+    with pytest.raises(SarvitError, match="is not a PyTorch checkpoint"):
         load_model(bad, "cpu")
     torch.save({"epoch": 3}, tmp_path / "empty.pth")
     with pytest.raises(SarvitError, match="weights"):

@@ -100,6 +100,14 @@ def test_seeds_and_pass_through_options():
         plan_runs(get_grid("jaccard"), Path("x"), [0], (), ["--seed", "4"])
 
 
+@pytest.mark.parametrize("spelt, owned", [("--resum", "--resume"), ("--conf=a.yaml", "--config"),
+                                          ("--finet", "--finetune"), ("--output_dir", "--output-dir")])
+def test_the_guard_reads_options_as_the_parser_resolves_them(spelt, owned):
+    with pytest.raises(SarvitError, match=f"{spelt.split('=')[0]} \\({owned}\\) is set by the experiment"):
+        plan_runs(get_grid("jaccard"), Path("x"), [0], (), ["--lr", "0.1", spelt, "x"])
+    plan_runs(get_grid("jaccard"), Path("x"), [0], (), ["--lr", "0.1", "--epochs", "3"])  # not owned: fine
+
+
 # ---- report from fake run folders ----
 
 def _fake_run(folder: Path, top1: list, entropy: float, jaccard: float, epochs: int) -> None:

@@ -89,14 +89,21 @@ def _sarvit(*argv: str) -> subprocess.CompletedProcess:
 def test_unknown_option_shows_the_subcommands_usage(command):
     result = _sarvit(command, "--bogus")
     assert result.returncode == 2
-    assert result.stderr.startswith(f"usage: sarvit {command} ")
-    assert f"sarvit {command}: error: unrecognized arguments: --bogus" in result.stderr
+    assert result.stderr == (f"sarvit {command}: error: unrecognized arguments: --bogus\n"
+                             f"run 'sarvit {command} --help' for its options\n")
 
 
 def test_missing_weights_shows_the_subcommands_usage():
     result = _sarvit("segment-eval")
-    assert result.returncode == 2 and result.stderr.startswith("usage: sarvit segment-eval ")
-    assert "required: --weights" in result.stderr
+    assert result.returncode == 2 and result.stderr.startswith("sarvit segment-eval: error: ")
+    assert "required: --weights" in result.stderr.splitlines()[0]
+
+
+def test_a_misspelt_option_gets_the_nearest_one():
+    result = _sarvit("train", "--resme", "x")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == ("sarvit train: error: unrecognized arguments: --resme (did you mean "
+                                             "--resume?) x")
 
 
 def test_version_and_help_groups():

@@ -62,8 +62,11 @@ def test_reference_readme_commands_parse():
     finetune = config_of("--batch-size", "64", "--epochs", "100", "--lr", "5e-4", "--no-pin-mem", "--warmup-epochs",
                          "3", "--data-set", "cifar10", "--no-repeated-aug", "--resume", "p.pth")
     assert not finetune["pin_mem"] and finetune["warmup_epochs"] == 3 and finetune["resume"] == "p.pth"
-    evaluation = config_of("--eval", "--resume", "p.pth", "--data-path", "/in")
+    evaluation = config_of("--eval", "--resume", "p.pth", "--data-set", "imagenet", "--data-path", "/in")
     assert evaluation["eval"]
+    # a --data-path alone is read from its layout, never the synthetic set: a folder that is not there says so
+    with pytest.raises(SarvitError, match="--data-path /in: expected a data set folder, it does not exist"):
+        config_of("--eval", "--resume", "p.pth", "--data-path", "/in")
 
 
 def test_sar_switch_semantics():

@@ -12,6 +12,7 @@ import torch
 
 from sarvit import create_model
 from sarvit.cli import main
+from sarvit.errors import SarvitError
 from sarvit.checkpoints import files as checkpoint_files
 from sarvit.train import rng as rng_module
 from test_train_common import one_cpu_thread, tiny_argv  # noqa: F401 (autouse fixture)
@@ -66,7 +67,7 @@ def test_crash_while_writing_keeps_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(checkpoint_files.torch, "save", torn_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(SarvitError, match=f"cannot write {path}: disk full; the previous file is kept"):
         checkpoint_files.save_atomic({"epoch": 2, "w": torch.zeros(3)}, path)
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["last.pth"]
 
@@ -88,11 +89,22 @@ def test_unsafe_or_corrupt_checkpoint_is_a_clear_error(tmp_path, capsys):
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"not a checkpoint")
     assert main(["eval", "--weights", str(corrupt)]) == 2
-    assert "could not load" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not a PyTorch checkpoint (it begins b'not a ch'" in err and "weights_only=False" not in err
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    assert main(["eval", "--weights", str(image)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a PyTorch checkpoint" in err and "weights_only" not in err
     pickled = tmp_path / "pickled.pth"
     torch.save({"model": {"w": torch.ones(1)}, "hook": NotPlainData()}, pickled)
     assert main(["eval", "--weights", str(pickled)]) == 2
-    assert "weights_only=True" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds Python objects beyond tensors and plain data" in err and "weights_only=False" not in err
+    torn = tmp_path / "torn.pth"
+    torn.write_bytes((tmp_path / "pickled.pth").read_bytes()[:100])
+    assert main(["eval", "--weights", str(torn)]) == 2
+    assert "is a damaged or truncated PyTorch file" in capsys.readouterr().err
     assert main(["eval", "--weights", str(tmp_path / "missing.pth")]) == 2
     assert "does not exist" in capsys.readouterr().err
 

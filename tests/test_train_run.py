@@ -166,7 +166,7 @@ def test_sar_config_of_built_model_matches_flags(tmp_path):
     config = config_of("--use-nosn", "--remove-last-mlp-skip", "--depth", "2", "--embed-dim", "48", "--input-size", "32")
     model = build.model_spec(config, 5).build()
     assert sar_config(model) == {"remove_last_skip": True, "remove_last_norm": True, "remove_last_mlp_skip": True,
-                                 "similarity": "dot"}
+                                 "similarity": "dot", "query": "cls"}  # query: S's default (models/query.py)
     with pytest.raises(SarvitError):
         build.model_spec({**config, "model": "resnet18"}, 5).build()
 

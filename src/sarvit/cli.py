@@ -7,6 +7,7 @@ errors name Python arguments; :func:`flag_message` turns them into this command'
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import re
@@ -19,9 +20,27 @@ from .option_parser import HelpFormatter, add_options
 from .options import COMMANDS, LAYERED, OPTIONS, Option, check_values, defaults
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument error is its one line first, then where to read more (not 35 lines of usage before it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\nrun '{self.prog} --help' for its options\n")
+
+
+def _unknown(command: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """``--resum (did you mean --resume?)``: each unknown option with the nearest one the command has."""
+    names = [option[2:] for option in command._option_string_actions if option.startswith("--")]
+    words = []
+    for token in unknown:
+        near = (difflib.get_close_matches(token.split("=", 1)[0][2:], names, n=1, cutoff=0.75)
+                if token.startswith("--") else [])
+        words.append(f"{token} (did you mean --{near[0]}?)" if near else token)
+    return " ".join(words)
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The ``sarvit`` parser and its subcommand parsers by name."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sarvit", description="Spatial Attention-based Regularization (SAR) for Vision Transformers.")
     parser.add_argument("--version", action="version", version=f"sarvit {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -51,7 +70,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         parser.exit(2)
     command = commands[args.command]
     if unknown:
-        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+        command.error(f"unrecognized arguments: {_unknown(command, unknown)}")
     missing = [f"--{name.replace('_', '-')}" for name in COMMANDS[args.command].required if not hasattr(args, name)]
     if missing:
         command.error(f"the following arguments are required: {', '.join(missing)}")

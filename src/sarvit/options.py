@@ -112,6 +112,8 @@ OPTIONS: tuple[Option, ...] = (
       "(one host sync per step)", TRAIN, default=False, switch=True),
     O("max-skipped-steps", ROOM_RUN, "with --skip-nonfinite: stop after this many skipped steps in a row", TRAIN,
       type=int, default=25, metavar="N", within=AT_LEAST_1),
+    O("skip-bad-images", ROOM_RUN, "leave out (and count) the image files that cannot be decoded, instead of "
+      "stopping before training with the list of them", LEARN, default=False, switch=True),
     O("overwrite", ROOM_RUN, "start afresh in an --output-dir that holds a run: its files move into "
       "OUTPUT_DIR/replaced-<time>/ (nothing is deleted)", TRAIN, default=False, switch=True),
     O("deterministic", ROOM_RUN, "deterministic algorithms (slower on GPU)", TRAIN, default=False, switch=True),

@@ -50,9 +50,14 @@ def _output_dir(args) -> Path:
     return weights if weights.is_dir() else weights.parent
 
 
+MAX_DPI = 1200
+
+
 def _json_path(args, default_name: str) -> Path:
     """``--json`` or OUTPUT_DIR/default_name; a file already there is kept and the next free name used."""
     wanted = Path(args.json) if args.json else _output_dir(args) / default_name
+    if wanted.is_dir():  # not a file to keep beside: `--json /etc` must not write /etc_2
+        raise SarvitError(f"--json {wanted}: expected a file name, that is a folder (e.g. {wanted / default_name})")
     path = fresh_path(wanted)
     if path != wanted:
         print(f"{wanted} exists: kept, writing {path.name} beside it", file=sys.stderr)
@@ -116,6 +121,8 @@ def run_visualize(args) -> int:
             yield images, foreground, valid, titles[start:end], names[start:end]
             start = end
 
+    if args.dpi > MAX_DPI:  # a figure of a few inches at 100000 dpi is gigapixels: refused before drawing
+        raise SarvitError(f"--dpi {args.dpi}: expected at most {MAX_DPI} (pictures are a few inches wide)")
     written = draw_attention(model, batches(), output_dir, keep=args.threshold, dpi=args.dpi,
                              mean=mean, std=std)
     for path in written:

@@ -9,14 +9,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import Normalize
 
-from ..data import (MASK_DATASET_NAMES, build_dataset, build_mask_dataset, build_transform,
+from ..data import (MASK_DATASET_NAMES, build_dataset, build_mask_dataset, build_transform, infer_dataset_name,
                     load_rgb_image)
 from ..errors import SarvitError
 
 __all__ = ["IMAGE_SUFFIXES", "ImageFiles", "model_image_size", "mask_dataset", "image_dataset", "image_files",
            "dataset_name", "image_ids", "input_normalization", "png_names", "limit", "make_loader"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+from ..data.folder_masks import IMAGE_SUFFIXES  # noqa: E402 (one list of image suffixes)
 
 
 def model_image_size(model: nn.Module) -> int:
@@ -39,9 +39,10 @@ def limit(dataset: Dataset, count: Optional[int]) -> Dataset:
 
 
 def dataset_name(data_set: Optional[str], data_path: Optional[str]) -> str:
-    """The ``--data-set`` asked for: ``voc`` when only a path is given, ``synthetic`` when neither."""
+    """The ``--data-set`` asked for: read from the folder's layout when only a path is given (VOC, your own
+    ``images/`` + ``masks/``, a classification set), ``synthetic`` when neither."""
     if data_set is None:
-        return "voc" if data_path else "synthetic"
+        return infer_dataset_name(data_path) if data_path else "synthetic"
     return data_set.strip().lower().replace("_", "-")
 
 
@@ -58,6 +59,11 @@ def mask_dataset(data_set: Optional[str], data_path: Optional[str], *, img_size:
             raise SarvitError("--data-set voc: expected the VOC 2012 folder in --data-path (alias --voc_path)")
         dataset, _ = build_mask_dataset("voc", data_path, img_size=img_size, split=split)
         return limit(dataset, num_samples), f"voc ({split}) at {dataset.voc_dir}"
+    if name == "masks":
+        if not data_path:
+            raise SarvitError("--data-set masks: expected the folder holding images/ and masks/ in --data-path")
+        dataset, _ = build_mask_dataset("masks", data_path, img_size=img_size)
+        return limit(dataset, num_samples), f"images with masks at {data_path}"
     count = num_samples or default_samples
     classes = num_classes if 2 <= num_classes <= 12 else 10  # one class per shape; any count draws the same scenes
     dataset, _ = build_mask_dataset("synthetic", img_size=img_size, num_samples=count, num_classes=classes,

@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,7 +27,7 @@ from ..errors import SarvitError
 from ..models import ModelSpec
 
 __all__ = ["FORMAT", "VERSION", "PathLike", "checkpoint_content", "copy_atomic", "fresh_path", "save_atomic",
-           "write_json", "write_text", "write_checkpoint",
+           "write_atomic", "write_json", "write_text", "write_checkpoint", "refuse_link",
            "load_checkpoint",
            "extract_state_dict", "resolve_checkpoint_path", "without_wrapper_prefixes"]
 
@@ -41,32 +42,65 @@ def _umask() -> int:
     return mask
 
 
-def _write_atomic(path: PathLike, write: Callable, mode: str) -> Path:
+def write_atomic(path: PathLike, write: Callable, mode: str = "wb") -> Path:
     """Write through ``write(file)`` to a temporary file beside ``path``, fsync, then rename over ``path``.
 
-    A crash at any moment leaves either the previous file or the new one, never a torn file. The file gets the
-    mode an ordinary ``open`` would give it (0644 under the usual umask), not ``mkstemp``'s private 0600.
+    A crash at any moment leaves either the previous file or the new one, never a torn file. The temporary file is
+    created with ``O_EXCL`` (no link followed) and the rename replaces a name, never the file a link points to; a
+    symbolic link at ``path`` is refused. The file gets the mode an ordinary ``open`` would give it (0644 under the
+    usual umask), not ``mkstemp``'s private 0600. A failed write (a full disk, a read-only folder) is a
+    :class:`SarvitError` naming the file, the previous file kept; an interrupt stays a ``KeyboardInterrupt``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    refuse_link(path)
+    if path.is_dir():
+        raise SarvitError(f"cannot write {path}: it is a folder; expected a file name")
+    temp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.chmod(temp, 0o666 & ~_umask())
         with os.fdopen(handle, mode) as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
+    except BaseException as error:
+        if temp is not None and os.path.lexists(temp):
             os.unlink(temp)
+        cause = _root_cause(error)
+        if isinstance(cause, KeyboardInterrupt) and cause is not error:  # torch.save's C++ writer wraps it
+            raise KeyboardInterrupt from None
+        if isinstance(cause, OSError):
+            kept = "the previous file is kept" if path.exists() else "nothing was written"
+            raise SarvitError(f"cannot write {path}: {cause.strerror or cause}; {kept}") from None
         raise
     return path
 
 
+def _root_cause(error: BaseException) -> BaseException:
+    """The first OSError or KeyboardInterrupt in ``error``'s chain (torch.save raises a RuntimeError from its
+    C++ writer with the real cause chained), else ``error`` itself."""
+    seen, current = set(), error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (OSError, KeyboardInterrupt)):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return error
+
+
+def refuse_link(path: PathLike) -> None:
+    """A symbolic link at ``path`` is refused: sarvit writes no file through a link (one planted in a shared
+    folder would make it overwrite the file the link points to)."""
+    if os.path.islink(path):
+        raise SarvitError(f"{path} is a symbolic link (to {os.readlink(path)}); sarvit writes no file through a "
+                          "link: remove it or write elsewhere")
+
+
 def save_atomic(obj: Any, path: PathLike) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically (see :func:`_write_atomic`)."""
-    return _write_atomic(path, lambda file: torch.save(obj, file), "wb")
+    """``torch.save(obj)`` to ``path`` atomically (see :func:`write_atomic`)."""
+    return write_atomic(path, lambda file: torch.save(obj, file), "wb")
 
 
 def write_json(payload: Any, path: PathLike) -> Path:
@@ -75,12 +109,12 @@ def write_json(payload: Any, path: PathLike) -> Path:
         json.dump(payload, file, indent=2)
         file.write("\n")
 
-    return _write_atomic(path, dump, "w")
+    return write_atomic(path, dump, "w")
 
 
 def write_text(text: str, path: PathLike) -> Path:
     """``text`` at ``path``, atomically (a run's ``log.jsonl``)."""
-    return _write_atomic(path, lambda file: file.write(text), "w")
+    return write_atomic(path, lambda file: file.write(text), "w")
 
 
 def copy_atomic(source: PathLike, path: PathLike) -> Path:
@@ -89,7 +123,7 @@ def copy_atomic(source: PathLike, path: PathLike) -> Path:
         with open(source, "rb") as original:
             shutil.copyfileobj(original, file)
 
-    return _write_atomic(path, copy, "wb")
+    return write_atomic(path, copy, "wb")
 
 
 def write_checkpoint(path: PathLike, model: dict, spec: ModelSpec, **content: Any) -> Path:
@@ -123,10 +157,7 @@ def load_checkpoint(path: PathLike) -> dict:
         with _namespace_allowed():
             data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling refusals, truncated zip files, not a torch file at all
-        raise SarvitError(
-            f"checkpoint: could not load {path} with torch.load(weights_only=True): expected a file of tensors "
-            f"and plain data ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
-        ) from None
+        raise SarvitError(_unloadable(path, error)) from None
     if not isinstance(data, dict):
         raise SarvitError(f"checkpoint: expected a dict in {path}, found {type(data).__name__}")
     if data.get("format") == FORMAT:
@@ -137,8 +168,45 @@ def load_checkpoint(path: PathLike) -> dict:
         if not isinstance(weights, dict) or not all(isinstance(value, torch.Tensor) for value in weights.values()):
             raise SarvitError(f"checkpoint: {path} is a sarvit checkpoint whose 'model' should be a state dict "
                               f"(names -> tensors), found {type(weights).__name__}")
+        _refuse_nonfinite(data, path)
         return data
-    return {"model": extract_state_dict(data, path)}
+    data = {"model": extract_state_dict(data, path)}
+    _refuse_nonfinite(data, path)
+    return data
+
+
+def _refuse_nonfinite(data: dict, path: Path) -> None:
+    """Weights holding NaN or inf evaluate to nonsense (top-1 at chance, Jaccard 0) and train no further."""
+    for key in ("model", "model_ema"):
+        weights = data.get(key)
+        if not isinstance(weights, dict):
+            continue
+        broken = [name for name, value in weights.items()
+                  if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all()]
+        if broken:
+            raise SarvitError(f"checkpoint: the {key!r} weights in {path} hold NaN or inf values ({len(broken)} "
+                              f"tensor(s), first {broken[0]}); use an earlier checkpoint of the run")
+
+
+# how the files torch.save writes begin: a zip archive (torch >= 1.6) or a pickle (protocol 2 or later)
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def _unloadable(path: Path, error: Exception) -> str:
+    """Why ``path`` did not load, in words that are true for it. torch's own message is not quoted: for a file
+    that holds other Python objects it advises ``weights_only=False``, i.e. running whatever the file contains."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(8)
+    except OSError as read_error:
+        return f"checkpoint: cannot read {path} ({read_error.strerror or read_error})"
+    if not head.startswith(_TORCH_MAGIC):
+        return (f"checkpoint: {path} is not a PyTorch checkpoint (it begins {head!r}; expected a file written by "
+                "torch.save, e.g. a run's last.pth or best.pth)")
+    if isinstance(error, pickle.UnpicklingError) or "weights_only" in str(error):
+        return (f"checkpoint: {path} holds Python objects beyond tensors and plain data, which sarvit does not "
+                "load (unpickling them could run code); expected a state dict or a sarvit checkpoint")
+    return f"checkpoint: {path} is a damaged or truncated PyTorch file ({type(error).__name__})"
 
 
 @contextlib.contextmanager

@@ -82,6 +82,11 @@ def resolve_device(device: Union[str, torch.device, None] = None) -> torch.devic
         raise SarvitError(f"--device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r} ({error})") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SarvitError(f"--device {device}: CUDA was asked for, but torch sees no CUDA device")
+    try:  # mps, xpu, ...: what this torch build can use
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:
+        raise SarvitError(f"--device {device}: this PyTorch build cannot run on it ({type(error).__name__}); "
+                          "expected 'auto', 'cpu' or 'cuda'") from None
     return device
 
 

@@ -24,7 +24,9 @@ import contextlib
 import json
 import os
 import socket
+import stat
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -32,7 +34,7 @@ from typing import Callable, Optional
 import torch
 
 from ..errors import SarvitError
-from .files import copy_atomic, write_text
+from .files import copy_atomic, refuse_link, write_text
 
 try:
     import fcntl
@@ -53,8 +55,9 @@ class RunFolder:
     Use :meth:`claim` (before loading any data, so a folder that cannot be written fails at once).
     """
 
-    def __init__(self, path: Path, lock_fd: int) -> None:
+    def __init__(self, path: Path, lock_fd: int, created: tuple[Path, ...] = ()) -> None:
         self.path, self._lock_fd = path, lock_fd
+        self._created = created  # the folders claim made, deepest first: removed again if left empty
 
     @classmethod
     def claim(cls, path: os.PathLike, *, resume: Optional[os.PathLike] = None, overwrite: bool = False,
@@ -64,12 +67,15 @@ class RunFolder:
         ``resume``: the checkpoint this run continues; a folder holding a run is fine when that checkpoint is
         one of its own. ``overwrite``: move an old run's files into ``replaced-<time>/`` instead of refusing.
         """
-        path = Path(path).expanduser()
+        path = Path(os.path.abspath(Path(path).expanduser()))
+        created = tuple(folder for folder in (path, *path.parents) if not os.path.lexists(folder))
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise SarvitError(f"--output-dir {path}: cannot create the folder ({error.strerror or error})") from None
-        folder = cls(path, _lock(path))
+        for name in (LOCK_NAME, *RUN_FILES):
+            refuse_link(path / name)
+        folder = cls(path, _lock(path), created)
         try:
             folder._check_owner(resume, overwrite, say)
             folder._remove_leftovers(say)
@@ -82,10 +88,16 @@ class RunFolder:
         """Remove the lock file and unlock (a run waiting to open the file re-checks that it is still there)."""
         if self._lock_fd < 0:
             return
-        with contextlib.suppress(OSError):
-            (self.path / LOCK_NAME).unlink()
+        with contextlib.suppress(OSError):  # only our own lock file (never a file put there since)
+            if os.lstat(self.path / LOCK_NAME).st_ino == os.fstat(self._lock_fd).st_ino:
+                (self.path / LOCK_NAME).unlink()
         os.close(self._lock_fd)
         self._lock_fd = -1
+        for folder in self._created:  # a run that failed before writing anything leaves no empty folder
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: the run wrote there
+                break
 
     def held_run(self) -> list[str]:
         """What in the folder says a run lives here: its checkpoints and a non-empty log."""
@@ -100,19 +112,40 @@ class RunFolder:
         held = self.held_run()
         if not held:
             return
-        if resume is not None and _inside(Path(resume), self.path) and not overwrite:
-            return
-        if not overwrite:
+        resumed = _checkpoint_file(resume) if resume is not None and _inside(Path(resume), self.path) else None
+        if resumed is not None:
+            later = self._later_than(resumed)
+            if not later:
+                return
+            if not overwrite:
+                raise SarvitError(
+                    f"--resume {resume}: {self.path} holds epochs after it ({', '.join(later)}), which the resumed "
+                    f"run would overwrite; resume {self.path / 'last.pth'}, or pass --overwrite to move the later "
+                    f"files into {self.path}/replaced-<time>/ first")
+        elif not overwrite:
             raise SarvitError(
                 f"--output-dir {self.path} already holds a run ({', '.join(held)}); continue it with --resume "
                 f"{self.path}, pick a new --output-dir, or pass --overwrite to move its files into "
                 f"{self.path}/replaced-<time>/")
         aside = self.path / time.strftime("replaced-%Y%m%d-%H%M%S")
         aside.mkdir()
-        moved = [name for name in RUN_FILES if (self.path / name).exists()]
+        moved = [name for name in RUN_FILES if os.path.lexists(self.path / name)]
         for name in moved:
-            os.replace(self.path / name, aside / name)
+            if resumed is not None and name == resumed.name:  # the checkpoint this run reads stays; a copy goes
+                copy_atomic(resumed, aside / name)
+            else:
+                os.replace(self.path / name, aside / name)
         say(f"--overwrite: moved the old run's {', '.join(moved)} into {aside}/")
+
+    def _later_than(self, resumed: Path) -> list[str]:
+        """What in the folder is newer than the checkpoint ``resumed`` (one of the folder's files)."""
+        epoch = _epoch_of(resumed)
+        later = [f"{name} at epoch {held + 1}" for name in CHECKPOINTS
+                 if (held := _epoch_of(self.path / name)) is not None and held > epoch]
+        logged = _read_log(self.path / "log.jsonl") or []
+        if len(logged) > epoch + 1:
+            later.append(f"log.jsonl with {len(logged)} epochs")
+        return later
 
     def _remove_leftovers(self, say: Callable[[str], None]) -> None:
         leftovers = [file for file in self.path.glob(".*.tmp") if file.is_file()]
@@ -141,6 +174,10 @@ def check_resumable(checkpoint: dict, path: os.PathLike) -> None:
             expected = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
             raise SarvitError(f"--resume {path}: the checkpoint's {key!r} should be {expected}, found "
                               f"{type(value).__name__} {value!r:.60}")
+    damaged = [line for line in checkpoint["history"] if not isinstance(line, dict) or not isinstance(line.get("epoch"), int)]
+    if damaged:
+        raise SarvitError(f"--resume {path}: the checkpoint's history should be one object per epoch, found "
+                          f"{damaged[0]!r:.60}")
     if not checkpoint["rng"] or checkpoint["epoch"] < 0 or not -1 <= checkpoint["best_epoch"] <= checkpoint["epoch"]:
         raise SarvitError(f"--resume {path}: inconsistent checkpoint (epoch {checkpoint['epoch']}, best_epoch "
                           f"{checkpoint['best_epoch']}, {len(checkpoint['rng'])} random states)")
@@ -187,6 +224,12 @@ def _epoch_of(path: Path) -> Optional[int]:
         return -1
 
 
+def _checkpoint_file(path: os.PathLike) -> Optional[Path]:
+    path = Path(path).expanduser()
+    path = path / "last.pth" if path.is_dir() else path
+    return path if path.is_file() else None
+
+
 def _inside(file: Path, folder: Path) -> bool:
     file = file.expanduser()
     parent = file if file.is_dir() else file.parent
@@ -197,45 +240,97 @@ def _inside(file: Path, folder: Path) -> bool:
 
 
 def _lock(path: Path) -> int:
-    """Open and ``flock`` ``path/.sarvit.lock`` (non-blocking), write who holds it; the descriptor stays open.
-    Without ``fcntl`` the file is created with ``O_EXCL`` instead, and an existing one means the folder is held."""
+    """Create ``path/.sarvit.lock`` holding who owns it, ``flock`` it (non-blocking); the descriptor stays open.
+
+    The lock is written to a fresh temporary file (``O_EXCL``) first, locked, then put in place with ``link``
+    (which fails rather than replace a live lock) or, over the stale lock of a dead run, ``rename``: no existing
+    file is ever opened for writing, so a link planted as the lock file cannot make the run overwrite its target.
+    Without ``fcntl`` the lock file is created with ``O_EXCL`` instead (no link followed either), and an existing
+    one means the folder is held.
+    """
     lock = path / LOCK_NAME
-    while True:
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | (os.O_EXCL if fcntl is None else 0), 0o644)
-        except FileExistsError:  # only without fcntl
-            with open(lock, "rb") as file:
-                holder = _holder(file.fileno())
-            raise SarvitError(f"--output-dir {path} is in use by another run ({holder}); wait for it to end or stop "
-                              f"it, or pick another --output-dir (if no run holds it, delete {lock})") from None
-        except OSError as error:
-            raise SarvitError(f"--output-dir {path}: cannot write there ({error.strerror or error}); "
-                              "pick a folder you can write to") from None
-        if fcntl is None:
-            break
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(fd)
-            os.close(fd)
-            raise SarvitError(f"--output-dir {path} is in use by another run ({holder}); wait for it to end or stop "
-                              "it, or pick another --output-dir") from None
-        try:  # the previous holder may have removed the file after we opened it: hold the one that is there
-            current = os.stat(lock).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            current = False
-        if current:
-            break
-        os.close(fd)
     owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
              "command": " ".join(["sarvit", *sys.argv[1:]]) if sys.argv else "sarvit"}
+    refuse_link(lock)
+    if fcntl is None:
+        return _lock_exclusive(lock, path, owner)
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, (json.dumps(owner) + "\n").encode())
+        fd, temp = tempfile.mkstemp(prefix=f"{LOCK_NAME}.", suffix=".tmp", dir=path)
     except OSError as error:
+        raise SarvitError(f"--output-dir {path}: cannot write there ({error.strerror or error}); "
+                          "pick a folder you can write to") from None
+    try:
+        os.fchmod(fd, 0o644)
+        os.write(fd, (json.dumps(owner) + "\n").encode())
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else knows this file yet
+        while True:
+            try:
+                os.link(temp, lock)  # no lock file: ours is the lock
+                break
+            except FileExistsError:
+                pass
+            except FileNotFoundError:  # our temporary file removed as a leftover by a run claiming it meanwhile
+                raise SarvitError(f"--output-dir {path} was claimed by another run at the same moment; "
+                                  "pick another --output-dir") from None
+            if _take_stale(lock, temp, path):
+                break
+        return fd
+    except BaseException:
         os.close(fd)
-        raise SarvitError(f"--output-dir {path}: cannot write there ({error.strerror or error})") from None
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+
+
+def _lock_exclusive(lock: Path, path: Path, owner: dict) -> int:
+    """The lock without ``fcntl``: the file's existence (``O_EXCL`` fails on any name there, a link included)."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        with open(lock, "rb") as file:
+            holder = _holder(file.fileno())
+        raise SarvitError(f"--output-dir {path} is in use by another run ({holder}); wait for it to end or stop "
+                          f"it, or pick another --output-dir (if no run holds it, delete {lock})") from None
+    except OSError as error:
+        raise SarvitError(f"--output-dir {path}: cannot write there ({error.strerror or error}); "
+                          "pick a folder you can write to") from None
+    try:
+        os.write(fd, (json.dumps(owner) + "\n").encode())
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        raise
     return fd
+
+
+def _take_stale(lock: Path, temp: str, path: Path) -> bool:
+    """Replace the lock file of a run that has ended by ``temp`` (True); raise if a live run holds it, False
+    if it vanished meanwhile (try again)."""
+    try:
+        old = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False
+    except OSError as error:  # a link put there since the check
+        raise SarvitError(f"--output-dir {path}: cannot use {lock} ({error.strerror or error}); remove it") from None
+    try:
+        if not stat.S_ISREG(os.fstat(old).st_mode):
+            raise SarvitError(f"--output-dir {path}: {lock} is not a lock file; remove it")
+        try:
+            fcntl.flock(old, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SarvitError(f"--output-dir {path} is in use by another run ({_holder(old)}); wait for it to end or "
+                              "stop it, or pick another --output-dir") from None
+        try:  # the file we hold must still be the one at the path (its owner may have removed it meanwhile)
+            if os.lstat(lock).st_ino != os.fstat(old).st_ino:
+                return False
+        except FileNotFoundError:
+            return False
+        os.replace(temp, lock)
+        return True
+    finally:
+        os.close(old)
 
 
 def _holder(fd: int) -> str:

@@ -5,6 +5,9 @@ Two kinds of dataset come from the registry: :func:`build_dataset` gives ``(imag
 :func:`build_mask_dataset` (``synthetic``, ``voc``) gives ``(image, target, foreground, valid)``;
 :func:`pretext_dataset` turns either into a self-supervised task (rotation).
 """
+from .checks import BadImages, check_images, dataset_files
+from .folder_masks import FolderMasks
+from .layout import infer_dataset_name
 from .loading import load_rgb_image
 from .masks import NO_TARGET, MaskedDataset
 from .pretext import PRETEXTS, ROTATIONS, RotationPretext, pretext_dataset, rotate
@@ -17,6 +20,11 @@ from .voc import VOCForeground, find_voc2012
 
 __all__ = [
     "DATASET_ALIASES",
+    "FolderMasks",
+    "BadImages",
+    "check_images",
+    "dataset_files",
+    "infer_dataset_name",
     "DATASET_NAMES",
     "MASK_DATASET_NAMES",
     "NO_TARGET",

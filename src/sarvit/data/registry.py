@@ -8,6 +8,7 @@ from typing import Callable, Optional, Union
 from torch.utils.data import Dataset
 
 from ..errors import SarvitError
+from .folder_masks import FolderMasks
 from .masks import MaskedDataset
 from .subsets import per_class_subset, sample_targets
 from .synthetic import SyntheticMasks, SyntheticObjects
@@ -31,7 +32,7 @@ DATASET_ALIASES = {
     "imagenette2": "imagenette",
     "imagewoof2": "imagewoof",
 }
-MASK_DATASET_NAMES = ("synthetic", "voc")  # datasets whose items carry foreground masks
+MASK_DATASET_NAMES = ("synthetic", "voc", "masks")  # datasets whose items carry foreground masks
 SYNTHETIC_TRAIN_SAMPLES = 5000
 SYNTHETIC_VAL_SAMPLES = 1000
 
@@ -114,7 +115,8 @@ def build_mask_dataset(
 
     ``synthetic``: :class:`~sarvit.data.SyntheticMasks`, drawn at ``img_size`` (``synthetic_kwargs`` as for
     :func:`build_dataset`; ``num_samples`` defaults to 1000). ``voc``: PASCAL VOC 2012 at ``root``, image list
-    ``split`` (0 classes: VOC's items have no image-level class). ``transform`` turns the PIL image into the
+    ``split`` (0 classes: VOC's items have no image-level class). ``masks``: your own images and binary masks,
+    ``root/images`` + ``root/masks`` (:class:`~sarvit.data.FolderMasks`). ``transform`` turns the PIL image into the
     tensor without cropping (default: :func:`~sarvit.data.build_mask_transform` with ImageNet's statistics).
     """
     key = name.strip().lower().replace("_", "-")
@@ -122,13 +124,16 @@ def build_mask_dataset(
     if key == "synthetic":
         options = {"img_size": img_size, **synthetic_kwargs}
         return _synthetic(SyntheticMasks, train, options, transform=transform)
-    if key != "voc":
+    if key not in MASK_DATASET_NAMES:
         raise SarvitError(f"expected a dataset with masks ({', '.join(MASK_DATASET_NAMES)}), got {name!r}")
     if synthetic_kwargs:
         raise SarvitError(f"options {', '.join(sorted(synthetic_kwargs))} only apply to the synthetic dataset, "
-                          "got them with 'voc'")
+                          f"got them with {key!r}")
     if root is None:
-        raise SarvitError("voc: expected the VOC 2012 folder (--data-path), got none")
+        raise SarvitError(f"{key}: expected the data folder (--data-path), got none")
+    if key == "masks":
+        dataset = FolderMasks(root, img_size=img_size, transform=transform)
+        return dataset, len(dataset.classes)
     return VOCForeground(root, split=split, img_size=img_size, transform=transform), 0
 
 

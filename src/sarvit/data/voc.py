@@ -74,8 +74,20 @@ class VOCForeground(MaskedDataset):
             for path in (self._image_path(image_id), self._mask_path(image_id)):
                 if not path.is_file():
                     raise SarvitError(f"voc: {list_file.name} lists {image_id!r}, expected the file {path}, not found")
+        self._check_foreground()
         self.img_size = img_size
         super().__init__(img_size, transform)
+
+    def _check_foreground(self) -> None:
+        """Every mask marks an object: one whose object pixels are all void (a 0/255 binary mask read as VOC
+        labels) would score attention against nothing."""
+        for image_id in self.image_ids:
+            path = self._mask_path(image_id)
+            labels = np.asarray(self._load_labels(path))
+            if not ((labels != 0) & (labels != VOID_LABEL)).any():
+                void = " and void 255" if (labels == VOID_LABEL).any() else ""
+                raise SarvitError(f"voc: the mask {path} holds no object label (1-254), only background 0{void}; "
+                                  "binary 0/255 masks of your own go in --data-set masks (DIR/images + DIR/masks)")
 
     def _image_path(self, image_id: str) -> Path:
         return self.voc_dir / "JPEGImages" / f"{image_id}.jpg"

@@ -17,17 +17,23 @@ from .grids import GRIDS, describe_grids, get_grid, scale_flags
 __all__ = ["run_experiment", "parse_seeds"]
 
 
+MAX_SEEDS = 1000
+
+
 def parse_seeds(text: str) -> list[int]:
     """``"3"`` -> [0, 1, 2]; ``"0,4,7"`` -> [0, 4, 7]."""
     try:
-        if "," in text:
-            seeds = [int(part) for part in text.split(",") if part.strip()]
-        else:
-            seeds = list(range(int(text)))
+        seeds = [int(part) for part in text.split(",") if part.strip()] if "," in text else None
+        count = None if seeds is not None else int(text)
     except ValueError:
         raise SarvitError(f"--seeds: expected a count or a comma list of integers, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-        raise SarvitError(f"--seeds: expected at least one seed, distinct and not negative, got {text!r}")
+    if count is not None:
+        if count > MAX_SEEDS:
+            raise SarvitError(f"--seeds {text}: expected at most {MAX_SEEDS} seeds (each is a training run)")
+        seeds = list(range(count))
+    # each run seeds numpy (through timm's random_seed), which takes 32 bits
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0 or max(seeds) >= 2 ** 32:
+        raise SarvitError(f"--seeds: expected at least one seed, distinct, from 0 to 2**32 - 1, got {text!r}")
     return seeds
 
 
@@ -70,6 +76,9 @@ def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[st
         (exp_dir / "experiment.json").write_text(json.dumps(
             {"grid": grid.name, "scale": args.scale, "data_set": data_set, "seeds": seeds,
              "train_args": list(args.train_args)}, indent=1) + "\n")
+    if args.report_only and not exp_dir.is_dir():
+        raise SarvitError(f"--report-only: no experiment folder at {exp_dir}; run the grid first (without "
+                          "--report-only) or give the --exp-dir it wrote")
     paths = write_report(grid, exp_dir, seeds, header)
     print(f"wrote {paths['report']} and {paths['results']}")
     if outcome is not None and not outcome.ok:

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..checkpoints import write_text
 from .grids import Grid
 from .plots import plot_bars, plot_curves, plot_sweep
 from .results import collect, to_json
@@ -74,6 +77,17 @@ def render_markdown(results: dict, grid: Grid, pictures: Sequence[Path], header:
     return "\n".join(lines)
 
 
+def _finite(value):
+    """``value`` with every non-finite float (NaN, inf) replaced by None, through dicts and lists."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and not math.isfinite(value):
+        return None  # numpy's floats too
+    return value
+
+
 def write_report(grid: Grid, exp_dir: Path, seeds: Sequence[int], header: Optional[dict] = None) -> dict[str, Path]:
     """Collect the finished runs of ``exp_dir`` and write ``results.json``, ``report.md`` and the PNGs."""
     exp_dir = Path(exp_dir)
@@ -84,9 +98,10 @@ def write_report(grid: Grid, exp_dir: Path, seeds: Sequence[int], header: Option
                             plot_sweep(results, grid, exp_dir / f"accuracy_vs_{(grid.sweep or '').replace(' ', '_')}.png"),
                             plot_curves(results, exp_dir / "curves.png")) if p is not None]
     paths = {"report": exp_dir / "report.md", "results": exp_dir / "results.json"}
-    paths["report"].write_text(render_markdown(results, grid, pictures, header))
+    write_text(render_markdown(results, grid, pictures, header), paths["report"])
     papers = {"source": grid.paper_source, "rows": {row.label: row.value for row in grid.paper_rows}}
     data = {**to_json(results), **header, "papers": papers}
-    paths["results"].write_text(json.dumps(data, indent=1, default=float) + "\n")
+    # strict JSON: a NaN (a diverged run's figure) is null, not the bare NaN other readers reject
+    write_text(json.dumps(_finite(data), indent=1, default=float, allow_nan=False) + "\n", paths["results"])
     paths.update({p.stem: p for p in pictures})
     return paths

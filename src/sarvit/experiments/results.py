@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -35,15 +36,19 @@ def metrics_of(grid: Grid) -> tuple:
 
 
 def read_history(folder: Path) -> list[dict]:
-    """The epochs of a run's ``log.jsonl`` (a line cut short by a crash ends it)."""
+    """The epochs of a run's ``log.jsonl`` (a line cut short by a crash, or one that is not an epoch's object,
+    ends it)."""
     path = Path(folder) / "log.jsonl"
     history = []
     if path.is_file():
-        for line in path.read_text().splitlines():
+        for line in path.read_text(errors="replace").splitlines():
             try:
-                history.append(json.loads(line))
+                entry = json.loads(line)
             except ValueError:
                 break
+            if not isinstance(entry, dict):
+                break
+            history.append(entry)
     return history
 
 
@@ -52,9 +57,14 @@ def run_metrics(history: Sequence[dict], metrics: Sequence = METRICS) -> dict[st
     the rows to read (:func:`metrics_of`)."""
     out: dict[str, Optional[float]] = {}
     for key, _, source, how in metrics:
-        values = [line[source] for line in history if line.get(source) is not None]
+        values = [float(line[source]) for line in history if _is_number(line.get(source))]
         out[key] = (max(values) if how == "max" else values[-1]) if values else None
     return out
+
+
+def _is_number(value) -> bool:
+    """A finite number (a damaged log's strings and NaNs are not figures to average)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def collect(grid: Grid, exp_dir: Path, seeds: Sequence[int]) -> dict:
@@ -72,7 +82,7 @@ def collect(grid: Grid, exp_dir: Path, seeds: Sequence[int]) -> dict:
                 continue
             history = read_history(folder)
             runs[seed] = run_metrics(history, metrics)
-            curves[seed] = [line.get(curve_key) for line in history]
+            curves[seed] = [float(line[curve_key]) if _is_number(line.get(curve_key)) else None for line in history]
         cells[cell.name] = {"flags": list(cell.flags), "baseline": cell.baseline, "arm": cell.series, "x": cell.x,
                             "runs": runs, "curves": curves,
                             "summary": {key: summarize([r[key] for r in runs.values()]) for key, *_ in metrics}}

@@ -8,9 +8,12 @@ planned with, so that the same folder is not silently reused for a different exp
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -23,14 +26,17 @@ from typing import Callable, Optional, Sequence
 import yaml
 
 from ..errors import SarvitError
+from ..option_parser import add_options
 from ..train.pace import duration_words
 from .grids import Grid
 
 __all__ = ["RunPlan", "plan_runs", "run_state", "run_grid", "TRAIN_COMMAND", "GridOutcome"]
 
 TRAIN_COMMAND = (sys.executable, "-m", "sarvit", "train")
-# The experiment decides these for every run; given after `--` they would break the grid's layout.
-OWNED_OPTIONS = ("--output-dir", "--output_dir", "--seed", "--resume", "--finetune", "--eval", "--config")
+# The experiment decides these for every run; given after `--` (in any spelling) they would break the grid's layout.
+OWNED_OPTIONS = ("--output-dir", "--seed", "--resume", "--finetune", "--eval", "--config")
+_OWNED_DESTS = {"output_dir": "--output-dir", "seed": "--seed", "resume": "--resume", "finetune": "--finetune",
+                "eval": "--eval", "config": "--config"}
 
 
 @dataclass(frozen=True)
@@ -50,17 +56,35 @@ class RunPlan:
         return self.folder / "train.out"
 
 
-def _check_pass_through(train_args: Sequence[str]) -> None:
-    for arg in train_args:
-        if arg.split("=", 1)[0] in OWNED_OPTIONS:
-            raise SarvitError(f"{arg.split('=', 1)[0]} is set by the experiment for every run (folder and seed); "
-                              "leave it out of the options after --")
+class _Resolver(argparse.ArgumentParser):
+    def error(self, message: str):  # a bad value is the run's own parser's to report
+        raise ValueError(message)
+
+
+def _check_pass_through(train_args: Sequence[str], command: str = "train") -> None:
+    """Refuse the options the experiment owns as the runs' parser (`sarvit train` or `sarvit pretrain`) reads them
+    (``--resum``, ``--conf=x``, ``--output_dir`` are theirs too), not as spelt."""
+    parser = _Resolver(add_help=False)
+    add_options(parser, command)
+    for index, arg in enumerate(train_args):
+        if not arg.startswith("-"):
+            continue
+        try:  # one option at a time, with the value that follows it, to name the one that is owned
+            given, _ = parser.parse_known_args(list(train_args[index:index + 2]))
+        except ValueError:
+            continue
+        owned = [flag for dest, flag in _OWNED_DESTS.items() if dest in vars(given)]
+        if owned:
+            spelt = arg.split("=", 1)[0]
+            named = spelt if spelt == owned[0] else f"{spelt} ({owned[0]})"
+            raise SarvitError(f"{named} is set by the experiment for every run (folder "
+                              "and seed); leave it out of the options after --")
 
 
 def plan_runs(grid: Grid, exp_dir: Path, seeds: Sequence[int], base_flags: Sequence[str],
               train_args: Sequence[str]) -> list[RunPlan]:
     """Every run of the grid, seed-major (seed 0 of every cell first) so a partial grid is already paired."""
-    _check_pass_through(train_args)
+    _check_pass_through(train_args, grid.command)
     plans = []
     for seed in seeds:
         for cell in grid.cells:
@@ -76,11 +100,12 @@ def run_state(folder: Path) -> str:
     config_file, log_file = folder / "config.yaml", folder / "log.jsonl"
     if config_file.is_file() and log_file.is_file():
         try:
-            epochs = int((yaml.safe_load(config_file.read_text()) or {}).get("epochs", 0))
-        except (yaml.YAMLError, TypeError, ValueError):
+            stored = yaml.safe_load(config_file.read_text()) or {}
+            epochs = int(stored.get("epochs", 0)) if isinstance(stored, dict) else 0
+        except (yaml.YAMLError, TypeError, ValueError, UnicodeDecodeError):
             epochs = 0
         logged = set()
-        for line in log_file.read_text().splitlines():
+        for line in log_file.read_text(errors="replace").splitlines():
             try:
                 logged.add(int(json.loads(line)["epoch"]))
             except (ValueError, KeyError, TypeError):
@@ -94,7 +119,14 @@ def _record_command(plan: RunPlan) -> None:
     """Write ``command.json``, or refuse when the folder holds a run planned with other options."""
     record = plan.folder / "command.json"
     if record.is_file():
-        stored = json.loads(record.read_text()).get("args")
+        try:
+            stored = json.loads(record.read_text())
+        except (ValueError, UnicodeDecodeError):
+            stored = None
+        if not isinstance(stored, dict) or not isinstance(stored.get("args"), list):
+            raise SarvitError(f"{record} is damaged (expected {{\"args\": [the run's options]}}); it records how "
+                              f"the run in {plan.folder} was started: restore it, or remove that run's folder")
+        stored = stored["args"]
         if stored != list(plan.args):
             raise SarvitError(
                 f"{plan.folder} holds a run started with other options:\n  {' '.join(stored or [])}\nnow:\n  "
@@ -170,6 +202,8 @@ def run_grid(plans: Sequence[RunPlan], jobs: int = 1, train_command: Sequence[st
     lock = threading.Lock()
     durations: list[float] = []
 
+    children = _Children()
+
     def run_one(plan: RunPlan) -> None:
         device = slots.get()
         try:
@@ -179,11 +213,13 @@ def run_grid(plans: Sequence[RunPlan], jobs: int = 1, train_command: Sequence[st
             with plan.console.open("a") as console:
                 console.write(f"$ sarvit {train_command[-1]} {' '.join(plan.args + resume)}\n")
                 console.flush()
-                code = subprocess.call([*train_command, *plan.args, *resume], stdout=console,
-                                       stderr=subprocess.STDOUT, env=_environment(device, jobs))
+                code = children.run([*train_command, *plan.args, *resume], stdout=console,
+                                    stderr=subprocess.STDOUT, env=_environment(device, jobs))
             elapsed = time.monotonic() - started
         finally:
             slots.put(device)
+        if code is None:  # stopped before it started
+            return
         with lock:
             durations.append(elapsed)
             # A run killed after its final checkpoint but before its log line resumes to "nothing to train"
@@ -191,6 +227,8 @@ def run_grid(plans: Sequence[RunPlan], jobs: int = 1, train_command: Sequence[st
             if (code == 0 or resume) and run_state(plan.folder) == "finished":
                 outcome.completed.append(plan.label)
                 verdict = f"done in {elapsed:.0f} s" + (" (resumed)" if resume else "")
+            elif children.stopped_by is not None:
+                verdict = f"stopped (exit code {code}); the next call resumes it"
             else:
                 outcome.failed.append((plan.label, plan.console, code))
                 verdict = f"FAILED (exit code {code}), see {plan.console}"
@@ -198,9 +236,71 @@ def run_grid(plans: Sequence[RunPlan], jobs: int = 1, train_command: Sequence[st
             say(f"[{done}/{len(plans)}] {plan.label} {verdict}{_eta(durations, len(plans) - done, jobs)}")
 
     pool = ThreadPoolExecutor(max_workers=jobs)
-    try:
-        for future in [pool.submit(run_one, plan) for plan in todo]:
-            future.result()
-    finally:  # on Ctrl-C the running runs stop with it (same process group); queued ones must not start
-        pool.shutdown(wait=True, cancel_futures=True)
+    with children.forwarding_signals():
+        try:
+            for future in [pool.submit(run_one, plan) for plan in todo]:
+                future.result()
+        finally:  # queued runs must not start; running ones are stopped and waited for, never left behind
+            children.stop()
+            pool.shutdown(wait=True, cancel_futures=True)
+    if children.stopped_by is not None:
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(children.stopped_by).name}")
     return outcome
+
+
+class _Children:
+    """The grid's training processes. Each runs in its own session, so a terminal's Ctrl-C reaches the experiment
+    alone; SIGINT or SIGTERM to the experiment is passed on to every run, which saves and exits, and is waited for."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()  # re-entrant: the signal handler runs in the main thread
+        self.running: set[subprocess.Popen] = set()
+        self.closed = False
+        self.stopped_by: Optional[int] = None
+
+    def run(self, command: Sequence[str], **kwargs) -> Optional[int]:
+        """The exit code of ``command``, or None when the grid was stopped before it could start."""
+        with self.lock:
+            if self.closed or self.stopped_by is not None:
+                return None
+            process = subprocess.Popen(list(command), start_new_session=True, **kwargs)
+            self.running.add(process)
+        try:
+            return process.wait()
+        finally:
+            with self.lock:
+                self.running.discard(process)
+
+    def stop(self) -> None:
+        """No run starts any more; one still running (the experiment itself failing) is stopped and waited for."""
+        with self.lock:
+            self.closed = True
+            running = list(self.running)
+        self._send(running, signal.SIGTERM)
+        for process in running:
+            process.wait()
+
+    def _on_signal(self, signum: int, frame) -> None:
+        with self.lock:
+            self.stopped_by = signum
+            running = list(self.running)
+        self._send(running, signum)
+
+    @staticmethod
+    def _send(processes: list, signum: int) -> None:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signum)
+
+    @contextlib.contextmanager
+    def forwarding_signals(self):
+        """While the grid runs (from the main thread), SIGINT and SIGTERM stop it instead of the process."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

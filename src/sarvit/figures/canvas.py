@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..checkpoints import write_atomic
 from ..checks import check_number
 from ..errors import SarvitTypeError
 
@@ -33,12 +34,10 @@ def new_figure(rows: int = 1, columns: int = 1, *, figsize: tuple[float, float],
 
 
 def save_figure(figure: Figure, path: Union[str, Path], dpi: int = 100) -> Path:
-    """Write ``figure`` as a PNG (parent folders created)."""
+    """Write ``figure`` as a PNG (parent folders created; atomic, no link followed:
+    :func:`sarvit.checkpoints.write_atomic`)."""
     _check_figure(figure)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi, format="png")
-    return path
+    return write_atomic(path, lambda file: figure.savefig(file, dpi=dpi, format="png"))
 
 
 def figure_pixels(figure: Figure, dpi: int = 100) -> np.ndarray:
@@ -57,10 +56,7 @@ def save_pixels(pixels: np.ndarray, path: Union[str, Path]) -> Path:
     if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[-1] != 3:
         found = f"{pixels.dtype} {pixels.shape}" if isinstance(pixels, np.ndarray) else type(pixels).__name__
         raise SarvitTypeError(f"pixels must be a uint8 numpy array [height, width, 3], got {found}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path, format="PNG")
-    return path
+    return write_atomic(path, lambda file: Image.fromarray(pixels).save(file, format="PNG"))
 
 
 def _check_figure(figure: Any) -> None:

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..data import ROTATIONS, build_dataset, build_mask_dataset, build_transform, pretext_dataset
 from ..data import gpu_resident
+from ..data.checks import check_images
 from ..data.transforms import EVAL_CROP_RATIO
 from ..errors import SarvitError
 from ..models import ModelSpec
@@ -38,6 +39,39 @@ def model_spec(config: dict[str, Any], num_classes: int) -> ModelSpec:
     return ModelSpec(config["model"], sar, timm_kwargs)
 
 
+MAX_INPUT_SIZE = 4096          # pixels a side: 65,536 patches of 16 px, already far past any ViT recipe
+MAX_PARAMETERS = 20e9          # 80 GB of float32 weights before a single gradient
+
+
+def check_model_size(config: dict[str, Any]) -> None:
+    """Refuse, before any image is drawn or weight allocated, a model no machine holds (the process would be
+    killed by the kernel's out-of-memory killer with no message)."""
+    size = config.get("input_size")
+    if size is not None and size > MAX_INPUT_SIZE:
+        raise SarvitError(f"--input-size {size}: expected at most {MAX_INPUT_SIZE} pixels a side (one {size} px "
+                          f"image alone is {3 * size * size * 4 / 2 ** 30:.0f} GiB as float32)")
+    depth, width = config.get("depth"), config.get("embed_dim")
+    if depth and width and 12 * depth * width ** 2 > MAX_PARAMETERS:
+        raise SarvitError(f"--depth {depth} at width {width}: about {12 * depth * width ** 2 / 1e9:.0f} billion "
+                          f"parameters, more than the {MAX_PARAMETERS / 1e9:.0f} billion any machine here holds; "
+                          "expected a smaller --depth or --embed-dim")
+
+
+def checked_sets(config: dict[str, Any], train_set, val_set, num_classes: Optional[int]):
+    """``(train_set, val_set)`` as training may read them: at least 2 classes (unless a pretext task relabels
+    them), every image decodable (:func:`sarvit.data.checks.check_images`: all bad files in one message, or left
+    out with ``--skip-bad-images``)."""
+    if not config.get("pretext") and num_classes is not None and num_classes < 2:
+        where = f" at {config['data_path']}" if config.get("data_path") else ""
+        raise SarvitError(f"{config['data_set']}{where}: expected at least 2 classes to classify, found "
+                          f"{num_classes} (every image would be right); add class folders, or train a pretext task "
+                          "with --pretext rotation")
+    checked = check_images({"training": train_set, "validation": val_set},
+                           skip_bad=bool(config.get("skip_bad_images")),
+                           say=lambda line: print(line, flush=True) if int(os.environ.get("RANK", "0")) == 0 else None)
+    return checked["training"], checked["validation"]
+
+
 def _synthetic_kwargs(config: dict[str, Any], train: bool) -> dict[str, Any]:
     """Generator options of the synthetic set: images drawn at the model's input size."""
     if config["data_set"] != "synthetic":  # given anyway: build_dataset says they do not apply
@@ -54,6 +88,7 @@ def build_datasets(config: dict[str, Any], train: bool = True, evaluation: bool 
     With ``--pretext`` both sets are wrapped for the pretext task (their labels and masks dropped) and
     ``num_classes`` is the pretext's (4 rotations): the val top-1 is the rotation accuracy.
     """
+    check_model_size(config)
     common = dict(root=config.get("data_path"), download=bool(config.get("download")))
     train_set = val_set = None
     num_classes = None
@@ -74,6 +109,7 @@ def build_datasets(config: dict[str, Any], train: bool = True, evaluation: bool 
             transform = build_transform(False, config["input_size"], interpolation=config["train_interpolation"])
             val_set, num_classes = build_dataset(config["data_set"], train=False, transform=transform, **common,
                                                  **_synthetic_kwargs(config, False))
+    train_set, val_set = checked_sets(config, train_set, val_set, num_classes)
     if config.get("pretext"):
         train_set, val_set = (None if dataset is None else pretext_dataset(config["pretext"], dataset)[0]
                               for dataset in (train_set, val_set))
@@ -274,6 +310,7 @@ def resident_loaders(config: dict[str, Any], info: DistInfo):
         if forced:
             raise
         return None
+    check_model_size(config)
     size, interpolation = config["input_size"], config["train_interpolation"]
     synthetic = config["data_set"] == "synthetic"
     stored = size if synthetic else math.floor(size / EVAL_CROP_RATIO)  # the synthetic set is drawn at `size`
@@ -288,6 +325,7 @@ def resident_loaders(config: dict[str, Any], info: DistInfo):
         eval_transform = gpu_resident.square_transform(math.floor(size / EVAL_CROP_RATIO), interpolation, crop=size)
         val_set, _ = build_dataset(config["data_set"], train=False, transform=eval_transform, **common,
                                    **_synthetic_kwargs(config, False))
+    train_set, val_set = checked_sets(config, train_set, val_set, num_classes)
     num_bytes = len(train_set) * 3 * stored**2 + len(val_set) * (3 + 2 * synthetic) * size**2
     if not forced and not gpu_resident.fits_on_device(num_bytes, info.device):
         return None

@@ -9,7 +9,7 @@ import argparse
 import os
 from typing import Any, Optional
 
-from ..checkpoints import FORMAT, load_checkpoint
+from ..checkpoints import FORMAT, load_checkpoint, resolve_checkpoint_path, stored_spec
 from ..errors import SarvitError
 from .config import ARCH_KEYS, INVOCATION_KEYS, resolve_run, stored_layer
 from .distributed import cleanup_distributed
@@ -48,16 +48,42 @@ def config_from_args(args: argparse.Namespace, evaluating: bool = False) -> tupl
                                   f"found {type(stored).__name__}")
             base = stored_layer({k: v for k, v in stored.items() if k not in _RUN_KEYS},
                                 f"{continued} (the options stored in the checkpoint)")
+            if not evaluating:  # the run continues where its checkpoint is now (moved or not, any working folder)
+                base["output_dir"] = str(resolve_checkpoint_path(continued).parent.absolute())
     start = None if evaluating else cli.get("finetune") or cli.get("weights")
     if start and "model" not in cli:  # train the architecture the weights belong to
         source = load_checkpoint(start)
         if source.get("format") == FORMAT:
             inherit = {k: source["config"][k] for k in ARCH_KEYS if k in source.get("config", {})}
+    if evaluating and checkpoint is not None:
+        _refuse_unhonoured(cli, checkpoint, continued)
     config, notes = resolve_run(cli, base, inherit, training=not evaluating)
     if int(os.environ.get("RANK", "0")) == 0:
         for line in notes:
             print(line, flush=True)
     return config, checkpoint
+
+
+def _refuse_unhonoured(cli: dict[str, Any], checkpoint: dict, path: str) -> None:
+    """A sarvit checkpoint rebuilds its own model: an architecture or SAR option given to ``eval`` that differs
+    from it cannot be honoured, and is refused rather than ignored."""
+    spec = stored_spec(checkpoint)
+    if spec is None:
+        return
+    stored = {"model": spec.name, "input_size": spec.input_size,
+              **{key: spec.timm_kwargs.get(key) for key in ("patch_size", "depth", "embed_dim", "num_heads")}}
+    removals = ("remove_last_skip", "remove_last_norm")
+    for key in removals:
+        stored[key] = bool(spec.sar.get(key))
+    if "sar" in cli or cli.get("use_nosn"):
+        wanted = bool(cli.get("sar", True)) or bool(cli.get("use_nosn"))
+        cli = {**{key: wanted for key in removals}, **cli}
+    differ = [f"--{key.replace('_', '-')} {cli[key]} (it has {stored[key]})" for key in stored
+              if key in cli and cli[key] is not None and cli[key] != stored[key]]
+    if differ:
+        raise SarvitError(f"--weights {path} rebuilds the model it was trained as, so {', '.join(differ)} cannot "
+                          "apply; leave these options out (to train another model from these weights use "
+                          "`sarvit train --finetune`)")
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -22,8 +22,9 @@ from typing import Any, Optional
 
 import yaml
 
-from ..checkpoints import resolve_device
+from ..checkpoints import resolve_device, write_text
 from ..data import canonical_dataset_name
+from ..data.layout import infer_dataset_name
 from ..data.survey import DataSurvey, survey
 from ..errors import SarvitError
 from ..option_values import float_list
@@ -116,6 +117,9 @@ def load_yaml_config(path: str) -> dict[str, Any]:
         data = yaml.safe_load(file.read_text()) or {}
     except yaml.YAMLError as error:
         raise SarvitError(f"--config: {file} is not valid YAML: {error}") from None
+    except (UnicodeDecodeError, OSError) as error:  # a binary file, or one that cannot be read
+        why = error.reason if isinstance(error, UnicodeDecodeError) else error.strerror
+        raise SarvitError(f"--config: expected a YAML text file, could not read {file} ({why})") from None
     if not isinstance(data, dict):
         raise SarvitError(f"--config: expected a mapping of option: value in {file}, got {type(data).__name__}")
     out = {}
@@ -192,8 +196,12 @@ def resolve_run(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
     given = set(upper)
     # the options named as such (not through --sar): a resumed run's stored ones give way to those named now
     named = set(file) | set(cli) | (set() if base is not None else set(inherit or {}))
-    upper["data_set"] = data_set = canonical_dataset_name(str(upper.get("data_set", DEFAULTS["data_set"])))
     notes: list[str] = []
+    if upper.get("data_set") is None and upper.get("data_path"):  # never the synthetic set in place of a folder
+        upper["data_set"] = trainable_dataset_name(str(upper["data_path"]))
+        notes.append(f"data set: {upper['data_set']} (read from the layout of --data-path {upper['data_path']})")
+    data_set = canonical_dataset_name(str(upper.get("data_set") or DEFAULTS["data_set"]))
+    upper["data_set"] = data_set
     if data_set != "synthetic":  # a synthetic run's generator options, reused on another data set
         for key in ("num_samples", "num_classes"):
             if key in cli or upper.get(key) is None:
@@ -226,6 +234,16 @@ def resolve_run(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
     return TrainConfig(**{key: value for key, value in config.items() if key in FIELDS}), notes
 
 
+def trainable_dataset_name(data_path: str) -> str:
+    """The data set kind of ``data_path`` (:func:`sarvit.data.infer_dataset_name`), one that classifies."""
+    name = infer_dataset_name(data_path)
+    if name in ("voc", "masks"):
+        kind = "PASCAL VOC" if name == "voc" else "images with masks (images/ + masks/)"
+        raise SarvitError(f"--data-path {data_path} holds {kind}, for segment-eval, analyze and visualize, not "
+                          "training; name the classification set with --data-set")
+    return name
+
+
 def _device_of(config: dict[str, Any]) -> str:
     """The device the run asks for; ``auto`` or none: the one training will pick."""
     device = config.get("device")
@@ -255,4 +273,4 @@ def _check(config: dict[str, Any]) -> None:
 def save_config(config: TrainConfig, path: os.PathLike) -> None:
     """The resolved configuration as YAML; ``--config`` with it repeats the run from the start."""
     run = {key: value for key, value in config.to_dict().items() if key not in INVOCATION_KEYS}
-    Path(path).write_text(yaml.safe_dump(run, sort_keys=True))
+    write_text(yaml.safe_dump(run, sort_keys=True), path)

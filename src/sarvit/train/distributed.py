@@ -36,7 +36,7 @@ class DistInfo:
 def _pick_device(requested: Optional[str], local_rank: int) -> torch.device:
     """``--device`` (``auto``/None: :func:`sarvit.checkpoints.resolve_device`'s choice); a CUDA device without an
     index is this process's local rank's."""
-    device = resolve_device(requested or None)
+    device = resolve_device(requested or None)  # checked: a device this torch can use
     if device.type == "cuda":
         device = torch.device("cuda", local_rank if device.index is None else device.index)
         torch.cuda.set_device(device)

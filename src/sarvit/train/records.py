@@ -49,8 +49,8 @@ class RunLog:
 
     def add(self, line: dict) -> None:
         self.history.append(dict(line))
-        with self.path.open("a") as file:
-            file.write(json.dumps(line) + "\n")
+        # rewritten whole (atomic: no torn line, no link followed); a log is a few hundred lines at most
+        write_text("".join(json.dumps(entry) + "\n" for entry in self.history), self.path)
         if self.writer is not None:
             for key, tag in _SCALARS + _term_tags(line):
                 if line.get(key) is not None:
@@ -103,7 +103,7 @@ def plot_curves(history: list[dict], path: Path) -> Optional[Path]:
         if axis.lines:
             axis.legend(fontsize=8)
     figure.tight_layout()
-    return save_figure(figure, path)
+    return save_figure(figure, path)  # atomic, no link followed
 
 
 _LOG_PANELS = ("gradient norm (diagnostics)", "last block (diagnostics)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,10 @@ class _Run:
 
     def setup(self) -> None:
         config, info = self.config, self.info
+        highest = 2 ** 32 - info.world_size  # timm seeds process `rank` with seed + rank; numpy takes 32 bits
+        if not 0 <= config.seed <= highest:
+            raise SarvitError(f"--seed {config.seed}: expected an integer from 0 to "
+                              f"{'2**32 - 1' if info.world_size == 1 else highest}")
         random_seed(config.seed, info.rank)
         if config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -166,6 +171,7 @@ class _Run:
         """Lock the output folder (rank 0) before any data is loaded: :class:`sarvit.checkpoints.RunFolder`."""
         config = self.config
         out = Path(config["output_dir"]) if config.get("output_dir") else default_output_dir(config)
+        out = Path(os.path.abspath(out.expanduser()))  # stored absolute: a resume from elsewhere finds it
         self.out = Path(broadcast_object(str(out), self.info))
         self.config = config = config.replace(output_dir=str(self.out))
         refused = None

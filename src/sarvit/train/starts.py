@@ -2,6 +2,7 @@
 state of a run: weights, regularizer heads, optimizer, schedule, scaler, progress, random states)."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -74,6 +75,17 @@ def _check_fits(spec: ModelSpec, checkpoint: dict, path: str) -> None:
             "resume with the same SAR switches, or start a new run from these weights with --finetune")
 
 
+@contextlib.contextmanager
+def _restoring(path, what: str):
+    """A resumed checkpoint's ``what`` that torch or Python cannot restore is one line naming it."""
+    try:
+        yield
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError, AttributeError) as error:
+        raise SarvitError(f"--resume {path}: the checkpoint's {what} cannot be restored ({type(error).__name__}: "
+                          f"{str(error)[:120]}); resume an undamaged checkpoint, or start from these weights with "
+                          "--finetune") from None
+
+
 def read_resume(path: str, spec: ModelSpec, regularized, epochs: int, rank: int, world_size: int) -> Resumed:
     """Load ``path`` into ``regularized`` (its model and the regularizers' own weights) and restore the random
     states; the optimizer and schedule are :func:`restore_schedule`'s."""
@@ -105,7 +117,8 @@ def read_resume(path: str, spec: ModelSpec, regularized, epochs: int, rank: int,
     resumed.history = list(checkpoint.get("history", []))
     resumed.ema_state = checkpoint.get("model_ema")
     states = checkpoint["rng"]
-    set_rng_state(states[rank] if len(states) == world_size else states[0])
+    with _restoring(path, "random-number state"):
+        set_rng_state(states[rank] if len(states) == world_size else states[0])
     return resumed
 
 
@@ -117,13 +130,15 @@ def restore_schedule(resumed: Resumed, config, optimization, lr: float, build_sc
     Returns a note saying what changed ("" when nothing did).
     """
     checkpoint = resumed.checkpoint
-    optimization.optimizer.load_state_dict(checkpoint["optimizer"])
+    with _restoring(resumed.path, "optimizer"):
+        optimization.optimizer.load_state_dict(checkpoint["optimizer"])
     if optimization.scaler is not None and "scaler" in checkpoint:
         optimization.scaler.load_state_dict(checkpoint["scaler"])
     stored = checkpoint.get("config", {})
     changed = {key: (stored.get(key), config[key]) for key in SCHEDULE_KEYS if stored.get(key) != config[key]}
     if not changed:
-        optimization.scheduler.load_state_dict(checkpoint["scheduler"])
+        with _restoring(resumed.path, "scheduler"):
+            optimization.scheduler.load_state_dict(checkpoint["scheduler"])
         return ""
     for group in optimization.optimizer.param_groups:
         group["initial_lr"] = lr

@@ -1,0 +1,53 @@
+"""A damaged experiment folder is one line or is read around, never a traceback; results.json is strict JSON."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sarvit.errors import SarvitError
+from sarvit.experiments import get_grid, plan_runs, run_state
+from sarvit.experiments.report import write_report
+from sarvit.experiments.runner import run_grid
+
+
+def fake_run(folder: Path, top1: list, epochs: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({"epochs": epochs}))
+    lines = [{"epoch": e, "val_top1": v, "val_entropy": 0.5, "val_jaccard": 40.0} for e, v in enumerate(top1)]
+    (folder / "log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+@pytest.mark.parametrize("content", ['{"args": ["--lr"', "[1, 2]", "\xff\xfe garbage", '{"args": "x"}'],
+                         ids=["truncated", "not-an-object", "binary", "args-not-a-list"])
+def test_a_damaged_command_record_is_one_line(tmp_path, content):
+    plan = plan_runs(get_grid("jaccard"), tmp_path, [0], (), [])[0]
+    plan.folder.mkdir(parents=True)
+    (plan.folder / "command.json").write_text(content, errors="surrogateescape")
+    with pytest.raises(SarvitError, match=r"command.json is damaged .*restore it, or remove that run's folder"):
+        run_grid([plan], train_command=["false"])
+
+
+def test_damaged_run_files_are_read_around(tmp_path):
+    grid = get_grid("jaccard")
+    fake_run(tmp_path / "baseline" / "seed0", [30.0, 31.0], epochs=2)
+    fake_run(tmp_path / "sar" / "seed0", [33.0, float("nan")], epochs=2)       # a diverged last epoch
+    (tmp_path / "sar" / "seed1").mkdir(parents=True)
+    (tmp_path / "sar" / "seed1" / "config.yaml").write_text("- a\n- list\n")     # a YAML list
+    (tmp_path / "sar" / "seed1" / "log.jsonl").write_text('[1]\n{"epoch": 0}\n')
+    fake_run(tmp_path / "baseline" / "seed1", [20.0], epochs=1)
+    with (tmp_path / "baseline" / "seed1" / "log.jsonl").open("a") as log:
+        log.write('"not an object"\n{"epoch": 1, "val_top1": "high"}\n')
+    assert run_state(tmp_path / "sar" / "seed1") == "new"
+    paths = write_report(grid, tmp_path, [0, 1])
+    text = paths["results"].read_text()
+    assert "NaN" not in text
+    results = json.loads(text)  # strict JSON
+    assert results["cells"]["sar"]["runs"]["seed0"]["final_top1"] == 33.0   # the NaN is no figure
+    assert results["cells"]["sar"]["runs"]["seed0"]["best_top1"] == 33.0
+    assert results["cells"]["baseline"]["runs"]["seed1"]["final_top1"] == 20.0  # reading stops at the bad line
+    assert "sar/seed1" in results["missing"]
+    assert not math.isnan(results["cells"]["baseline"]["summary"]["best_top1"]["mean"])
