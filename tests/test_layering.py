@@ -7,10 +7,13 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sarvit"
 # A room may import rooms of a strictly lower level; errors.py, checks.py (the door checks) and options.py (the option table, standard library
-# only) are the floor everyone stands on; errors.py and option_values.py (what the table's rows take) lie below it.
+# only) are the floor everyone stands on; errors.py, option_values.py (what the table's rows take) and option_schema.py
+# (the row and command types, command groups, rooms) lie below it, and the parts options.py joins (option_rows_ssl.py,
+# option_commands.py) between them.
 # figures (pictures drawn from tensors) sits between metrics, whose threshold it draws, and train and analysis,
 # which both draw them.
-LEVELS = {"errors": -1, "checks": -0.5, "option_values": -1, "options": 0, "option_parser": 0.5, "ops": 1, "losses": 2, "models": 3, "data": 4, "metrics": 4,
+LEVELS = {"errors": -1, "checks": -0.5, "option_values": -1, "option_schema": -1, "option_rows_ssl": -0.5,
+          "option_commands": -0.5, "options": 0, "option_parser": 0.5, "ops": 1, "losses": 2, "models": 3, "data": 4, "metrics": 4,
           "checkpoints": 4, "figures": 4.5, "train": 5, "analysis": 6, "experiments": 6, "cli": 7, "__main__": 8,
           "__init__": 8}
 

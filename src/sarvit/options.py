@@ -7,74 +7,27 @@ long spelling is accepted with ``-`` and with ``_`` (generated, not listed). Add
     Option("hflip", ROOM_AUGMENT, "horizontal flip probability (0: off)", TRAIN, type=float, default=0.5,
            metavar="P"),
 
+The self-supervised rows live in :mod:`sarvit.option_rows_ssl`, the subcommands in :mod:`sarvit.option_commands`,
+the row's fields in :mod:`sarvit.option_schema`; this module joins them into the one table.
 :mod:`sarvit.option_parser` builds the argparse parsers from it, ``docs/hooks/cli_reference.py`` the CLI
 reference page; :func:`defaults` gives the table's values (``train`` / ``eval`` layer them in ``sarvit.train.config``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 from .errors import SarvitError
+from .option_commands import COMMANDS
+from .option_rows_ssl import SSL_OPTIONS
+# the groups, rooms and row types are read from here too (sarvit.options.LAYERED, ROOMS, Option)
+from .option_schema import (ALL, ANALYSIS, DATA_USERS, EVAL, EXPERIMENT, EXPORT, FEATURES, LAYERED, LEARN, PRETRAIN,
+                            ROOM_ANALYSIS, ROOM_AUGMENT, ROOM_DATA, ROOM_EXPERIMENT, ROOM_MODEL, ROOM_OPTIM, ROOM_RUN,
+                            ROOM_SAR, ROOM_SSL, ROOMS, SSL, TRAIN, Command, Option)
 from .option_values import (AT_LEAST_1, DEVICE, NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_value,
                             expected, float_list)
 
 __all__ = ["COMMANDS", "OPTIONS", "Command", "Option", "Range", "check_values", "defaults", "dest_of_spelling",
            "options_of", "shown_default", "spellings"]
-
-TRAIN, EVAL = ("train",), ("eval",)
-ANALYSIS = ("segment-eval", "visualize", "analyze")
-EXPERIMENT = ("experiment",)
-EXPORT = ("export",)
-LEARN = TRAIN + EVAL              # the commands whose configuration is layered by sarvit.train.config
-ALL = LEARN + ANALYSIS
-DATA_USERS = ALL + EXPERIMENT     # the commands that name a data set
-
-# Help sections, in the order `--help` shows them.
-ROOM_RUN, ROOM_DATA, ROOM_MODEL, ROOM_SAR = "run", "data", "model", "SAR (naming a component switches on only the components named; see README)"
-ROOM_OPTIM, ROOM_AUGMENT, ROOM_ANALYSIS = "optimisation (DeiT)", "augmentation (DeiT)", "analysis"
-ROOM_EXPERIMENT = "experiment"
-ROOM_SSL = "self-supervised (DINO, MoCo-v3; defaults: the --method and --scale recipe's, printed at the start)"
-ROOMS = (ROOM_RUN, ROOM_DATA, ROOM_MODEL, ROOM_SAR, ROOM_OPTIM, ROOM_AUGMENT, ROOM_ANALYSIS, ROOM_EXPERIMENT, ROOM_SSL)
-
-# Self-supervised pretraining and the evaluation of frozen features: their rows are the block at the end of
-# OPTIONS; sarvit.train.ssl.recipes layers their defaults (table < --method/--scale recipe < command line).
-PRETRAIN, FEATURES = ("pretrain",), ("knn", "linear-probe")
-SSL = PRETRAIN + FEATURES
-LAYERED = LEARN + SSL             # the commands whose parsers hold only what was typed (no defaults filled)
-
-
-@dataclass(frozen=True)
-class Option:
-    """One row: ``name`` is the canonical long spelling without dashes.
-
-    ``aliases``: other spellings (long ones without dashes, short ones as ``"-b"``). A ``switch`` is a
-    boolean: ``name``/``aliases`` turn it on, ``off`` spellings turn it off. ``sets``: other values the
-    option also sets when given (``--voc-path DIR`` is ``--data-set voc --data-path DIR``). ``within``: the
-    values allowed (a :class:`Range` for numbers, a :class:`Pattern` for text), checked by :func:`check_values`.
-    ``repeat``: each use appends its value to a list (``--reg tv --reg drloc``).
-    """
-
-    name: str
-    room: str
-    help: str
-    commands: tuple[str, ...]
-    default: Any = None
-    aliases: tuple[str, ...] = ()
-    dest: str = ""
-    switch: bool = False
-    off: tuple[str, ...] = ()
-    type: Optional[Callable[[str], Any]] = None
-    choices: Optional[tuple] = None
-    metavar: Optional[str] = None
-    nargs: Optional[str] = None
-    sets: dict = field(default_factory=dict)
-    within: Any = None
-    repeat: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.dest:
-            object.__setattr__(self, "dest", self.name.replace("-", "_"))
 
 
 O = Option
@@ -292,200 +245,9 @@ OPTIONS: tuple[Option, ...] = (
       switch=True),
     O("dry-run", ROOM_EXPERIMENT, "print each run's `sarvit train` command and stop", EXPERIMENT, default=False,
       switch=True),
-    # self-supervised pretraining (sarvit pretrain) and frozen-feature evaluation (sarvit knn, linear-probe)
-    O("method", ROOM_SSL, "dino (self-distillation with multi-crop) or mocov3 (contrastive, two views)", PRETRAIN,
-      default="dino", choices=("dino", "mocov3")),
-    O("scale", ROOM_SSL, "tiny: a small ViT at 32 px global / 16 px local crops, minutes on a CPU; paper: ViT-S/16 "
-      "at 224 / 96 px with the method's official recipe (small is tiny here)", PRETRAIN, default="tiny",
-      choices=("tiny", "small", "paper")),
-    O("output-dir", ROOM_RUN, "where the run goes (default: output/pretrain-<method>-<time>)", PRETRAIN,
-      metavar="DIR"),
-    O("resume", ROOM_RUN, "continue a pretraining run from its checkpoint (or its folder)", PRETRAIN, metavar="CKPT"),
-    O("overwrite", ROOM_RUN, "start afresh in an --output-dir that holds a run (its files move aside)", PRETRAIN,
-      default=False, switch=True),
-    O("weights", ROOM_RUN, "the pretrained checkpoint whose frozen features are evaluated (its teacher / momentum "
-      "encoder), or any sarvit or timm weights", FEATURES, aliases=("pretrained-weights", "checkpoint"),
-      metavar="CKPT"),
-    O("json", ROOM_RUN, "also write the results to this JSON file (default: <weights folder>/<command>.json)",
-      FEATURES, metavar="FILE"),
-    O("device", ROOM_RUN, "cpu, cuda or cuda:N (default: cuda when available)", SSL, metavar="DEV", within=DEVICE),
-    O("seed", ROOM_RUN, "random seed", SSL, type=int, default=0, within=NON_NEGATIVE),
-    O("log-interval", ROOM_RUN, "steps between progress updates and non-finite checks", PRETRAIN, type=int,
-      default=50, metavar="STEPS", within=AT_LEAST_1),
-    O("data-set", ROOM_DATA, "any data set sarvit reads (labels ignored for pretraining)", SSL, default="synthetic",
-      aliases=("dataset",), metavar="NAME"),
-    O("data-path", ROOM_DATA, "root folder of the data set", SSL, metavar="DIR"),
-    O("download", ROOM_DATA, "download torchvision data sets", SSL, default=False, switch=True),
-    O("num-samples", ROOM_DATA, "synthetic only: training images (evaluation: a fifth)", SSL, type=int, metavar="N",
-      within=AT_LEAST_1),
-    O("num-workers", ROOM_DATA, "data-loading processes per process", SSL, type=int, default=10,
-      aliases=("workers", "-j"), metavar="N", within=NON_NEGATIVE),
-    O("batch-size", ROOM_DATA, "images per process and step (the recipe's unless given)", SSL, type=int, default=64,
-      aliases=("-b", "batch-size-per-gpu"), metavar="N", within=AT_LEAST_1),
-    O("model", ROOM_MODEL, "timm ViT name (the recipe's: vit_tiny_patch16_224 reshaped / vit_small_patch16_224)",
-      PRETRAIN, aliases=("arch",), metavar="NAME"),
-    O("input-size", ROOM_MODEL, "global crop side (tiny 32, paper 224)", SSL, type=int,
-      aliases=("global-size", "img-size"), metavar="PX", within=AT_LEAST_1),
-    O("patch-size", ROOM_MODEL, "override the model's patch side", PRETRAIN, type=int, metavar="N", within=AT_LEAST_1),
-    O("depth", ROOM_MODEL, "override the model's number of blocks", PRETRAIN, type=int, metavar="N",
-      within=AT_LEAST_1),
-    O("embed-dim", ROOM_MODEL, "override the model's width", PRETRAIN, type=int, metavar="N", within=AT_LEAST_1),
-    O("num-heads", ROOM_MODEL, "override the model's number of heads", PRETRAIN, type=int, metavar="N",
-      within=AT_LEAST_1),
-    O("drop-path", ROOM_MODEL, "stochastic depth rate of the student / query encoder", PRETRAIN, type=float,
-      default=0.1, metavar="P", within=PROBABILITY),
-    O("sar", ROOM_SAR, "SAR on the student / query encoder: spatial-entropy loss (--lambda) + last-block skip and "
-      "LayerNorm removal (default: off, the method alone)", PRETRAIN, switch=True, off=("no-sar",)),
-    O("lambda", ROOM_SAR, "weight of the spatial-entropy loss", PRETRAIN, type=float, default=0.01,
-      aliases=("blob-weight",), dest="lam", metavar="W", within=NON_NEGATIVE),
-    O("reg", ROOM_SAR, "add a loss term on the student's global crops (repeatable), as `sarvit train --reg`", PRETRAIN,
-      repeat=True, metavar="NAME[:WEIGHT][@BLOCK]"),
-    O("epochs", ROOM_OPTIM, "epochs (pretrain: the recipe's; linear-probe: 100)", PRETRAIN + ("linear-probe",),
-      type=int, default=300, metavar="N", within=AT_LEAST_1),
-    O("lr", ROOM_OPTIM, "learning rate for a global batch of 256, scaled linearly to the real one (the recipe's: "
-      "DINO 5e-4, MoCo-v3 1.5e-4; linear-probe 1e-3)", PRETRAIN + ("linear-probe",), type=float, default=5e-4,
-      metavar="LR", within=NON_NEGATIVE),
-    O("min-lr", ROOM_OPTIM, "final learning rate of the cosine schedule", PRETRAIN, type=float, default=1e-5,
-      metavar="LR", within=NON_NEGATIVE),
-    O("warmup-epochs", ROOM_OPTIM, "linear learning-rate warm-up epochs", PRETRAIN, type=int, default=5, metavar="N",
-      within=NON_NEGATIVE),
-    O("weight-decay", ROOM_OPTIM, "weight decay at the start (DINO: cosine to --weight-decay-end)", PRETRAIN,
-      type=float, default=0.05, metavar="WD", within=NON_NEGATIVE),
-    O("weight-decay-end", ROOM_SSL, "weight decay at the end of the cosine schedule (DINO 0.4; MoCo-v3: constant)",
-      PRETRAIN, type=float, metavar="WD", within=NON_NEGATIVE),
-    O("clip-grad", ROOM_OPTIM, "clip gradient norm (DINO 3.0)", PRETRAIN, type=float, metavar="NORM",
-      within=POSITIVE),
-    O("local-crops-number", ROOM_SSL, "DINO: local crops per image (tiny 4, paper 10 as the appendix)", PRETRAIN,
-      type=int, metavar="N", within=NON_NEGATIVE),
-    O("local-size", ROOM_SSL, "DINO: local crop side (tiny 16, paper 96)", PRETRAIN, type=int, metavar="PX",
-      within=AT_LEAST_1),
-    O("global-crops-scale", ROOM_SSL, "area range of the global crops (DINO 0.4,1; MoCo-v3 0.08,1)", PRETRAIN,
-      type=float_list, metavar="MIN,MAX", within=PROBABILITY),
-    O("local-crops-scale", ROOM_SSL, "DINO: area range of the local crops (0.05,0.4)", PRETRAIN, type=float_list,
-      metavar="MIN,MAX", within=PROBABILITY),
-    O("out-dim", ROOM_SSL, "DINO: prototypes of the head (paper 65536)", PRETRAIN, type=int, metavar="K",
-      within=AT_LEAST_1),
-    O("norm-last-layer", ROOM_SSL, "DINO: fix the weight norm of the head's last layer (default on)", PRETRAIN,
-      switch=True, off=("no-norm-last-layer",)),
-    O("freeze-last-layer", ROOM_SSL, "DINO: epochs without gradient to the head's last layer (1)", PRETRAIN,
-      type=int, metavar="N", within=NON_NEGATIVE),
-    O("momentum-teacher", ROOM_SSL, "DINO: the teacher's EMA momentum at the start, cosine to 1 (0.996)", PRETRAIN,
-      type=float, metavar="M", within=PROBABILITY),
-    O("teacher-temp", ROOM_SSL, "DINO: teacher temperature after the warm-up (0.07 for ViT-S)", PRETRAIN, type=float,
-      metavar="T", within=POSITIVE),
-    O("warmup-teacher-temp", ROOM_SSL, "DINO: teacher temperature at the start (0.04)", PRETRAIN, type=float,
-      metavar="T", within=POSITIVE),
-    O("warmup-teacher-temp-epochs", ROOM_SSL, "DINO: epochs of the teacher temperature's linear warm-up (30)",
-      PRETRAIN, type=int, metavar="N", within=NON_NEGATIVE),
-    O("moco-t", ROOM_SSL, "MoCo-v3: contrastive temperature tau (0.2)", PRETRAIN, type=float, metavar="TAU",
-      within=POSITIVE),
-    O("moco-m", ROOM_SSL, "MoCo-v3: momentum at the start, cosine to 1 (0.99)", PRETRAIN, type=float, metavar="M",
-      within=PROBABILITY),
-    O("moco-dim", ROOM_SSL, "MoCo-v3: output width of projector and predictor (256)", PRETRAIN, type=int,
-      metavar="D", within=AT_LEAST_1),
-    O("moco-mlp-dim", ROOM_SSL, "MoCo-v3: hidden width of projector and predictor (4096)", PRETRAIN, type=int,
-      metavar="D", within=AT_LEAST_1),
-    O("nb-knn", ROOM_SSL, "k-NN: neighbours that vote", ("knn",), type=int, default=20, aliases=("k",),
-      metavar="K", within=AT_LEAST_1),
-    O("temperature", ROOM_SSL, "k-NN: temperature of the votes' weights exp(similarity / T)", ("knn",), type=float,
-      default=0.07, metavar="T", within=POSITIVE),
-    O("n-last-blocks", ROOM_SSL, "linear probe: concatenate the [CLS] token of this many last blocks (DINO: 4 for "
-      "ViT-S)", ("linear-probe",), type=int, default=4, metavar="N", within=AT_LEAST_1),
-    O("avgpool-patchtokens", ROOM_SSL, "linear probe: also concatenate the average-pooled patch tokens of the last "
-      "block", ("linear-probe",), default=False, switch=True),
-)
+    # then the self-supervised block (sarvit pretrain, knn, linear-probe): sarvit.option_rows_ssl
+) + SSL_OPTIONS
 del O
-
-
-@dataclass(frozen=True)
-class Command:
-    """A subcommand: its help, the options it requires, and ``run`` as ``"module:function"`` (imported when run).
-
-    ``positional``: ``(dest, nargs, metavar, help)`` of its positional arguments. ``passthrough``: the dest that
-    receives, verbatim, every word after the first ``--``.
-    """
-
-    help: str
-    description: str
-    run: str
-    required: tuple[str, ...] = ()
-    positional: tuple[tuple[str, str, str, str], ...] = ()
-    passthrough: Optional[str] = None
-
-
-COMMANDS: dict[str, Command] = {
-    "train": Command(
-        "train (or fine-tune, or resume) a ViT with SAR",
-        "Train a timm ViT with SAR (spatial-entropy loss + last-block surgery) using DeiT's recipe. With no options: "
-        "a small ViT with SAR on the built-in synthetic data set, a few minutes on a CPU (its quick defaults replace "
-        "DeiT's where you give no value; see README). The reference code's spellings are accepted (--use-blob, "
-        "--use-nosn, --blob-weight, --data-set, ...).",
-        "sarvit.train.commands:run_train"),
-    "eval": Command(
-        "evaluate a checkpoint (top-1/top-5, loss, spatial entropy)",
-        "Evaluate a checkpoint on a data set's evaluation split. A sarvit checkpoint rebuilds its own model and "
-        "defaults to the data set it was trained on; plain timm/DeiT weights use --model and the SAR options.",
-        "sarvit.analysis.ood:run_eval", required=("weights",)),
-    "segment-eval": Command(
-        "Jaccard of thresholded [CLS] attention with object masks (DINO's protocol)",
-        "DINO's attention-segmentation protocol: per image and head, the last block's post-softmax [CLS] attention "
-        "over the patches is thresholded to keep --threshold of its mass, upsampled (nearest) to the image, and "
-        "compared with the ground-truth foreground (Jaccard, void pixels ignored); the best head counts per image; "
-        "the mean over the set is printed and saved as JSON. Data sets with masks: synthetic (default) and voc.",
-        "sarvit.analysis.commands:run_segment_eval", required=("weights",)),
-    "visualize": Command(
-        "PNGs of every head's attention map, raw and thresholded with its components coloured",
-        "One PNG per image: the image (with the ground-truth outline when known), then for every head the raw "
-        "last-block [CLS] attention (titled with the head's spatial entropy) and the --threshold-mass thresholded "
-        "map with each connected component in its own colour. Images: --test-dir, or synthetic / voc with masks.",
-        "sarvit.analysis.commands:run_visualize", required=("weights",)),
-    "analyze": Command(
-        "per-head mean spatial entropy and number of components over a dataset",
-        "Per head: the mean spatial entropy (Eq. 5-8) of the last block's [CLS] similarity maps S and the mean "
-        "number of 8-connected components of S > mean(S) over a dataset, as a table and JSON. A SAR model's heads "
-        "are a few blobs (low entropy, few components); a plain model's are scattered.",
-        "sarvit.analysis.commands:run_analyze", required=("weights",)),
-    "experiment": Command(
-        "run a named grid of training runs with seeds and a report",
-        "Run a named grid of `sarvit train` runs (every cell x every seed), each an ordinary run folder "
-        "<exp-dir>/<cell>/seed<N>/, then write report.md, results.json and PNGs into <exp-dir>. Starting the same "
-        "command again reruns nothing that finished and resumes what was interrupted. Options after `--` go to "
-        "every `sarvit train` run (e.g. `-- --epochs 50 --lr 1e-3`). `sarvit experiment --list` shows the grids.",
-        "sarvit.experiments.commands:run_experiment",
-        positional=(("name", "?", "NAME", "the grid (see --list)"),), passthrough="train_args"),
-    "pretrain": Command(
-        "self-supervised pretraining: DINO or MoCo-v3, with SAR's terms on top",
-        "Pretrain a timm ViT without labels with DINO (student and EMA teacher, multi-crop, centring and sharpening) "
-        "or MoCo-v3 (query and momentum encoders, symmetrised contrastive loss), any --reg term (--sar: SAR's "
-        "spatial entropy and last-block surgery) on the student's global crops. --scale tiny trains in minutes on a "
-        "CPU; --scale paper is the method's official recipe (torchrun for several GPUs). The checkpoint's 'model' is "
-        "the teacher (DINO) / momentum encoder (MoCo-v3) backbone, which knn, linear-probe, segment-eval, analyze, "
-        "visualize and `train --finetune` read.",
-        "sarvit.train.ssl.commands:run_pretrain"),
-    "knn": Command(
-        "k-NN classification of frozen features (DINO's evaluation)",
-        "Weighted k-NN on the L2-normalised [CLS] features of a frozen network: each evaluation image's k nearest "
-        "training images (cosine similarity) vote for their class with weight exp(similarity / T). Prints top-1/"
-        "top-5 and writes JSON.",
-        "sarvit.analysis.knn:run_knn", required=("weights",)),
-    "linear-probe": Command(
-        "a linear classifier on frozen features (DINO's / MoCo-v3's linear evaluation)",
-        "Train a linear classifier on the frozen network's features ([CLS] of the last --n-last-blocks blocks, "
-        "after the final norm, optionally with the average-pooled patch tokens) with SGD (momentum 0.9, no weight "
-        "decay) and a cosine schedule; the features are computed once, without augmentation. Prints top-1/top-5 "
-        "on the evaluation split and writes JSON.",
-        "sarvit.analysis.linear_probe:run_linear_probe", required=("weights",)),
-    "export": Command(
-        "write a checkpoint in timm's hub format (config.json, model.safetensors) and model.pth for detectors",
-        "Write a sarvit checkpoint (or a run folder's last.pth) into OUT_DIR as timm's hub format: config.json "
-        "(architecture, model_args, pretrained_cfg), model.safetensors, and model.pth ({\"model\": state_dict}, "
-        "for detection frameworks). A SAR model is exported as sar_vit, which keeps its last-block surgery: after "
-        "`import sarvit`, timm.create_model(\"local-dir:OUT_DIR\", pretrained=True) rebuilds it (features_only=True "
-        "gives its feature maps). Regularizer heads (DRLoc) are not exported.",
-        "sarvit.checkpoints.export:run_export",
-        positional=(("source", "?", "RUN_OR_CHECKPOINT", "a sarvit checkpoint, or a run folder (its last.pth)"),
-                    ("out_dir", "?", "OUT_DIR", "a new or empty folder for the export"))),
-}
 
 
 def spellings(option: Option, names: tuple[str, ...] = ()) -> list[str]:

@@ -152,7 +152,7 @@ def _run_corrupt(args, pairs: list[tuple[str, int]], baseline: Optional[str]) ->
     from ..train.commands import config_from_args
     from ..train.distributed import cleanup_distributed
     from ..train.evaluation import evaluate
-    from ..train.runner import evaluation_setup
+    from ..train.checkpoint_eval import evaluation_setup
 
     config, checkpoint = config_from_args(args, evaluating=True)
     reference = _baseline(baseline) if baseline else None

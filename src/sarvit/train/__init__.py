@@ -16,7 +16,7 @@ _LAZY = {
     "RECIPES": "recipes", "Recipe": "recipes",
     "LoopState": "loop", "NonFiniteLoss": "loop", "Optimization": "loop", "StepSettings": "loop",
     "evaluate": "loop", "train_one_epoch": "loop",
-    "TrainResult": "runner", "evaluate_checkpoint": "runner", "train": "runner",
+    "TrainResult": "runner", "evaluate_checkpoint": "checkpoint_eval", "train": "runner",
     "RotationTask": "tasks", "SupervisedTask": "tasks", "TaskOutput": "tasks", "TrainingTask": "tasks",
 }
 

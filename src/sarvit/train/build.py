@@ -1,6 +1,7 @@
 """Factories from a resolved config: model, data loaders, and timm's optimizer/scheduler/mixup/loss parts."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from typing import Any, Optional
@@ -141,6 +142,18 @@ def cpu_threads(config: dict[str, Any], info: DistInfo) -> int:
     """
     return max(1, min(torch.get_num_threads(), cpus_per_process(info) - _workers(config, info)))
 
+
+
+@contextlib.contextmanager
+def cpu_thread_limit(config: dict[str, Any], info: DistInfo):
+    """On a CPU device, leave the data workers their cores (:func:`cpu_threads`) until the block ends."""
+    before = torch.get_num_threads()
+    if info.device.type == "cpu":
+        torch.set_num_threads(cpu_threads(config, info))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 def train_loader(dataset, config: dict[str, Any], info: DistInfo) -> DataLoader:
     """Shuffled per epoch (``loader.sampler.set_epoch``), sharded over processes, last partial batch dropped."""

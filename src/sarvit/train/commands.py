@@ -112,7 +112,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from .runner import evaluate_checkpoint
+    from .checkpoint_eval import evaluate_checkpoint
 
     config, checkpoint = config_from_args(args, evaluating=True)
     try:

@@ -75,6 +75,12 @@ def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return tensor
 
 
+def say(info: DistInfo, message: str) -> None:
+    """Print ``message`` once: on rank 0."""
+    if info.is_main:
+        print(message, flush=True)
+
+
 def broadcast_object(value, info: DistInfo):
     """Rank 0's ``value`` on every process."""
     if not info.distributed:

@@ -11,13 +11,14 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from ..data import MaskedDataset
 from ..errors import SarvitError
 from ..losses import spatial_entropy
 from ..metrics import AttentionJaccard
 from ..models import has_class_token
 from .distributed import DistInfo, all_reduce_sum
 
-__all__ = ["evaluate", "autocast_context", "batches", "hard_labels"]
+__all__ = ["evaluate", "attention_jaccard", "autocast_context", "batches", "hard_labels"]
 
 
 def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
@@ -55,6 +56,14 @@ def batches(loader):
 def _accuracy(num_classes: int, top_k: int, device: torch.device) -> MulticlassAccuracy:
     return MulticlassAccuracy(num_classes, top_k=top_k, average="micro", validate_args=False).to(device)
 
+
+
+def attention_jaccard(dataset, model: nn.Module) -> Optional[AttentionJaccard]:
+    """The attention Jaccard metric when the evaluation set has masks (the synthetic set does) and the model a
+    [CLS] query whose attention it scores (ARViT has none)."""
+    if (isinstance(dataset, MaskedDataset) or getattr(dataset, "has_masks", False)) and has_class_token(model):
+        return AttentionJaccard(model.blocks[-1].attn.num_heads)
+    return None
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, info: DistInfo, amp_dtype: Optional[torch.dtype] = None,

@@ -1,7 +1,9 @@
-"""A whole run: :func:`train` (fit, evaluate each epoch, checkpoint, log) and :func:`evaluate_checkpoint`."""
+"""A whole run: :func:`train` (fit, evaluate each epoch, checkpoint, log).
+
+:func:`evaluate_checkpoint` and :func:`evaluation_setup` live in :mod:`.checkpoint_eval` (re-exported here).
+"""
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -14,16 +16,15 @@ import torch.distributed as dist
 from timm.utils import ModelEmaV3, random_seed
 from torch.nn.parallel import DistributedDataParallel
 
-from ..checkpoints import (RunFolder, checkpoint_content, load_checkpoint, model_from_checkpoint, reconcile,
-                           save_atomic, stored_spec, write_json)
-from ..data import MaskedDataset
+from ..checkpoints import RunFolder, checkpoint_content, reconcile, save_atomic
 from ..errors import SarvitError
-from ..metrics import AttentionJaccard
-from ..models import has_class_token, sar_config
+from ..models import has_class_token
 from . import build
+from .checkpoint_eval import evaluate_checkpoint, evaluation_setup  # re-exported: sarvit.train.runner's names
 from .config import TrainConfig, save_config
-from .distributed import DistInfo, barrier, broadcast_object, setup_distributed
+from .distributed import DistInfo, barrier, broadcast_object, say, setup_distributed
 from .diagnostics import TrainingProbe, stall_warning
+from .evaluation import attention_jaccard
 from .loss_gate import LossGate
 from .loop import LoopState, NonFiniteLoss, Optimization, StepSettings, evaluate, nonfinite_weights, train_one_epoch
 from .pace import Pace, progress_bar, write_line
@@ -54,11 +55,6 @@ class TrainResult:
 
 def default_output_dir(config: TrainConfig) -> Path:
     return Path("output") / f"{config.data_set}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def _say(info: DistInfo, message: str) -> None:
-    if info.is_main:
-        print(message, flush=True)
 
 
 class _Run:
@@ -107,7 +103,7 @@ class _Run:
         # the model and its regularizers' modules (DRLoc's head) train, synchronise and checkpoint together
         self.regularized = RegularizedModel(self.model, config.regularizers).to(info.device)
         self.task = build.build_task(config, self.regularized, num_classes).to(info.device)
-        self.jaccard = _attention_jaccard(val_set, self.model)
+        self.jaccard = attention_jaccard(val_set, self.model)
         build.check_input_fits(self.model, {"training": train_set, "validation": val_set}, config)
         self.lr = build.scaled_lr(config, info.world_size)
         self.amp = build.amp_dtype(config, info.device)
@@ -116,9 +112,9 @@ class _Run:
             optimizer, build.build_scheduler(optimizer, config, len(self.train_loader)),
             scaler=torch.amp.GradScaler(info.device.type) if self.amp == torch.float16 else None)
         if config.finetune:
-            _say(info, f"fine-tuning from {config.finetune}: {load_finetune(self.model, config.finetune)}")
+            say(info, f"fine-tuning from {config.finetune}: {load_finetune(self.model, config.finetune)}")
         if config.weights:
-            _say(info, f"starting from the weights in {config.weights}: "
+            say(info, f"starting from the weights in {config.weights}: "
                        f"{load_start_weights(self.model, config.weights)}")
         ema_state = self._resume(config.resume) if config.resume else None
         if config.model_ema:  # a copy of the weights as loaded, or the resumed run's own average
@@ -152,19 +148,19 @@ class _Run:
         resumed = read_resume(path, self.spec, self.regularized, self.config.epochs, info.rank, info.world_size)
         self.gate_state = None if resumed.plain else resumed.checkpoint.get("loss_gate")
         if resumed.plain:
-            _say(info, f"starting from the weights in {path}: {resumed.report}")
+            say(info, f"starting from the weights in {path}: {resumed.report}")
             return None
         note = restore_schedule(resumed, self.config, self.optimization, self.lr,
                                 lambda: build.build_scheduler(self.optimization.optimizer, self.config,
                                                               len(self.train_loader)))
         if note:
-            _say(info, note)
+            say(info, note)
         self.state = LoopState(resumed.start_epoch, resumed.global_step)
         self.best_top1, self.best_epoch, self.history = resumed.best_top1, resumed.best_epoch, resumed.history
         self.last_saved = (resumed.path, resumed.start_epoch - 1)
         if info.is_main and self.folder is not None and resumed.path.parent.resolve() == self.out.resolve():
-            reconcile(resumed.checkpoint, resumed.path, say=lambda message: _say(info, message))
-        _say(info, f"resuming {path}: {resumed.start_epoch} of {self.config.epochs} epochs done")
+            reconcile(resumed.checkpoint, resumed.path, say=lambda message: say(info, message))
+        say(info, f"resuming {path}: {resumed.start_epoch} of {self.config.epochs} epochs done")
         return resumed.ema_state
 
     def claim_outputs(self) -> None:
@@ -178,7 +174,7 @@ class _Run:
         if self.info.is_main:
             try:
                 self.folder = RunFolder.claim(self.out, resume=config.get("resume"), overwrite=config["overwrite"],
-                                              say=lambda message: _say(self.info, message))
+                                              say=lambda message: say(self.info, message))
             except SarvitError as error:
                 refused = str(error)
         refused = broadcast_object(refused, self.info)
@@ -229,7 +225,7 @@ class _Run:
     def fit(self) -> None:
         config, info = self.config, self.info
         train_images = len(self.train_loader.sampler) * info.world_size
-        _say(info, f"training {config['model']} ({_architecture_words(self.model)}) at {config['input_size']} px "
+        say(info, f"training {config['model']} ({_architecture_words(self.model)}) at {config['input_size']} px "
                    f"(SAR: {_sar_words(config)}; loss terms: {self.regularized.describe() or 'none'}) on "
                    f"{config['data_set']}: {train_images} images/epoch, {config['epochs']} epochs, batch "
                    f"{config['batch_size']} x {info.world_size} process(es) on {info.device.type}, lr {self.lr:.2e}; "
@@ -293,7 +289,7 @@ class _Run:
         barrier(self.info)
         stalled = stall_warning(self.history, self.config.epochs)
         if stalled:
-            _say(self.info, stalled)
+            say(self.info, stalled)
         jaccard = f", attention Jaccard {val['jaccard']:.1f}%" if "jaccard" in val else ""
         loss = "n/a (every step skipped)" if line["train_loss"] is None else f"{line['train_loss']:.4f}"
         skipped = f", {line['train_skipped_steps']} step(s) skipped" if line["train_skipped_steps"] else ""
@@ -302,7 +298,7 @@ class _Run:
         ema = f" (EMA {line['val_ema_top1']:.2f}%)" if "val_ema_top1" in line else ""
         top5 = "" if val["top5"] is None else f" top-5 {val['top5']:.2f}%"
         train_top1 = "" if line["train_top1"] is None else f", train top-1 {line['train_top1']:.2f}%"
-        _say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {loss}{terms}{skipped}{train_top1}, "
+        say(self.info, f"epoch {epoch + 1}/{self.config['epochs']}: loss {loss}{terms}{skipped}{train_top1}, "
                         f"val top-1 {val['top1']:.2f}%{ema}{top5}{jaccard}, "
                         f"{line['img_per_s']:.0f} img/s")
 
@@ -352,7 +348,7 @@ def train(config: TrainConfig) -> TrainResult:
     and its history; raises :class:`SarvitError` for user-facing failures.
     """
     info = setup_distributed(config.device)
-    with _cpu_threads(config, info):
+    with build.cpu_thread_limit(config, info):
         run = _Run(config, info)
         run.claim_outputs()
         try:
@@ -362,68 +358,3 @@ def train(config: TrainConfig) -> TrainResult:
             return run.finish()
         finally:
             run.release_outputs()
-
-
-@contextlib.contextmanager
-def _cpu_threads(config: TrainConfig, info: DistInfo):
-    """On a CPU device, leave the data workers their cores for the run (restored afterwards)."""
-    before = torch.get_num_threads()
-    if info.device.type == "cpu":
-        torch.set_num_threads(build.cpu_threads(config, info))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _attention_jaccard(dataset, model: torch.nn.Module) -> Optional[AttentionJaccard]:
-    """The attention Jaccard metric when the evaluation set has masks (the synthetic set does) and the model a
-    [CLS] query whose attention it scores (ARViT has none)."""
-    if (isinstance(dataset, MaskedDataset) or getattr(dataset, "has_masks", False)) and has_class_token(model):
-        return AttentionJaccard(model.blocks[-1].attn.num_heads)
-    return None
-
-
-def evaluate_checkpoint(config: TrainConfig, checkpoint: Optional[dict] = None) -> dict:
-    """Evaluate ``config["weights"]`` on the data set's evaluation split: ``{top1, top5, loss, entropy, images}``.
-
-    A sarvit checkpoint rebuilds its own model; plain weights use the model options of ``config``.
-    """
-    model, val_set, info = evaluation_setup(config, checkpoint)
-    loader = build.eval_loader(val_set, config, info)
-    with _cpu_threads(config, info):
-        metrics = evaluate(model, loader, info, build.amp_dtype(config, info.device), _attention_jaccard(val_set, model))
-    metrics.update({"checkpoint": str(config["weights"]), "data_set": config["data_set"],
-                    "model": model.pretrained_cfg.get("architecture"), "sar": sar_config(model)})
-    if info.is_main and config.get("json"):
-        write_json(metrics, config["json"])
-    return metrics
-
-
-def evaluation_setup(config: TrainConfig, checkpoint: Optional[dict] = None):
-    """``(model, val_set, info)`` for evaluating ``config["weights"]``: the model on its device in eval mode,
-    the data set's evaluation split at the model's input size, the process's :class:`DistInfo`."""
-    info = setup_distributed(config.get("device"))
-    path = config.get("weights")
-    if not path:
-        raise SarvitError("nothing to evaluate: give the checkpoint with --weights CKPT")
-    checkpoint = checkpoint if checkpoint is not None else load_checkpoint(path)
-    spec = stored_spec(checkpoint)
-    if spec is not None:
-        config = config.replace(input_size=spec.input_size)
-    _, val_set, num_classes = build.build_datasets(config, train=False)
-    if spec is None:
-        spec = build.model_spec(config, num_classes)
-    elif spec.num_classes != num_classes:
-        raise SarvitError(
-            f"{path} classifies {spec.num_classes} classes, the {config['data_set']} evaluation set has "
-            f"{num_classes}; evaluate on the data set it was trained on (or fine-tune it with --finetune)")
-    if config.get("use_ema") and "model_ema" not in checkpoint:
-        raise SarvitError(f"--ema: {path} holds no EMA weights (the run had --no-model-ema)")
-    try:
-        model, report = model_from_checkpoint(checkpoint, spec, weights="model_ema" if config.get("use_ema") else "model")
-    except SarvitError as error:
-        raise SarvitError(f"{path}: {error}") from None
-    if report.removed_by_surgery:
-        _say(info, f"note: {report}; pass --no-sar (or --keep-last-norm) if this model was trained without SAR")
-    return model.to(info.device).eval(), val_set, info

@@ -26,7 +26,7 @@ from ...losses import spatial_entropy
 from ...metrics import AttentionJaccard, knn_scores, topk_accuracy
 from ...models import ModelSpec
 from .. import build
-from ..distributed import DistInfo, all_reduce_sum, barrier, broadcast_object, setup_distributed
+from ..distributed import DistInfo, all_reduce_sum, barrier, broadcast_object, say, setup_distributed
 from ..evaluation import autocast_context, batches
 from ..records import RunLog
 from ..regularizers import RegularizedModel, log_key
@@ -190,11 +190,6 @@ def train_task_epoch(step: nn.Module, task: TrainingTask, loader, optimizer, sch
     return metrics, global_step
 
 
-def _say(info: DistInfo, message: str) -> None:
-    if info.is_main:
-        print(message, flush=True)
-
-
 class _Pretraining:
     """The state of one run; methods are the phases of :func:`pretrain`."""
 
@@ -213,7 +208,7 @@ class _Pretraining:
         if self.info.is_main:
             try:
                 self.folder = RunFolder.claim(self.out, resume=config.get("resume"), overwrite=config["overwrite"],
-                                              say=lambda message: _say(self.info, message))
+                                              say=lambda message: say(self.info, message))
             except SarvitError as error:
                 refused = str(error)
         refused = broadcast_object(refused, self.info)
@@ -284,7 +279,7 @@ class _Pretraining:
                               f"with N > {self.start_epoch} to extend it")
         states = checkpoint["rng"]
         set_rng_state(states[self.info.rank] if len(states) == self.info.world_size else states[0])
-        _say(self.info, f"resuming {path}: {self.start_epoch} of {self.config['epochs']} epochs done")
+        say(self.info, f"resuming {path}: {self.start_epoch} of {self.config['epochs']} epochs done")
 
     def fit(self) -> None:
         config, info = self.config, self.info
@@ -293,12 +288,12 @@ class _Pretraining:
             write_text(yaml.safe_dump(run, sort_keys=True), self.out / "config.yaml")  # the resolved options
             self.log = RunLog(self.out, self.history, tensorboard=False)
         terms = self.task.model.describe() or "none"
-        _say(info, f"pretraining with {config['method']} ({config['scale']} recipe): {config['model']} at "
+        say(info, f"pretraining with {config['method']} ({config['scale']} recipe): {config['model']} at "
                    f"{config['input_size']} px, loss terms: {terms}; {len(self.loader.sampler) * info.world_size} "
                    f"images/epoch, {config['epochs']} epochs, batch {config['batch_size']} x {info.world_size}, "
                    f"lr {self.lr:.2e}; output {self.out}")
         if self.knn_at_init is not None and not config.get("resume"):
-            _say(info, f"k-NN top-1 at initialisation: {self.knn_at_init['top1']:.2f}%")
+            say(info, f"k-NN top-1 at initialisation: {self.knn_at_init['top1']:.2f}%")
         for epoch in range(self.start_epoch, config["epochs"]):
             self.loader.sampler.set_epoch(epoch)
             start = time.perf_counter()
@@ -323,7 +318,7 @@ class _Pretraining:
             extra = "".join(f", {label} {line[key]:.2f}" for key, label in
                             (("val_jaccard", "attention Jaccard %"), ("linear_top1", "linear-probe top-1 %"))
                             if key in line)
-            _say(info, f"epoch {epoch + 1}/{config['epochs']}: loss {line['train_loss']:.4f}, k-NN top-1 "
+            say(info, f"epoch {epoch + 1}/{config['epochs']}: loss {line['train_loss']:.4f}, k-NN top-1 "
                        f"{knn['top1']:.2f}% top-5 {knn['top5']:.2f}%{extra}, {line['epoch_s']:.0f} s")
 
     def _checkpoint(self, epoch: int, line: dict) -> None:
