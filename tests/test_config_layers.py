@@ -116,3 +116,28 @@ def test_the_config_is_typed_frozen_and_plain_data():
     assert pickle.loads(pickle.dumps(config)) == config
     assert yaml.safe_load(yaml.safe_dump(config.to_dict())) == config.to_dict()
     assert "use_nosn" not in config and "config" not in config  # sugar is expanded, not kept
+
+
+def _image_folder(root):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for label in ("a", "b"):
+            (root / split / label).mkdir(parents=True)
+            for index in range(2):
+                Image.new("RGB", (32, 32), (40 * index, 90, 200)).save(root / split / label / f"{index}.png")
+    return root
+
+
+@pytest.mark.parametrize("argv,noted", [((), True), (("--no-sar",), False), (("--sar",), False),
+                                        (("--use-blob",), False)])
+def test_a_users_data_is_told_that_sar_is_on_by_default(tmp_path, argv, noted):
+    folder = _image_folder(tmp_path / "photos")
+    config, notes = resolve_run(_typed("--data-set", "folder", "--data-path", str(folder), *argv))
+    assert any(note.startswith("note: SAR is on by default") for note in notes) is noted
+    assert config.sar is (argv in ((), ("--sar",)))
+
+
+def test_the_synthetic_demo_has_no_sar_default_note():
+    _, notes = resolve_run(_typed("--num-samples", "40"))
+    assert not any("SAR is on by default" in note for note in notes)
