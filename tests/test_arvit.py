@@ -199,7 +199,8 @@ def test_cls_maps_and_sar_switches_on_arvit_say_it_needs_a_cls_query():
     with pytest.raises(SarvitError, match="could not build 'arvit_base'.*mlp_ratio"):
         sarvit.create_model("arvit_base", sar=False, mlp_ratio=4, **options)
     assert sar_config(sarvit.create_model("arvit_base", sar=False, **options)) == {
-        "remove_last_skip": False, "remove_last_norm": False, "remove_last_mlp_skip": False, "similarity": "dot"}
+        "remove_last_skip": False, "remove_last_norm": False, "remove_last_mlp_skip": False, "similarity": "dot",
+        "query": "cls"}
 
 
 def test_finetune_at_another_resolution_rebuilds_the_fixed_position_embedding():

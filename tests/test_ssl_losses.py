@@ -125,5 +125,5 @@ def test_knn_votes_are_similarity_weighted():
     expected = [math.exp(cos[1] / 0.5), math.exp(cos[2] / 0.5), math.exp(cos[3] / 0.5)]
     assert scores[0].tolist() == pytest.approx(expected, rel=1e-5)
     assert topk_accuracy(scores, torch.tensor([2]), ks=(1, 2)) == {"top1": 100.0, "top2": 100.0}
-    with pytest.raises(ValueError, match="k must be in 1..4"):
+    with pytest.raises(ValueError, match=r"k must be an integer >= 1 and <= 4"):
         knn_scores(bank, labels, query, 3, k=5)

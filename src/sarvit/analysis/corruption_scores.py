@@ -69,7 +69,7 @@ def baseline_scores(errors: Errors, clean: float, baseline: Errors, baseline_cle
 
     Example:
         >>> scores = baseline_scores({"fog": {1: 30.0, 2: 50.0}}, 10.0, {"fog": {1: 40.0, 2: 60.0}}, 20.0, "b.json")
-        >>> round(scores["ce"]["fog"], 2), round(scores["relative_ce"]["fog"], 2)
+        >>> round(float(scores["ce"]["fog"]), 2), round(float(scores["relative_ce"]["fog"]), 2)
         (80.0, 100.0)
     """
     missing = [f"{name}:{severity}" for name, by_severity in errors.items() for severity in by_severity

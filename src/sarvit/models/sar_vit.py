@@ -212,7 +212,7 @@ def create_model(
             raise _not_a_vit(name, declared) from None  # a CNN refusing ViT keywords (img_size, ...)
         raise SarvitError(f"could not build {name!r} with {timm_kwargs}: {error or type(error).__name__}") from None
     if not isinstance(model, VisionTransformer) and _captures(model):
-        switched_on = [key for key, value in asdict(config).items() if value not in (False, "dot")]
+        switched_on = [key for key, value in asdict(config).items() if value not in (False, "dot", "cls")]
         if switched_on:
             raise SarvitError(
                 f"{name!r} ({type(model).__name__}) has no [CLS] token, and SAR's last-block surgery and loss need "
