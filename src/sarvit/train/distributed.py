@@ -4,13 +4,15 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator, Optional
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
-from ..checkpoints import resolve_device
+from ..checkpoints import RunFolder, resolve_device
+from ..errors import SarvitError
 
 __all__ = ["DistInfo", "setup_distributed", "cleanup_distributed", "ShardSampler", "all_reduce_sum", "barrier"]
 
@@ -88,6 +90,23 @@ def broadcast_object(value, info: DistInfo):
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def claim_run_folder(out: os.PathLike, info: DistInfo, *, resume, overwrite: bool) -> tuple[Path, Optional[RunFolder]]:
+    """``(the folder as an absolute path, its RunFolder on rank 0 else None)``: rank 0 claims it
+    (:meth:`RunFolder.claim`) and every process raises the same SarvitError when it is refused. Stored absolute,
+    so that a resume from another working directory finds it."""
+    path = Path(broadcast_object(os.path.abspath(Path(out).expanduser()), info))
+    folder, refused = None, None
+    if info.is_main:
+        try:
+            folder = RunFolder.claim(path, resume=resume, overwrite=overwrite, say=lambda message: say(info, message))
+        except SarvitError as error:
+            refused = str(error)
+    refused = broadcast_object(refused, info)
+    if refused:
+        raise SarvitError(refused)
+    return path, folder
 
 
 class ShardSampler(Sampler[int]):

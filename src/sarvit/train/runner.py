@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from ..models import has_class_token
 from . import build
 from .checkpoint_eval import evaluate_checkpoint, evaluation_setup  # re-exported: sarvit.train.runner's names
 from .config import TrainConfig, save_config
-from .distributed import DistInfo, barrier, broadcast_object, say, setup_distributed
+from .distributed import DistInfo, barrier, claim_run_folder, say, setup_distributed
 from .diagnostics import TrainingProbe, stall_warning
 from .evaluation import attention_jaccard
 from .loss_gate import LossGate
@@ -167,19 +166,9 @@ class _Run:
         """Lock the output folder (rank 0) before any data is loaded: :class:`sarvit.checkpoints.RunFolder`."""
         config = self.config
         out = Path(config["output_dir"]) if config.get("output_dir") else default_output_dir(config)
-        out = Path(os.path.abspath(out.expanduser()))  # stored absolute: a resume from elsewhere finds it
-        self.out = Path(broadcast_object(str(out), self.info))
-        self.config = config = config.replace(output_dir=str(self.out))
-        refused = None
-        if self.info.is_main:
-            try:
-                self.folder = RunFolder.claim(self.out, resume=config.get("resume"), overwrite=config["overwrite"],
-                                              say=lambda message: say(self.info, message))
-            except SarvitError as error:
-                refused = str(error)
-        refused = broadcast_object(refused, self.info)
-        if refused:
-            raise SarvitError(refused)
+        self.out, self.folder = claim_run_folder(out, self.info, resume=config.get("resume"),
+                                                 overwrite=config["overwrite"])
+        self.config = config.replace(output_dir=str(self.out))
 
     def release_outputs(self) -> None:
         if self.log is not None:

@@ -26,7 +26,8 @@ from ...losses import spatial_entropy
 from ...metrics import AttentionJaccard, knn_scores, topk_accuracy
 from ...models import ModelSpec
 from .. import build
-from ..distributed import DistInfo, all_reduce_sum, barrier, broadcast_object, say, setup_distributed
+from ..distributed import (DistInfo, all_reduce_sum, barrier, claim_run_folder, say,
+                           setup_distributed)
 from ..evaluation import autocast_context, batches
 from ..records import RunLog
 from ..regularizers import RegularizedModel, log_key
@@ -202,18 +203,9 @@ class _Pretraining:
     def claim(self) -> None:
         config = self.config
         out = config.get("output_dir") or f"output/pretrain-{config['method']}-{time.strftime('%Y%m%d-%H%M%S')}"
-        self.out = Path(broadcast_object(str(out), self.info))
+        self.out, self.folder = claim_run_folder(out, self.info, resume=config.get("resume"),
+                                                 overwrite=config["overwrite"])
         config["output_dir"] = str(self.out)
-        refused = None
-        if self.info.is_main:
-            try:
-                self.folder = RunFolder.claim(self.out, resume=config.get("resume"), overwrite=config["overwrite"],
-                                              say=lambda message: say(self.info, message))
-            except SarvitError as error:
-                refused = str(error)
-        refused = broadcast_object(refused, self.info)
-        if refused:
-            raise SarvitError(refused)
 
     def setup(self) -> None:
         config, info = self.config, self.info
