@@ -72,6 +72,29 @@ def ema_update(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor],
     torch._foreach_lerp_(list(teacher), list(student), 1.0 - momentum)
 
 
+class MomentumTeacherTask(TrainingTask):
+    """A task with an EMA copy of its trained parts (DINO's teacher, MoCo-v3's momentum encoder): after each step
+    the copy moves toward the trained parts with ``self.momentum(step, total_steps)``; ``steps_done`` (the
+    schedules' position) is kept in the state dict. Subclasses give :meth:`momentum_pairs`."""
+
+    steps_done: int = 0
+
+    def momentum_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``(the EMA copy's parameters, the trained parameters they follow)``, in matching order."""
+        raise NotImplementedError
+
+    def after_step(self, global_step: int, total_steps: int) -> None:
+        """The EMA update with the momentum of the step just done (``global_step`` steps done)."""
+        ema_update(*self.momentum_pairs(), self.momentum(global_step - 1, total_steps))
+        self.steps_done = global_step
+
+    def get_extra_state(self) -> dict:
+        return {"steps_done": self.steps_done}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.steps_done = int(state["steps_done"])
+
+
 def without_drop_path(model: nn.Module) -> nn.Module:
     """``model`` with every stochastic-depth module replaced by an identity, in place (DINO's teacher is built
     without drop path; the student keeps it). The state dict's names do not change: DropPath holds no weights."""
@@ -82,7 +105,7 @@ def without_drop_path(model: nn.Module) -> nn.Module:
     return model
 
 
-class DINOTask(TrainingTask):
+class DINOTask(MomentumTeacherTask):
     """DINO self-distillation over multi-crop batches ``([global_1, global_2, local_1, ...], labels)``.
 
     Args:
@@ -148,18 +171,9 @@ class DINOTask(TrainingTask):
         """The teacher's momentum after step ``step`` (0-based): cosine from ``momentum_teacher`` to 1."""
         return cosine_ramp(self.momentum_teacher, 1.0, step, total_steps)
 
-    def after_step(self, global_step: int, total_steps: int) -> None:
-        """The teacher's EMA update with the momentum of the step just done (``global_step`` steps done)."""
-        momentum = self.momentum(global_step - 1, total_steps)
-        ema_update([*self.teacher.parameters(), *self.teacher_head.parameters()],
-                   [*self.model.model.parameters(), *self.head.parameters()], momentum)
-        self.steps_done = global_step
+    def momentum_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        return ([*self.teacher.parameters(), *self.teacher_head.parameters()],
+                [*self.model.model.parameters(), *self.head.parameters()])
 
     def evaluation_model(self) -> nn.Module:
         return self.teacher
-
-    def get_extra_state(self) -> dict:
-        return {"steps_done": self.steps_done}
-
-    def set_extra_state(self, state: dict) -> None:
-        self.steps_done = int(state["steps_done"])

@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from timm.layers import build_sincos2d_pos_embed
 from torch import nn
 
-from .dino import ema_update
+from .dino import MomentumTeacherTask
 from .heads import bn_mlp
 from .schedules import cosine_ramp
-from ..tasks import TaskOutput, TrainingTask
+from ..tasks import TaskOutput
 
 __all__ = ["contrastive_loss", "symmetrised_loss", "fix_patch_projection_and_position", "MoCoV3Task"]
 
@@ -69,7 +69,7 @@ def fix_patch_projection_and_position(model: nn.Module) -> None:
     model.pos_embed.requires_grad_(False)
 
 
-class MoCoV3Task(TrainingTask):
+class MoCoV3Task(MomentumTeacherTask):
     """MoCo-v3 over two-view batches ``([view_1, view_2], labels)``.
 
     Args:
@@ -114,17 +114,9 @@ class MoCoV3Task(TrainingTask):
         """The momentum after step ``step`` (0-based): cosine from the base momentum to 1."""
         return cosine_ramp(self.base_momentum, 1.0, step, total_steps)
 
-    def after_step(self, global_step: int, total_steps: int) -> None:
-        ema_update([*self.momentum_encoder.parameters(), *self.momentum_projector.parameters()],
-                   [*self.model.model.parameters(), *self.projector.parameters()],
-                   self.momentum(global_step - 1, total_steps))
-        self.steps_done = global_step
+    def momentum_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        return ([*self.momentum_encoder.parameters(), *self.momentum_projector.parameters()],
+                [*self.model.model.parameters(), *self.projector.parameters()])
 
     def evaluation_model(self) -> nn.Module:
         return self.momentum_encoder
-
-    def get_extra_state(self) -> dict:
-        return {"steps_done": self.steps_done}
-
-    def set_extra_state(self, state: dict) -> None:
-        self.steps_done = int(state["steps_done"])
