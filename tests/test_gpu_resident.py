@@ -142,6 +142,27 @@ def test_training_on_resident_data_on_cpu(tmp_path):
     assert line["val_top1"] is not None and line["val_jaccard"] is not None and line["img_per_s"] > 0
 
 
+def test_training_on_resident_data_from_an_image_folder(tmp_path, data_writers):
+    """A folder's training split is stored larger than the input (floor(S / 0.875)) for the random crops: the
+    pre-training shape check must see the evaluation transform's centre crop, not the stored square."""
+    root = data_writers.image_folder(tmp_path / "folder", {"cat": 8, "dog": 8}, val_count=4)
+    out = tmp_path / "run"
+    argv = ["--data-set", "folder", "--data-path", str(root), "--resident-data", "on", "--epochs", "1",
+            "--input-size", "32", "--patch-size", "8", "--depth", "1", "--embed-dim", "32", "--num-heads", "2",
+            "--batch-size", "8", "--device", "cpu", "--output-dir", str(out)]
+    assert main(["train", *argv]) == 0
+    line = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert line["val_top1"] is not None and line["img_per_s"] > 0
+
+
+def test_a_resident_item_is_the_centre_crop_of_its_stored_square():
+    images = torch.arange(2 * 3 * 6 * 6, dtype=torch.uint8).view(2, 3, 6, 6)
+    item = ResidentSet(images, torch.tensor([0, 1]), crop=4)[1][0]
+    full = ResidentSet(images, torch.tensor([0, 1]))[1][0]
+    assert item.shape == (3, 4, 4)
+    torch.testing.assert_close(item, full[:, 1:5, 1:5])
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_auto_holds_a_small_set_on_the_gpu():

@@ -157,11 +157,12 @@ def fits_on_device(num_bytes: int, device: torch.device) -> bool:
 
 class ResidentSet(Dataset):
     """A decoded split: ``images uint8 [N, 3, R, R]``, ``targets [N]`` and optional masks ``[N, S, S]`` on the
-    device. ``dataset[i]`` is item ``i`` as the evaluation transform gives it (on CPU): for checks, not loops."""
+    device. ``dataset[i]`` is item ``i`` as the evaluation transform gives it (on CPU, centre-cropped to ``crop``
+    when the stored squares are larger, as the training split's are): for checks, not loops."""
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, *masks: torch.Tensor,
-                 mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD) -> None:
-        self.images, self.targets, self.masks = images, targets.long(), masks
+                 mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, crop: Optional[int] = None) -> None:
+        self.images, self.targets, self.masks, self.crop = images, targets.long(), masks, crop
         self.has_masks = bool(masks)
         self.mean = torch.tensor(mean, device=images.device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=images.device).view(1, 3, 1, 1)
@@ -174,6 +175,9 @@ class ResidentSet(Dataset):
 
     def __getitem__(self, index: int):
         image = self.normalise(self.images[index:index + 1])[0].cpu()
+        if self.crop is not None and image.shape[-1] > self.crop:
+            top = (image.shape[-1] - self.crop) // 2
+            image = image[:, top:top + self.crop, top:top + self.crop]
         return (image, int(self.targets[index]), *(mask[index].cpu() for mask in self.masks))
 
 

@@ -169,9 +169,12 @@ _HYBRIDS = Grid(
 
 _REAL = Grid(
     name="real",
-    description="issue 18 on real images (sklearn digits on clutter, `python -m sarvit.data.real_images`): SAR as "
-                "shipped (loss gated by the task's progress), SAR with the papers' always-on loss, against --no-sar",
+    description="issue 18 on real images (`python -m sarvit.data.real_images`: sklearn digits in several layouts, "
+                "scikit-image's LFW faces and photo crops): SAR as shipped (loss gated by the task's progress), its "
+                "two parts alone, and SAR with the papers' always-on loss, against --no-sar",
     cells=(Cell("no-sar", _BASELINE), Cell("sar", _SAR, baseline="no-sar"),
+           Cell("surgery-only", ("--use-nosn",), baseline="no-sar"),
+           Cell("loss-only", ("--use-blob",), baseline="no-sar"),
            Cell("sar-always-on", (*_SAR, "--sar-loss-gate", "0"), baseline="no-sar")),
     paper_epochs=100,
     paper_source="no paper figure: the papers train on ImageNet-scale sets",

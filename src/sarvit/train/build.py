@@ -343,7 +343,7 @@ def resident_loaders(config: dict[str, Any], info: DistInfo):
     if not forced and not gpu_resident.fits_on_device(num_bytes, info.device):
         return None
     workers = _workers(config, info)
-    train_data, val_data = (gpu_resident.ResidentSet(*gpu_resident.decode(dataset, info.device, workers))
+    train_data, val_data = (gpu_resident.ResidentSet(*gpu_resident.decode(dataset, info.device, workers), crop=size)
                             for dataset in (train_set, val_set))
     augment = gpu_resident.DeviceAugment(
         size, crop_scale=config.get("crop_scale") or (0.08, 1.0), hflip=config.get("hflip", 0.5),
