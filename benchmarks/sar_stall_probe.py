@@ -1,11 +1,12 @@
 """Issue 18's stall, in one process: the quick recipe's model and schedule on a digits-on-clutter set.
 
 Each arm (``both`` = SAR, ``both-gated`` = SAR with its loss gated by the task's progress, ``surgery``, ``loss``,
-``neither``) trains the quick recipe's ViT (4 blocks, width 128,
-32 px, 4-px patches) with its AdamW / cosine schedule (lr 2e-3 at batch 64, warm-up 2 of 45 epochs), on
-1,000 digits pasted on clutter (:mod:`sarvit.data.real_images`), with random-resized crops of the recipe's
-scales and flips done batched on tensors (so that the CPU spends its time on the model). The task loss and
-the :class:`~sarvit.train.diagnostics.TrainingProbe` figures are printed every epoch, then the val top-1.
+``neither``) trains the quick recipe's ViT (4 blocks, width 128, 32 px, 4-px patches) with its AdamW / cosine
+schedule (default lr 2e-3 at batch 64, the quick recipe's rate until 2026-12-01, at which the stall shows;
+``--lr 5e-4`` is today's; warm-up 2 of 45 epochs), on 1,000 digits pasted on clutter
+(:mod:`sarvit.data.real_images`), with random-resized crops of the recipe's scales and flips done batched on
+tensors (so that the CPU spends its time on the model). The task loss and the
+:class:`~sarvit.train.diagnostics.TrainingProbe` figures are printed every epoch, then the val top-1.
 
     PYTHONPATH=src python benchmarks/sar_stall_probe.py --arms both,neither --seeds 0,1 --epochs 12
 """
