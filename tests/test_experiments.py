@@ -142,6 +142,15 @@ def test_report_from_fake_run_folders(tmp_path):
         assert paths[name].stat().st_size > 0
 
 
+def test_a_grid_without_paper_figures_gets_no_empty_table(tmp_path):
+    grid = get_grid("real")
+    for cell in grid.cells[:2]:
+        _fake_run(tmp_path / cell.name / "seed0", [20.0, 30.0], 0.2, 0.0, epochs=2)
+    report = write_report(grid, tmp_path, [0])["report"].read_text()
+    assert "no paper figure" in report and "| paper row |" not in report
+    assert "| paper row |" in write_report(get_grid("jaccard"), tmp_path / "j", [0])["report"].read_text()
+
+
 def test_sweep_plot_for_subset_grid(tmp_path):
     grid = get_grid("subsets")
     for cell in grid.cells:

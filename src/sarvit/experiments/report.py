@@ -67,11 +67,12 @@ def render_markdown(results: dict, grid: Grid, pictures: Sequence[Path], header:
               _noise_sentence(results), ""]
     if results["missing"]:
         lines += [f"Not finished (left out of the statistics): {', '.join(results['missing'])}.", ""]
-    lines += ["## The papers' figures (theirs, for orientation)", "", f"{grid.paper_source}.", "",
-              "| paper row | paper value |", "|---|---|",
-              *(f"| {row.label} | {row.value} |" for row in grid.paper_rows), "",
-              "Their setting (ViT-S/16, ImageNet, 100-300 epochs) is not this grid's unless `--scale paper` ran on "
-              "the same data; compare directions, not numbers.", ""]
+    lines += ["## The papers' figures (theirs, for orientation)", "", f"{grid.paper_source}.", ""]
+    if grid.paper_rows:  # a grid with no paper figure gets no empty table
+        lines += ["| paper row | paper value |", "|---|---|",
+                  *(f"| {row.label} | {row.value} |" for row in grid.paper_rows), "",
+                  "Their setting (ViT-S/16, ImageNet, 100-300 epochs) is not this grid's unless `--scale paper` ran "
+                  "on the same data; compare directions, not numbers.", ""]
     if pictures:
         lines += ["## Plots", "", *(f"![{p.stem}]({p.name})" for p in pictures), ""]
     return "\n".join(lines)
