@@ -31,7 +31,7 @@ LAYERS = [
     ("option table", CIFAR_DEIT, "weight_decay", 0.05),
     ("option table", CIFAR_DEIT, "lr", 5e-4),
     ("recipe yaml (deit)", CIFAR_DEIT, "model", "deit_small_patch16_224"),
-    ("recipe yaml (quick)", (), "lr", 1.6e-2),
+    ("recipe yaml (quick)", (), "lr", 4e-3),
     ("recipe yaml (quick)", (), "depth", 4),
     ("derived (quick, synthetic)", (), "epochs", 15),
     ("derived (quick, synthetic)", (), "num_samples", 3000),
