@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import yaml
+from sarvit_cli.parser import add_options
 
 from ..errors import SarvitError
-from ..option_parser import add_options
 from ..train.pace import duration_words
 from .grids import Grid
 
