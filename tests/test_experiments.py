@@ -250,3 +250,11 @@ def test_a_run_killed_between_its_last_checkpoint_and_its_log_line_counts_as_don
     assert run_experiment(parse_args(argv), train_command=[sys.executable, str(script)]) == 0
     assert "sar/seed0 done" in capsys.readouterr().out
     assert run_state(tmp_path / "exp" / "sar" / "seed0") == "finished"
+
+
+def test_the_regularizers_grid_has_a_cell_per_registered_term():
+    from sarvit.losses import REGULARIZERS
+
+    cells = get_grid("regularizers").cells
+    assert [cell.name for cell in cells] == ["baseline", *REGULARIZERS]
+    assert all(cell.flags == ("--no-sar", "--reg", cell.name) for cell in cells[1:])

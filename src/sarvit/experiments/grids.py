@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..errors import SarvitError
+from ..losses import REGULARIZERS
 
 __all__ = ["Cell", "Grid", "GRIDS", "SCALES", "get_grid", "scale_flags", "describe_grids"]
 
@@ -109,7 +110,7 @@ _SUBSETS = Grid(
                 PaperRow("100 %: baseline / SAR", "74.22 / 76.72 (+2.5)")),
 )
 
-REGULARIZER_NAMES = ("spatial-entropy", "tv", "nonspatial-entropy", "drloc", "distance", "patch-similarity")
+REGULARIZER_NAMES = tuple(REGULARIZERS)  # one cell per registered term, in the registry's order
 _REGULARIZERS = Grid(
     name="regularizers",
     description="each --reg regularizer (plain architecture, loss added) against the baseline",
