@@ -6,7 +6,7 @@ import torch
 
 import sarvit
 from sarvit import SarvitError
-from sarvit.checkpoints import FORMAT, load_checkpoint, load_model, stored_spec, write_json
+from sarvit.checkpoints import FORMAT, load_checkpoint, load_model, read_log, reconcile, stored_spec, write_json
 from sarvit.models import ModelSpec, infer_model_kwargs, sar_config
 from sarvit.train import build
 
@@ -127,3 +127,32 @@ def test_unreadable_and_missing_files(tmp_path):
     torch.save({"epoch": 3}, tmp_path / "empty.pth")
     with pytest.raises(SarvitError, match="weights"):
         load_model(tmp_path / "empty.pth", "cpu")
+
+
+@pytest.mark.parametrize("text, epochs", [
+    ('{"epoch": 0}\n{"epoch": 1}\n', [0, 1]),
+    ('{"epoch": 0}\n{"epoch": 1}\n{"epo', [0, 1]),                 # the last line cut short by a crash
+    ('{"epoch": 0}\n{"epoch": 1, "val\n{"epoch": 2}\n', [0]),        # a bad line ends what the log vouches for
+    ('{"epoch": 0}\n7\n{"epoch": 2}\n', [0]),                       # so does a line that is no object
+    ('{"epoch": 0}\n\n{"epoch": 1}\n', [0, 1]),                     # blank lines are no lines
+    ('\xff{"epoch": 0}\n', []),                                     # an undecodable byte: no JSON either
+])
+def test_read_log_keeps_the_lines_before_the_first_bad_one(tmp_path, text, epochs):
+    log = tmp_path / "log.jsonl"
+    log.write_text(text, encoding="latin-1")
+    assert [line["epoch"] for line in read_log(log)] == epochs
+
+
+def test_read_log_of_no_file_is_empty(tmp_path):
+    assert read_log(tmp_path / "log.jsonl") == []
+
+
+def test_reconcile_rewrites_a_torn_last_line(tmp_path):
+    """The readable lines equal the checkpoint's history, but the file still ends in a torn line: rewritten."""
+    log, said = tmp_path / "log.jsonl", []
+    log.write_text('{"epoch": 0}\n{"epo')
+    reconcile({"history": [{"epoch": 0}], "epoch": 0, "best_epoch": 0}, tmp_path / "best.pth", said.append)
+    assert log.read_text() == '{"epoch": 0}\n'
+    assert said == ["log.jsonl had 1 readable epoch line(s); rewritten to the 1 that best.pth holds"]
+    reconcile({"history": [{"epoch": 0}], "epoch": 0, "best_epoch": 0}, tmp_path / "best.pth", said.append)
+    assert len(said) == 1  # in line now: nothing more to say

@@ -117,3 +117,24 @@ def test_a_voc_mask_whose_objects_are_all_void_is_refused_naming_it(tmp_path):
     voc = voc_tree(tmp_path, {"a": good, "b": binary})
     with pytest.raises(SarvitError, match=r"SegmentationObject/b.png holds no object label.*--data-set masks"):
         VOCForeground(voc, img_size=8)
+
+
+def test_every_folder_reader_takes_the_same_image_files(tmp_path):
+    """The survey's count, ImageFolder's images, the masks set's and --test-dir's: one list of suffixes (a .ppm
+    is an image to all of them, a .gif and a .txt to none)."""
+    from torchvision.datasets import ImageFolder
+
+    from sarvit.analysis.inputs import image_files
+    from sarvit.data.survey import survey
+
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    for tree in ("folder/train/cat", "masks/images/cat"):
+        for name in ("a.png", "b.ppm", "c.gif"):
+            write_png(tmp_path / tree / name, pixels)
+        (tmp_path / tree / "notes.txt").write_text("not an image")
+    for name in ("a", "b", "c"):
+        write_png(tmp_path / "masks/masks/cat" / f"{name}.png", np.full((8, 8), 255, np.uint8))
+    assert survey("folder", str(tmp_path / "folder")).images == 2
+    assert len(ImageFolder(str(tmp_path / "folder/train"))) == 2
+    assert [path.name for path in FolderMasks(tmp_path / "masks", img_size=8).images] == ["a.png", "b.ppm"]
+    assert sorted(path.name for path in image_files([str(tmp_path / "folder/train")])) == ["a.png", "b.ppm"]

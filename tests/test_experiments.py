@@ -90,6 +90,24 @@ def test_every_cell_parses_as_train_options(scale):
                 assert config["embed_dim"] == (None if grid.own_models else 384)
 
 
+@pytest.mark.parametrize("data_set", ["synthetic", "cifar10"])
+def test_paper_scale_trains_with_the_deit_recipe_as_resolved(data_set):
+    """The paper scale names the recipe; its hyper-parameters are those of `sarvit train --recipe deit` (DeiT's:
+    lr 5e-4 per 512 images, 5 warm-up epochs, mixup 0.8 / cutmix 1.0, EMA 0.99996, ...), on the synthetic set
+    too, where a run without --recipe gets the quick recipe's."""
+    keys = ("batch_size", "lr", "warmup_epochs", "min_lr", "drop_path", "mixup", "cutmix", "model_ema",
+            "model_ema_decay", "repeated_aug", "reprob", "aa", "crop_scale", "weight_decay", "smoothing")
+    data = ["--data-set", data_set] + (["--data-path", "/nonexistent"] if data_set != "synthetic" else [])
+    for grid in (get_grid("ablation"), get_grid("hybrids")):
+        paper = _resolved([*data, *scale_flags("paper", grid, data_set)])
+        deit = _resolved([*data, "--recipe", "deit"])
+        assert paper["recipe"] == "deit"
+        assert {key: paper[key] for key in keys} == {key: deit[key] for key in keys}
+    assert (deit["lr"], deit["warmup_epochs"], deit["mixup"], deit["model_ema_decay"]) == (5e-4, 5, 0.8, 0.99996)
+    if data_set == "synthetic":
+        assert _resolved(data)["recipe"] == "quick"
+
+
 def test_seeds_and_pass_through_options():
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("0,4,7") == [0, 4, 7]
     with pytest.raises(SarvitError):
@@ -241,3 +259,11 @@ def test_a_run_killed_between_its_last_checkpoint_and_its_log_line_counts_as_don
     assert run_experiment(parse_args(argv), train_command=[sys.executable, str(script)]) == 0
     assert "sar/seed0 done" in capsys.readouterr().out
     assert run_state(tmp_path / "exp" / "sar" / "seed0") == "finished"
+
+
+def test_the_regularizers_grid_has_a_cell_per_registered_term():
+    from sarvit.losses import REGULARIZERS
+
+    cells = get_grid("regularizers").cells
+    assert [cell.name for cell in cells] == ["baseline", *REGULARIZERS]
+    assert all(cell.flags == ("--no-sar", "--reg", cell.name) for cell in cells[1:])

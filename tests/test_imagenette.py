@@ -1,5 +1,9 @@
 """Imagenette / Imagewoof readers on tiny trees written in the public archives' layout."""
+import shutil
+from pathlib import Path
+
 import pytest
+import torchvision
 from PIL import Image
 
 from sarvit import SarvitError
@@ -93,7 +97,54 @@ def test_named_in_the_registry(tmp_path, name, spelling, classes):
     assert num_classes == 10 and len(train_set) == 10  # one image of each class
     val_set, _ = build_dataset(name, tmp_path / f"{name}2-160", train=False, transform=lambda image: image.size)
     assert val_set[3] == ((12, 10), 1) and val_set.classes[0] == classes[sorted(classes)[0]]
-    with pytest.raises(SarvitError, match=f"{name}: sarvit does not download it"):
-        build_dataset(name, tmp_path, train=True, download=True)
+    if name == "imagewoof":  # torchvision has no Imagewoof: nothing to download it with
+        with pytest.raises(SarvitError, match=f"{name}: sarvit does not download it"):
+            build_dataset(name, tmp_path, train=True, download=True)
+    else:  # an unpacked archive is there: nothing is fetched
+        assert len(build_dataset(name, tmp_path, train=True, download=True)[0]) == 20
     with pytest.raises(SarvitError, match="expected the layout"):
         build_dataset(name, tmp_path / "empty", train=False)
+
+
+def test_an_archive_folder_is_listed_by_torchvision_and_a_renamed_tree_as_an_image_folder(tmp_path, monkeypatch):
+    """The same tree three ways: the archive folder, the folder holding it (torchvision's Imagenette lists both)
+    and a copy under another name (listed as ImageFolder lists a tree); the same images, labels and names."""
+    archive = write_tree(tmp_path / "data" / "imagenette2-320", IMAGENETTE_CLASSES)
+    shutil.copytree(archive, tmp_path / "my-imagenette")
+    opened = []
+
+    class Spy(torchvision.datasets.Imagenette):
+        def __init__(self, root, split, size, **kwargs):
+            opened.append((Path(root), split, size))
+            super().__init__(root, split, size, **kwargs)
+
+    monkeypatch.setattr(torchvision.datasets, "Imagenette", Spy)
+    found = [Imagenette(root, train=False) for root in (archive, tmp_path / "data", tmp_path / "my-imagenette")]
+    assert opened == [(tmp_path / "data", "val", "320px")] * 2
+    names = [[(Path(path).parts[-2:], label) for path, label in dataset.samples] for dataset in found]
+    assert names[0] == names[1] == names[2] and len(names[0]) == 20
+    assert all(dataset.targets == [index for index in range(10) for _ in range(2)] for dataset in found)
+    assert found[0].classes == found[2].classes == [IMAGENETTE_CLASSES[wnid] for wnid in sorted(IMAGENETTE_CLASSES)]
+    assert [dataset[7][1] for dataset in found] == [3, 3, 3]
+    assert abs(found[0][7][0].getpixel((5, 5))[0] - 60) <= 3  # decoded: the pixel written for class 3
+
+
+def test_an_extra_folder_in_torchvisions_layout_is_refused_by_name(tmp_path):
+    archive = write_tree(tmp_path / "imagenette2", IMAGENETTE_CLASSES, per_class=1, splits=("val",))
+    (archive / "val" / "n99999999").mkdir()
+    with pytest.raises(SarvitError, match=r"missing none, unexpected \['n99999999'\]"):
+        Imagenette(tmp_path, train=False)
+
+
+def test_download_fetches_the_320px_archive_through_torchvision(tmp_path, monkeypatch):
+    fetched = []
+
+    def fake_download(url, download_root, md5=None, **kwargs):  # what the archive unpacks to, offline
+        fetched.append(url)
+        write_tree(tmp_path / "imagenette2-320", IMAGENETTE_CLASSES, per_class=1)
+
+    monkeypatch.setattr(torchvision.datasets.imagenette, "download_and_extract_archive", fake_download)
+    dataset = Imagenette(tmp_path, train=True, download=True)
+    assert fetched == ["https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz"] and len(dataset) == 10
+    Imagenette(tmp_path, train=False, download=True)
+    assert len(fetched) == 1  # unpacked already: not fetched again

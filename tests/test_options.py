@@ -122,6 +122,7 @@ def test_import_sarvit_registers_timm_models_without_import_hooks():
             "finders = list(sys.meta_path)\n"
             "import sarvit, timm\n"
             "assert sys.meta_path == finders, sys.meta_path\n"
+            "assert 'sarvit_cli' not in sys.modules  # the library never imports the launcher\n"
             "print(timm.is_model('arvit_base'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

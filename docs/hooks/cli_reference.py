@@ -1,4 +1,4 @@
-"""mkdocs hook: the CLI reference, rendered from sarvit's option table (:mod:`sarvit.options`).
+"""mkdocs hook: the CLI reference, rendered from the option table (:mod:`sarvit_cli.table`).
 
 A page holding the line ``<!-- sarvit-cli-reference -->`` gets it replaced by one section per command, so the
 page says what ``sarvit <command> --help`` says and cannot drift from the parser.
@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sarvit import options
+from sarvit_cli import table
 
 MARKER = "<!-- sarvit-cli-reference -->"
 
@@ -26,7 +26,7 @@ def _flags(names: tuple[str, ...]) -> str:
     return ", ".join(f"`{name if name.startswith('-') else '--' + name}`" for name in names)
 
 
-def _value(option: options.Option) -> str:
+def _value(option: table.Option) -> str:
     if option.switch:
         return ""
     if option.choices:
@@ -51,7 +51,7 @@ def _default(value: Any) -> str:
 def render_cli_reference() -> str:
     """Markdown: per command its description, positional arguments and option rows grouped by room."""
     lines: list[str] = []
-    for name, command in options.COMMANDS.items():
+    for name, command in table.COMMANDS.items():
         lines += [f"## sarvit {name}", "", _escaped(command.description), ""]
         if command.required:
             lines += ["Required: " + _flags(tuple(dest.replace("_", "-") for dest in command.required)) + ".", ""]
@@ -59,8 +59,8 @@ def render_cli_reference() -> str:
             lines += [f"Positional: `{metavar}`, {_escaped(help_text)}.", ""]
         if command.passthrough:
             lines += ["Every word after `--` is passed on unchanged.", ""]
-        rows = options.options_of(name)
-        for room in options.ROOMS:
+        rows = table.options_of(name)
+        for room in table.ROOMS:
             in_room = [option for option in rows if option.room == room]
             if not in_room:
                 continue

@@ -16,7 +16,7 @@ from ..errors import SarvitError
 __all__ = ["IMAGE_SUFFIXES", "ImageFiles", "model_image_size", "mask_dataset", "image_dataset", "image_files",
            "dataset_name", "image_ids", "input_normalization", "png_names", "limit", "make_loader"]
 
-from ..data.folder_masks import IMAGE_SUFFIXES  # noqa: E402 (one list of image suffixes)
+from ..data.loading import IMAGE_SUFFIXES  # noqa: E402 (one list of image suffixes)
 
 
 def model_image_size(model: nn.Module) -> int:

@@ -27,7 +27,7 @@ from ..errors import SarvitError
 from ..models import ModelSpec
 
 __all__ = ["FORMAT", "VERSION", "PathLike", "checkpoint_content", "copy_atomic", "fresh_path", "save_atomic",
-           "write_atomic", "write_json", "write_text", "write_checkpoint", "refuse_link",
+           "read_log", "write_atomic", "write_json", "write_text", "write_checkpoint", "refuse_link",
            "load_checkpoint",
            "extract_state_dict", "resolve_checkpoint_path", "without_wrapper_prefixes"]
 
@@ -115,6 +115,38 @@ def write_json(payload: Any, path: PathLike) -> Path:
 def write_text(text: str, path: PathLike) -> Path:
     """``text`` at ``path``, atomically (a run's ``log.jsonl``)."""
     return write_atomic(path, lambda file: file.write(text), "w")
+
+
+def read_log(path: PathLike) -> list[dict]:
+    """The epoch lines of a run's ``log.jsonl`` at ``path``, in order; ``[]`` when there is no such file.
+
+    One policy for a bad line, for every reader: the first line that is not a JSON object (a line cut short by a
+    crash, a damaged byte, a bare number) ends what the log vouches for, so the lines before it are returned and
+    nothing after it (a later line cannot be trusted to follow it). Blank lines are skipped. The checkpoint, not
+    the log, is the run's record: :func:`reconcile` rewrites the file from it when they differ.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> log = pathlib.Path(tempfile.mkdtemp()) / "log.jsonl"
+        >>> _ = log.write_text('{"epoch": 0}\\n{"epoch": 1}\\n{"epo')
+        >>> read_log(log)
+        [{'epoch': 0}, {'epoch': 1}]
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = []
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            break
+        if not isinstance(entry, dict):
+            break
+        lines.append(entry)
+    return lines
 
 
 def copy_atomic(source: PathLike, path: PathLike) -> Path:

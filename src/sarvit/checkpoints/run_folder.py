@@ -34,7 +34,7 @@ from typing import Callable, Optional
 import torch
 
 from ..errors import SarvitError
-from .files import copy_atomic, refuse_link, write_text
+from .files import copy_atomic, read_log, refuse_link, write_text
 
 try:
     import fcntl
@@ -104,8 +104,7 @@ class RunFolder:
         found = [name for name in CHECKPOINTS if (self.path / name).is_file()]
         log = self.path / "log.jsonl"
         if log.is_file() and log.stat().st_size > 0:
-            epochs = sum(1 for line in log.read_text().splitlines() if line.strip())
-            found.append(f"log.jsonl with {epochs} epoch(s)")
+            found.append(f"log.jsonl with {len(read_log(log))} epoch(s)")
         return found
 
     def _check_owner(self, resume: Optional[os.PathLike], overwrite: bool, say: Callable[[str], None]) -> None:
@@ -142,7 +141,7 @@ class RunFolder:
         epoch = _epoch_of(resumed)
         later = [f"{name} at epoch {held + 1}" for name in CHECKPOINTS
                  if (held := _epoch_of(self.path / name)) is not None and held > epoch]
-        logged = _read_log(self.path / "log.jsonl") or []
+        logged = read_log(self.path / "log.jsonl")
         if len(logged) > epoch + 1:
             later.append(f"log.jsonl with {len(logged)} epochs")
         return later
@@ -191,12 +190,12 @@ def reconcile(checkpoint: dict, resumed: Path, say: Callable[[str], None] = prin
     as the best while ``best.pth`` still holds an earlier one (or is absent): ``last.pth`` is copied over it.
     """
     log = resumed.parent / "log.jsonl"
-    history = [json.loads(json.dumps(line)) for line in checkpoint["history"]]
-    logged = _read_log(log)
-    if logged != history:
-        write_text("".join(json.dumps(line) + "\n" for line in history), log)
-        say(f"log.jsonl had {len(logged) if logged is not None else 'no'} epoch line(s); rewritten to the "
-            f"{len(history)} that {resumed.name} holds")
+    history = "".join(json.dumps(line) + "\n" for line in checkpoint["history"])
+    if not log.is_file() or log.read_text(errors="replace") != history:  # a torn last line differs too
+        held = f"{len(read_log(log))} readable" if log.is_file() else "no"
+        write_text(history, log)
+        say(f"log.jsonl had {held} epoch line(s); rewritten to the {len(checkpoint['history'])} that "
+            f"{resumed.name} holds")
     best = resumed.parent / "best.pth"
     if resumed.name != "last.pth" or int(checkpoint["best_epoch"]) != int(checkpoint["epoch"]):
         return
@@ -206,13 +205,6 @@ def reconcile(checkpoint: dict, resumed: Path, say: Callable[[str], None] = prin
         was = "was missing" if held is None else f"held epoch {held + 1}"
         say(f"best.pth {was}; last.pth says epoch {int(checkpoint['epoch']) + 1} is the best: copied it to {best} "
             "(a run stopped between the two writes)")
-
-
-def _read_log(path: Path) -> Optional[list]:
-    try:
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    except (OSError, ValueError):
-        return None
 
 
 def _epoch_of(path: Path) -> Optional[int]:

@@ -16,12 +16,10 @@ import numpy as np
 from PIL import Image
 
 from ..errors import SarvitError
-from .loading import load_rgb_image
+from .loading import IMAGE_SUFFIXES, load_rgb_image
 from .masks import NO_TARGET, MaskedDataset
 
-__all__ = ["FolderMasks", "IMAGE_SUFFIXES", "read_binary_mask"]
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+__all__ = ["FolderMasks", "read_binary_mask"]
 
 
 def read_binary_mask(path: Path) -> np.ndarray:

@@ -6,19 +6,24 @@ Layout (as unpacked from ``imagenette2.tgz``, ``imagenette2-320.tgz``, ``imagene
     imagenette2-320/train/n01440764/*.JPEG
     imagenette2-320/val/n01440764/*.JPEG
 
-Labels are the indices of the sorted WordNet ids (as torchvision's ``ImageFolder`` and fast.ai number them);
-``dataset.classes`` holds the readable names and ``dataset.wnids`` the folder names, as in torchvision's
-``ImageNet``.
+``--data-path`` names the unpacked archive folder or the folder holding it. Imagenette's images in an archive
+folder are listed by ``torchvision.datasets.Imagenette`` (which also downloads it); a tree of the same shape under
+another name, and Imagewoof (torchvision has no reader for it), as ``torchvision.datasets.ImageFolder`` lists a
+tree. Either way the ten WordNet-id folders are checked first, images are decoded by sarvit's loader (which names
+a broken file), labels are the indices of the sorted WordNet ids (as torchvision and fast.ai number them),
+``dataset.classes`` holds one readable name per class and ``dataset.wnids`` the folder names, as in
+torchvision's ``ImageNet``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from torch.utils.data import Dataset
 from torchvision import datasets
 
 from ..errors import SarvitError
-from .loading import load_rgb_image
+from .loading import IMAGE_SUFFIXES, load_rgb_image
 
 __all__ = ["IMAGENETTE_CLASSES", "IMAGEWOOF_CLASSES", "Imagenette", "Imagewoof"]
 
@@ -35,10 +40,11 @@ IMAGEWOOF_CLASSES = {
 }
 
 
-class _WordNetSubset(datasets.ImageFolder):
+class _WordNetSubset(Dataset):
     """``root/{train,val}/<wnid>/<image>`` with exactly the subset's ten WordNet ids; items ``(image, int)``.
 
-    ``root`` is the unpacked folder (e.g. ``imagenette2-320``) or the folder holding it.
+    ``root`` is the unpacked folder (e.g. ``imagenette2-320``) or the folder holding it. ``samples``:
+    ``(path, label)`` per image (listed by torchvision), ``targets`` their labels, ``root`` the split's folder.
     """
 
     name: str
@@ -48,15 +54,34 @@ class _WordNetSubset(datasets.ImageFolder):
     def __init__(self, root: Union[str, Path], train: bool = True, transform: Optional[Callable] = None,
                  target_transform: Optional[Callable] = None):
         self.split = "train" if train else "val"
+        self.transform, self.target_transform = transform, target_transform
         folder = self._locate(Path(root).expanduser())
-        try:
-            super().__init__(str(folder / self.split), transform=transform, target_transform=target_transform,
-                             loader=load_rgb_image)
-        except FileNotFoundError as error:  # a class folder without images
-            raise SarvitError(f"{self.name}: expected images in every class folder; {error}") from None
-        self.wnids, self.wnid_to_idx = self.classes, self.class_to_idx
+        self._check_classes(folder / self.split)
+        self.root = str(folder / self.split)
+        self.wnids = sorted(self.class_names)
+        self.wnid_to_idx = {wnid: index for index, wnid in enumerate(self.wnids)}
         self.classes = [self.class_names[wnid] for wnid in self.wnids]
         self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
+        try:
+            self.samples = self._samples(folder)
+        except FileNotFoundError as error:  # a class folder without images
+            raise SarvitError(f"{self.name}: expected images in every class folder; {error}") from None
+        self.targets = [label for _, label in self.samples]
+
+    def _samples(self, folder: Path) -> list[tuple[str, int]]:
+        """``(path, label)`` of every image of the split, as torchvision's ImageFolder lists them."""
+        return datasets.folder.make_dataset(self.root, self.wnid_to_idx, extensions=IMAGE_SUFFIXES)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        """``(image, label)``, decoded by :func:`~sarvit.data.loading.load_rgb_image` (it names a broken file)."""
+        path, label = self.samples[index]
+        image = load_rgb_image(path)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, label if self.target_transform is None else self.target_transform(label)
 
     def _layout(self, root: Path) -> str:
         example = next(iter(self.class_names))
@@ -76,19 +101,24 @@ class _WordNetSubset(datasets.ImageFolder):
                               "there or fix --data-path")
         return found[0]
 
-    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
-        """The subset's ten WordNet ids, sorted; every one must be a folder of ``directory`` and nothing else."""
-        present = {entry.name for entry in Path(directory).iterdir() if entry.is_dir()}
+    def _check_classes(self, directory: Path) -> None:
+        """Every one of the subset's ten WordNet ids is a folder of ``directory``, and nothing else is."""
+        present = {entry.name for entry in directory.iterdir() if entry.is_dir()}
         missing, extra = sorted(set(self.class_names) - present), sorted(present - set(self.class_names))
         if missing or extra:
             raise SarvitError(f"{self.name}: expected the {len(self.class_names)} {self.name} WordNet-id folders in "
                               f"{directory}; missing {missing or 'none'}, unexpected {extra or 'none'}")
-        wnids = sorted(self.class_names)
-        return wnids, {wnid: index for index, wnid in enumerate(wnids)}
+
+
+# torchvision's archive folder names and its size names: imagenette2 -> "full", imagenette2-320 -> "320px", ...
+_TORCHVISION_SIZES = {Path(url).stem: size for size, (url, _) in datasets.Imagenette._ARCHIVES.items()}
 
 
 class Imagenette(_WordNetSubset):
     """Imagenette: ten easily told apart ImageNet classes (tench, English springer, ..., parachute).
+
+    An unpacked archive folder is listed by ``torchvision.datasets.Imagenette``; ``download=True`` has it fetch
+    and unpack ``imagenette2-320`` into ``root`` first (nothing is fetched when an archive folder is there).
 
     Example:
         >>> train_set = Imagenette("~/data/imagenette2-320", train=True)  # doctest: +SKIP
@@ -97,8 +127,21 @@ class Imagenette(_WordNetSubset):
     """
 
     name = "imagenette"
-    archives = ("imagenette2", "imagenette2-320", "imagenette2-160")
+    archives = tuple(_TORCHVISION_SIZES)
     class_names = IMAGENETTE_CLASSES
+    download_size = "320px"
+
+    def __init__(self, root: Union[str, Path], train: bool = True, transform: Optional[Callable] = None,
+                 target_transform: Optional[Callable] = None, download: bool = False):
+        root = Path(root).expanduser()
+        if download and not any((root / archive).is_dir() for archive in self.archives):
+            datasets.Imagenette(root, "train" if train else "val", self.download_size, download=True)
+        super().__init__(root, train, transform, target_transform)
+
+    def _samples(self, folder: Path) -> list[tuple[str, int]]:
+        if folder.name not in _TORCHVISION_SIZES:  # the same tree under another name: not a layout torchvision reads
+            return super()._samples(folder)
+        return datasets.Imagenette(folder.parent, self.split, _TORCHVISION_SIZES[folder.name])._samples
 
 
 class Imagewoof(_WordNetSubset):

@@ -6,8 +6,15 @@ from typing import Union
 
 import numpy as np
 from PIL import Image
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ..errors import SarvitError
+
+__all__ = ["IMAGE_SUFFIXES", "load_rgb_image"]
+
+# The file suffixes sarvit reads as images, lower case: torchvision's ImageFolder's (which reads the folder data
+# sets), so a folder's survey counts the files its data set will hold, and masks and --test-dir take the same.
+IMAGE_SUFFIXES: tuple[str, ...] = IMG_EXTENSIONS
 
 # integer modes wider than 8 bits and their full scale
 _WIDE_INTEGER = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}

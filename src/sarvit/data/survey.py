@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .loading import IMAGE_SUFFIXES
 from .registry import SYNTHETIC_TRAIN_SAMPLES, canonical_dataset_name
 
 __all__ = ["DataSurvey", "survey", "SURVEY_OPTIONS"]
@@ -17,7 +18,6 @@ __all__ = ["DataSurvey", "survey", "SURVEY_OPTIONS"]
 # the run options a survey reads: a change to one of them makes an earlier survey stale
 SURVEY_OPTIONS = ("data_set", "data_path", "num_samples", "subset_ratio")
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 COUNT_CAP = 200_000          # enough to tell "small" from "ImageNet"; counting further only costs time
 HEADERS_READ = 16
 

@@ -154,12 +154,13 @@ def _image_folder(key: str) -> Callable:
 
 
 def _wordnet_subset(reader: type) -> Callable:
-    """Imagenette / Imagewoof (:mod:`sarvit.data.imagenette`): an ImageFolder tree of ten WordNet-id folders."""
+    """Imagenette / Imagewoof (:mod:`sarvit.data.imagenette`): ten WordNet-id folders; Imagenette downloads
+    through torchvision, Imagewoof does not download."""
     def build(root: Path, train: bool, transform, download: bool) -> tuple[Dataset, int]:
-        if download:
+        if download and reader is not Imagenette:
             raise SarvitError(f"{reader.name}: sarvit does not download it; unpack e.g. "
                               f"https://s3.amazonaws.com/fast-ai-imageclas/{reader.archives[1]}.tgz into --data-path")
-        dataset = reader(root, train=train, transform=transform)
+        dataset = reader(root, train=train, transform=transform, **({"download": True} if download else {}))
         return dataset, len(dataset.classes)
 
     return build

@@ -1,11 +1,11 @@
 """Read a grid's run folders into per-run metrics, and gather them into per-cell statistics."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..checkpoints import read_log
 from .grids import Grid
 from .runner import run_state
 from .stats import paired_difference, summarize
@@ -36,20 +36,8 @@ def metrics_of(grid: Grid) -> tuple:
 
 
 def read_history(folder: Path) -> list[dict]:
-    """The epochs of a run's ``log.jsonl`` (a line cut short by a crash, or one that is not an epoch's object,
-    ends it)."""
-    path = Path(folder) / "log.jsonl"
-    history = []
-    if path.is_file():
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                break
-            if not isinstance(entry, dict):
-                break
-            history.append(entry)
-    return history
+    """The epochs of a run's ``log.jsonl`` (:func:`sarvit.checkpoints.read_log`: a bad line ends them)."""
+    return read_log(Path(folder) / "log.jsonl")
 
 
 def run_metrics(history: Sequence[dict], metrics: Sequence = METRICS) -> dict[str, Optional[float]]:

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import yaml
+from sarvit_cli.parser import add_options
 
+from ..checkpoints import read_log
 from ..errors import SarvitError
-from ..option_parser import add_options
 from ..train.pace import duration_words
 from .grids import Grid
 
@@ -104,12 +105,7 @@ def run_state(folder: Path) -> str:
             epochs = int(stored.get("epochs", 0)) if isinstance(stored, dict) else 0
         except (yaml.YAMLError, TypeError, ValueError, UnicodeDecodeError):
             epochs = 0
-        logged = set()
-        for line in log_file.read_text(errors="replace").splitlines():
-            try:
-                logged.add(int(json.loads(line)["epoch"]))
-            except (ValueError, KeyError, TypeError):
-                break  # a line cut short by a crash ends what the log can vouch for
+        logged = {line.get("epoch") for line in read_log(log_file)}  # a line cut short by a crash ends them
         if epochs > 0 and logged >= set(range(epochs)):
             return "finished"
     return "resumable" if (folder / "last.pth").is_file() else "new"

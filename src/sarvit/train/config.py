@@ -27,8 +27,7 @@ from ..data import canonical_dataset_name
 from ..data.layout import infer_dataset_name
 from ..data.survey import DataSurvey, survey
 from ..errors import SarvitError
-from ..option_values import float_list
-from ..options import check_values, defaults, dest_of_spelling, options_of
+from ..options import check_values, defaults, dest_of_spelling, float_list, options_of
 from .derived import derive
 from .recipes import PRETEXT_VALUES, choose_recipe, get_recipe, recipe_line
 from .regularizers import resolve_regularizers

@@ -1,6 +1,6 @@
 """What values the option table's rows take, and the check of one value (standard library only, like the table).
 
-:mod:`sarvit.options` gives each row a ``type`` and ``within`` (a :class:`Range` or :class:`Pattern`);
+:mod:`sarvit_cli.table` gives each row a ``type`` and ``within`` (a :class:`Range` or :class:`Pattern`);
 :func:`check_value` reads a value the way the command line reads it (a YAML ``"0.5"`` is ``0.5``, ``"no"`` is
 ``False``) and refuses what the row does not take, with :func:`expected` saying what it takes.
 """

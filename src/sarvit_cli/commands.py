@@ -1,10 +1,10 @@
 """The subcommands of ``sarvit``: each one's help, description, required options and the function that runs it.
 
-Part of the option table (:mod:`sarvit.options` re-exports :data:`COMMANDS`); standard library only.
+Part of the option table (:mod:`sarvit_cli.table` joins it in); standard library only.
 """
 from __future__ import annotations
 
-from .option_schema import Command
+from .schema import Command
 
 __all__ = ["COMMANDS"]
 

@@ -1,13 +1,13 @@
 """The option rows of self-supervised pretraining (``sarvit pretrain``) and of the evaluation of frozen features
-(``sarvit knn``, ``sarvit linear-probe``): the block :mod:`sarvit.options` puts at the end of its one table.
+(``sarvit knn``, ``sarvit linear-probe``): the block :mod:`sarvit_cli.table` puts at the end of its one table.
 
 ``sarvit.train.ssl.recipes`` layers their defaults (table < --method/--scale recipe < command line).
 """
 from __future__ import annotations
 
-from .option_schema import (FEATURES, PRETRAIN, ROOM_DATA, ROOM_MODEL, ROOM_OPTIM, ROOM_RUN, ROOM_SAR, ROOM_SSL, SSL,
+from .schema import (FEATURES, PRETRAIN, ROOM_DATA, ROOM_MODEL, ROOM_OPTIM, ROOM_RUN, ROOM_SAR, ROOM_SSL, SSL,
                             Option)
-from .option_values import AT_LEAST_1, DEVICE, NON_NEGATIVE, POSITIVE, PROBABILITY, float_list
+from .values import AT_LEAST_1, DEVICE, NON_NEGATIVE, POSITIVE, PROBABILITY, float_list
 
 __all__ = ["SSL_OPTIONS"]
 

@@ -1,4 +1,4 @@
-"""The vocabulary of the option table (:mod:`sarvit.options`): a row (:class:`Option`), a subcommand
+"""The vocabulary of the option table (:mod:`sarvit_cli.table`): a row (:class:`Option`), a subcommand
 (:class:`Command`), the groups of commands a row names, and the help sections (rooms) in `--help`'s order.
 
 Standard library only, like the table, so that ``sarvit --help`` imports no torch.
@@ -27,7 +27,7 @@ ROOM_EXPERIMENT = "experiment"
 ROOM_SSL = "self-supervised (DINO, MoCo-v3; defaults: the --method and --scale recipe's, printed at the start)"
 ROOMS = (ROOM_RUN, ROOM_DATA, ROOM_MODEL, ROOM_SAR, ROOM_OPTIM, ROOM_AUGMENT, ROOM_ANALYSIS, ROOM_EXPERIMENT, ROOM_SSL)
 
-# Self-supervised pretraining and the evaluation of frozen features: their rows (sarvit.option_rows_ssl) are the
+# Self-supervised pretraining and the evaluation of frozen features: their rows (sarvit_cli.rows_ssl) are the
 # block at the end of OPTIONS; sarvit.train.ssl.recipes layers their defaults (table < --method/--scale recipe <
 # command line).
 PRETRAIN, FEATURES = ("pretrain",), ("knn", "linear-probe")
@@ -42,7 +42,7 @@ class Option:
     ``aliases``: other spellings (long ones without dashes, short ones as ``"-b"``). A ``switch`` is a
     boolean: ``name``/``aliases`` turn it on, ``off`` spellings turn it off. ``sets``: other values the
     option also sets when given (``--voc-path DIR`` is ``--data-set voc --data-path DIR``). ``within``: the
-    values allowed (a :class:`~sarvit.option_values.Range` for numbers, a :class:`~sarvit.option_values.Pattern`
+    values allowed (a :class:`~sarvit_cli.values.Range` for numbers, a :class:`~sarvit_cli.values.Pattern`
     for text), checked by :func:`sarvit.options.check_values`. ``repeat``: each use appends its value to a list
     (``--reg tv --reg drloc``).
     """
