@@ -12,11 +12,11 @@ import argparse
 import torch
 import torch.nn.functional as F
 
+from sarvit.data import build_dataset
 from sarvit.metrics import knn_scores, topk_accuracy
 from sarvit.train.ssl import spread
-from sarvit.train.ssl.pretrain import _eval_sets, _views, build_task
+from sarvit.train.ssl.pretrain import _eval_sets, _views, build_task  # the splits and views `sarvit pretrain` reads
 from sarvit.train.ssl.recipes import resolve_pretrain_config
-from sarvit.data import build_dataset
 
 
 def knn_top1(bank, bank_labels, queries, labels, num_classes):
