@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from sarvit.metrics import knn_scores, topk_accuracy
-from sarvit.train.ssl import (DINOHead, bn_mlp, centre_update, contrastive_loss, cosine_ramp, dino_loss, ema_update,
-                              symmetrised_loss, teacher_temperature)
+from sarvit.train.ssl import (CosineWeightDecay, DINOHead, bn_mlp, centre_update, contrastive_loss, cosine_ramp,
+                              dino_loss, ema_update, spread, symmetrised_loss, teacher_entropies, teacher_temperature)
 
 
 def _cross_entropy(p: torch.Tensor, q_logits: torch.Tensor) -> float:
@@ -127,3 +127,47 @@ def test_knn_votes_are_similarity_weighted():
     assert topk_accuracy(scores, torch.tensor([2]), ks=(1, 2)) == {"top1": 100.0, "top2": 100.0}
     with pytest.raises(ValueError, match=r"k must be an integer >= 1 and <= 4"):
         knn_scores(bank, labels, query, 3, k=5)
+
+
+def test_teacher_entropies_by_hand():
+    teacher, centre, temp = torch.tensor([[0.0, 0.04 * math.log(3.0)], [0.0, 0.0]]), torch.zeros(1, 2), 0.04
+    per_image, of_mean = teacher_entropies(teacher, centre, temp)
+    # image 1: softmax = (1/4, 3/4); image 2: (1/2, 1/2); their mean (3/8, 5/8)
+    h = lambda *p: -sum(v * math.log(v) for v in p)  # noqa: E731
+    assert float(per_image) == pytest.approx((h(0.25, 0.75) + h(0.5, 0.5)) / 2, rel=1e-5)
+    assert float(of_mean) == pytest.approx(h(0.375, 0.625), rel=1e-5)
+    # the centre is subtracted first: centring image 1's logits away leaves two uniform targets
+    assert float(teacher_entropies(teacher[:1], teacher[:1], temp)[0]) == pytest.approx(math.log(2), rel=1e-5)
+
+
+def test_spread_is_the_scaled_batch_std_of_normalised_outputs():
+    q = torch.tensor([[3.0, 4.0], [4.0, -3.0], [0.0, 10.0]])
+    unit = q / q.norm(dim=1, keepdim=True)  # (0.6, 0.8), (0.8, -0.6), (0, 1)
+    by_hand = [math.sqrt(sum((v - sum(col) / 3) ** 2 for v in col) / 2) for col in unit.T.tolist()]
+    assert float(spread(q)) == pytest.approx(sum(by_hand) / 2 * math.sqrt(2), rel=1e-5)
+    assert float(spread(q[[0, 0, 0]] * torch.tensor([[1.0], [2.0], [5.0]]))) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_cosine_weight_decay_follows_the_updates_and_survives_a_state_reload():
+    decayed, plain = torch.nn.Parameter(torch.zeros(2, 2)), torch.nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.AdamW([{"params": [plain], "weight_decay": 0.0},
+                                   {"params": [decayed], "weight_decay": 0.04}], lr=1.0)
+    calls = []
+
+    class Recorder:
+        def step_update(self, num_updates):
+            calls.append(num_updates)
+
+        def state_dict(self):
+            return {"calls": list(calls)}
+
+        def load_state_dict(self, state):
+            calls[:] = state["calls"]
+
+    schedule = CosineWeightDecay(Recorder(), optimizer, 0.04, 0.4, total_steps=4)
+    schedule.step_update(num_updates=2)
+    assert calls == [2] and optimizer.param_groups[1]["weight_decay"] == pytest.approx(0.22)
+    assert optimizer.param_groups[0]["weight_decay"] == 0.0  # biases and norms stay undecayed
+    optimizer.load_state_dict(optimizer.state_dict())  # a resume: new group dicts
+    schedule.step_update(num_updates=4)
+    assert optimizer.param_groups[1]["weight_decay"] == pytest.approx(0.4) and schedule.state_dict() == {"calls": [2, 4]}

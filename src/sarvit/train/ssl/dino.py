@@ -19,7 +19,7 @@ from .heads import DINOHead
 from .schedules import cosine_ramp, teacher_temperature
 from ..tasks import TaskOutput, TrainingTask
 
-__all__ = ["dino_loss", "centre_update", "ema_update", "without_drop_path", "DINOTask"]
+__all__ = ["dino_loss", "teacher_entropies", "centre_update", "ema_update", "without_drop_path", "DINOTask"]
 
 
 def dino_loss(student: torch.Tensor, teacher: torch.Tensor, centre: torch.Tensor, student_temp: float,
@@ -52,6 +52,26 @@ def dino_loss(student: torch.Tensor, teacher: torch.Tensor, centre: torch.Tensor
                 total = total + (-target * log_probs).sum(dim=-1).mean()
                 pairs += 1
     return total / pairs
+
+
+@torch.no_grad()
+def teacher_entropies(teacher: torch.Tensor, centre: torch.Tensor, teacher_temp: float) -> tuple[torch.Tensor,
+                                                                                                torch.Tensor]:
+    """DINO's collapse indicators (its paper's Fig. 7): the mean entropy of the teacher's per-image targets and the
+    entropy of their batch mean, in nats. Uniform collapse: both near ``log K``; collapse onto one prototype: both
+    near 0; healthy: the per-image entropy well below the batch mean's (sharp targets, many prototypes used).
+
+    Shapes: ``teacher [N, K]``, ``centre [1, K]`` -> two scalars.
+
+    Example:
+        >>> per_image, of_mean = teacher_entropies(torch.eye(4) * 100, torch.zeros(1, 4), 0.04)
+        >>> abs(round(float(per_image), 4)), round(float(of_mean), 4)  # one-hot targets on 4 different prototypes
+        (0.0, 1.3863)
+    """
+    targets = F.softmax((teacher.float() - centre) / teacher_temp, dim=-1)
+    per_image = -(targets * targets.clamp_min(1e-12).log()).sum(dim=-1).mean()
+    mean = targets.mean(dim=0)
+    return per_image, -(mean * mean.clamp_min(1e-12).log()).sum()
 
 
 @torch.no_grad()
@@ -163,9 +183,12 @@ class DINOTask(MomentumTeacherTask):
         student_out = self.head(features, freeze_last_layer=self.training and self.steps_done < self.freeze_steps)
         temp = self.teacher_temp()
         loss = dino_loss(student_out, teacher_out, self.centre, self.student_temp, temp, num_crops=len(crops))
+        per_image, of_mean = teacher_entropies(teacher_out, self.centre, temp)  # before the centre moves
         if self.training:
             centre_update(self.centre, teacher_out, self.centre_momentum)
-        return TaskOutput(loss=loss, terms=terms, metrics={"teacher_temp": loss.new_tensor(temp)})
+        return TaskOutput(loss=loss, terms=terms, metrics={"teacher_temp": loss.new_tensor(temp),
+                                                           "teacher_entropy": per_image,
+                                                           "teacher_mean_entropy": of_mean})
 
     def momentum(self, step: int, total_steps: int) -> float:
         """The teacher's momentum after step ``step`` (0-based): cosine from ``momentum_teacher`` to 1."""

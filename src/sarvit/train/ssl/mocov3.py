@@ -21,7 +21,7 @@ from .heads import bn_mlp
 from .schedules import cosine_ramp
 from ..tasks import TaskOutput
 
-__all__ = ["contrastive_loss", "symmetrised_loss", "fix_patch_projection_and_position", "MoCoV3Task"]
+__all__ = ["contrastive_loss", "symmetrised_loss", "spread", "fix_patch_projection_and_position", "MoCoV3Task"]
 
 
 def _gather(keys: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -54,6 +54,18 @@ def symmetrised_loss(q1: torch.Tensor, q2: torch.Tensor, k1: torch.Tensor, k2: t
     """MoCo-v3's loss: ``contrastive_loss(q1, k2) + contrastive_loss(q2, k1)``, each view's query against the
     other view's key."""
     return contrastive_loss(q1, k2, tau) + contrastive_loss(q2, k1, tau)
+
+
+def spread(q: torch.Tensor) -> torch.Tensor:
+    """The collapse indicator of contrastive/siamese methods (SimSiam's): the standard deviation over the batch of
+    the L2-normalised outputs, averaged over dimensions, times ``sqrt(D)``: about 1 for outputs spread over the
+    sphere, 0 when every image maps to the same vector. Shapes: ``q [B, D]`` -> scalar.
+
+    Example:
+        >>> round(float(spread(torch.ones(8, 4))), 4), round(float(spread(torch.randn(4096, 16))), 1)
+        (0.0, 1.0)
+    """
+    return F.normalize(q.detach().float(), dim=1).std(dim=0).mean() * q.shape[1] ** 0.5
 
 
 def fix_patch_projection_and_position(model: nn.Module) -> None:
@@ -108,7 +120,8 @@ class MoCoV3Task(MomentumTeacherTask):
         q1, q2 = (self.predictor(self.projector(part)) for part in features.split(size))
         with torch.no_grad():
             k1, k2 = (self.momentum_projector(part) for part in self.momentum_encoder(both).split(size))
-        return TaskOutput(loss=symmetrised_loss(q1, q2, k1, k2, self.tau), terms=terms)
+        return TaskOutput(loss=symmetrised_loss(q1, q2, k1, k2, self.tau), terms=terms,
+                          metrics={"query_spread": spread(q1), "key_spread": spread(k1)})
 
     def momentum(self, step: int, total_steps: int) -> float:
         """The momentum after step ``step`` (0-based): cosine from the base momentum to 1."""

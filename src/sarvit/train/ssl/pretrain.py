@@ -1,9 +1,10 @@
 """A self-supervised run: :func:`pretrain` builds the task (DINO or MoCo-v3 around a regularized ViT), trains
 it epoch by epoch, scores the evaluation network's features by k-NN, and checkpoints everything a resume needs.
 
-The step is the task interface's: ``out = task(batch)``; ``loss = out.loss + (weights * out.terms).sum()``;
-backward, clip, step; the per-step schedules (learning rate, DINO's weight decay); ``task.after_step`` (the
-teacher / momentum encoder's EMA). Nothing reads the device until a log point.
+Each epoch is :func:`sarvit.train.loop.train_one_epoch`, the supervised runs' loop: ``out = task(batch)``;
+``loss = out.loss + (weights * out.terms).sum()``; backward, clip, step; ``task.after_step`` (the teacher /
+momentum encoder's EMA); the per-step schedules (learning rate and DINO's weight decay, one
+:class:`~.schedules.CosineWeightDecay`). Nothing reads the device until a log point.
 """
 from __future__ import annotations
 
@@ -26,20 +27,24 @@ from ...losses import spatial_entropy
 from ...metrics import AttentionJaccard, knn_scores, topk_accuracy
 from ...models import ModelSpec
 from .. import build
-from ..distributed import (DistInfo, all_reduce_sum, barrier, claim_run_folder, say,
-                           setup_distributed)
-from ..evaluation import autocast_context, batches
+from ..distributed import DistInfo, barrier, claim_run_folder, say, setup_distributed
+from ..evaluation import batches
+from ..loop import LoopState, Optimization, StepSettings, train_one_epoch
 from ..records import RunLog
-from ..regularizers import RegularizedModel, log_key
+from ..regularizers import RegularizedModel
 from ..rng import rng_state, set_rng_state
 from .dino import DINOTask
 from .features import PROBE_EPOCHS, extract_features, train_linear_classifier
 from .mocov3 import MoCoV3Task
 from .multicrop import MultiCrop
-from .schedules import cosine_ramp
+from .schedules import CosineWeightDecay
 from ..tasks import TrainingTask
 
-__all__ = ["PretrainResult", "pretrain", "build_task", "train_task_epoch", "knn_of", "probe_of", "attention_scores"]
+__all__ = ["PretrainResult", "pretrain", "build_task", "knn_of", "probe_of", "attention_scores"]
+
+# the loop's epoch figures that a pretraining log leaves out: duplicates, a supervised accuracy (None here), and
+# figures that differ between runs (the speed) or are always 0 (no step is skipped)
+_UNLOGGED = ("entropy", "top1", "lr", "img_per_s", "skipped_steps")
 
 
 @dataclass
@@ -134,63 +139,6 @@ def attention_scores(model: nn.Module, loader, device: torch.device) -> dict[str
     return {"jaccard": 100.0 * float(metric.compute()["jaccard"]), "entropy": float(entropy) / max(1, count)}
 
 
-def _weight_decay_groups(optimizer: torch.optim.Optimizer) -> list[dict]:
-    """The parameter groups that decay (timm leaves biases and norms at 0): the ones DINO's schedule sets."""
-    return [group for group in optimizer.param_groups if group["weight_decay"] > 0]
-
-
-def train_task_epoch(step: nn.Module, task: TrainingTask, loader, optimizer, scheduler, info: DistInfo, *,
-                     weights: torch.Tensor, global_step: int, total_steps: int, wd_range: tuple[float, float],
-                     clip_grad: Optional[float], amp_dtype=None, log_interval: int = 50, progress=None):
-    """One pass of ``step`` (``task``, or DDP around it) over ``loader``; returns ``(metrics, global_step)``.
-
-    ``metrics``: mean ``loss`` (task loss plus weighted terms), ``task_loss``, one ``reg_<name>`` per term, the mean
-    of each of the task's own ``TaskOutput.metrics``, ``lr``.
-    """
-    task.train()
-    names = [term.name for term in task.model.terms]
-    sums = torch.zeros(3 + len(names), device=info.device, dtype=torch.float64)
-    decaying = _weight_decay_groups(optimizer)
-    params = [p for p in task.parameters() if p.requires_grad]
-    extra: dict[str, torch.Tensor] = {}
-    for index, batch in enumerate(batches(loader)):
-        views, labels = batch
-        views = [view.to(info.device, non_blocking=True) for view in views]
-        for group in decaying:  # DINO: cosine from --weight-decay to --weight-decay-end (MoCo-v3: constant)
-            group["weight_decay"] = cosine_ramp(wd_range[0], wd_range[1], global_step, total_steps)
-        with autocast_context(info.device, amp_dtype):
-            out = step((views, labels))
-        loss = out.loss if out.terms is None else out.loss + (weights * out.terms).sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip_grad:
-            torch.nn.utils.clip_grad_norm_(params, clip_grad)
-        optimizer.step()
-        global_step += 1
-        scheduler.step_update(num_updates=global_step)
-        task.after_step(global_step, total_steps)
-        for key, value in out.metrics.items():  # the task's own figures (DINO: the teacher temperature)
-            extra[key] = extra.get(key, 0.0) + value.detach().double()
-        values = [loss.detach().float(), out.loss.detach().float(), torch.ones_like(loss.detach().float())]
-        sums += torch.stack(values + ([] if out.terms is None else list(out.terms.detach().float()))).double()
-        if (index + 1) % log_interval == 0 or index + 1 == len(loader):
-            reduced = all_reduce_sum(sums.clone(), info).tolist()  # host syncs at log points only
-            if reduced[0] != reduced[0] or abs(reduced[0]) == float("inf"):
-                raise SarvitError(f"the pretraining loss became non-finite (NaN or inf) by step {global_step}; "
-                                  "lower --lr or set --clip-grad")
-            if progress is not None:
-                progress.set_postfix(loss=f"{reduced[0] / reduced[2]:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-        if progress is not None:
-            progress.update(1)
-    reduced = all_reduce_sum(sums.clone(), info).tolist()
-    count = reduced[2]
-    metrics = {"loss": reduced[0] / count, "task_loss": reduced[1] / count,
-               **{log_key(name): value / count for name, value in zip(names, reduced[3:])},
-               **{key: float(all_reduce_sum(value.clone(), info)) / count for key, value in extra.items()},
-               "lr": float(optimizer.param_groups[0]["lr"])}
-    return metrics, global_step
-
-
 class _Pretraining:
     """The state of one run; methods are the phases of :func:`pretrain`."""
 
@@ -233,10 +181,15 @@ class _Pretraining:
         schedule = {**config, "sched": "cosine", "warmup_lr": 0.0, "decay_epochs": 30, "decay_rate": 0.1,
                     "opt": "adamw", "momentum": 0.9, "opt_eps": 1e-8}
         self.optimizer = build.build_optimizer(self.task, schedule, self.lr)
-        self.scheduler = build.build_scheduler(self.optimizer, schedule, len(self.loader))
-        self.amp = build.amp_dtype(config, info.device)
+        # DINO: weight decay cosine from --weight-decay to --weight-decay-end per step (MoCo-v3: both 0.1)
+        self.scheduler = CosineWeightDecay(build.build_scheduler(self.optimizer, schedule, len(self.loader)),
+                                           self.optimizer, config["weight_decay"], config["weight_decay_end"],
+                                           self.total_steps)
         terms = self.task.model.terms
-        self.weights = torch.tensor([term.weight for term in terms], device=info.device, dtype=torch.float32)
+        self.settings = StepSettings(reg_names=tuple(term.name for term in terms),
+                                     reg_weights=tuple(float(term.weight) for term in terms),
+                                     clip_grad=config["clip_grad"], log_interval=int(config["log_interval"]),
+                                     amp_dtype=build.amp_dtype(config, info.device), total_steps=self.total_steps)
         self.knn_at_init = None
         if config.get("resume"):
             self._resume(config["resume"])
@@ -289,13 +242,13 @@ class _Pretraining:
         for epoch in range(self.start_epoch, config["epochs"]):
             self.loader.sampler.set_epoch(epoch)
             start = time.perf_counter()
-            metrics, self.global_step = train_task_epoch(
-                self.step, self.task, self.loader, self.optimizer, self.scheduler, info, weights=self.weights,
-                global_step=self.global_step, total_steps=self.total_steps,
-                wd_range=(config["weight_decay"], config["weight_decay_end"]), clip_grad=config["clip_grad"],
-                amp_dtype=self.amp, log_interval=int(config["log_interval"]))
+            state = LoopState(epoch=epoch, global_step=self.global_step)
+            metrics = train_one_epoch(self.step, self.loader, Optimization(self.optimizer, self.scheduler), state,
+                                      self.settings, info)
+            self.global_step = state.global_step
+            metrics["task_loss"] = metrics.pop("ce")  # the self-supervised loss, not a cross-entropy to labels
             knn = self._knn()
-            line = {"epoch": epoch, **{f"train_{key}": value for key, value in metrics.items() if key != "lr"},
+            line = {"epoch": epoch, **{f"train_{key}": value for key, value in metrics.items() if key not in _UNLOGGED},
                     "lr": metrics["lr"], "knn_top1": knn["top1"], "knn_top5": knn["top5"],
                     "epoch_s": time.perf_counter() - start}
             evaluated = self.task.evaluation_model()

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
-__all__ = ["cosine_ramp", "teacher_temperature"]
+import torch
+
+__all__ = ["cosine_ramp", "teacher_temperature", "CosineWeightDecay"]
 
 
 def cosine_ramp(start: float, end: float, step: int, total: int) -> float:
@@ -30,3 +33,39 @@ def teacher_temperature(epoch: int, warmup_temp: float, temp: float, warmup_epoc
     if warmup_epochs == 1:
         return warmup_temp
     return warmup_temp + (temp - warmup_temp) * epoch / (warmup_epochs - 1)
+
+
+class CosineWeightDecay:
+    """A timm scheduler (stepped per update) that also moves the weight decay of ``optimizer``'s decaying groups
+    (timm leaves biases and norms at 0) along ``cosine_ramp(start, end, updates, total_steps)`` -- DINO's
+    0.04 -> 0.4 -- so the training loop's one ``scheduler.step_update`` call drives both. Its state dict is the
+    wrapped scheduler's (the decay is a function of the update count, and the optimizer's state holds its value).
+
+    Example:
+        >>> weight = torch.nn.Parameter(torch.zeros(2, 2))
+        >>> optimizer = torch.optim.AdamW([{"params": [weight], "weight_decay": 0.04}], lr=1.0)
+        >>> class Fixed:
+        ...     def step_update(self, num_updates): pass
+        >>> schedule = CosineWeightDecay(Fixed(), optimizer, 0.04, 0.4, total_steps=10)
+        >>> schedule.step_update(num_updates=5); round(optimizer.param_groups[0]["weight_decay"], 4)
+        0.22
+    """
+
+    def __init__(self, scheduler: Any, optimizer: torch.optim.Optimizer, start: float, end: float,
+                 total_steps: int) -> None:
+        self.scheduler, self.optimizer = scheduler, optimizer
+        self.start, self.end, self.total_steps = float(start), float(end), int(total_steps)
+        # indices, not the groups: optimizer.load_state_dict (a resume) replaces the group dicts
+        self.decaying = [index for index, group in enumerate(optimizer.param_groups) if group["weight_decay"] > 0]
+
+    def step_update(self, num_updates: int) -> None:
+        self.scheduler.step_update(num_updates=num_updates)
+        for index in self.decaying:
+            self.optimizer.param_groups[index]["weight_decay"] = cosine_ramp(self.start, self.end, num_updates,
+                                                                            self.total_steps)
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scheduler.load_state_dict(state)
