@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from sarvit.data import build_dataset
 from sarvit.metrics import knn_scores, topk_accuracy
 from sarvit.train.ssl import spread
-from sarvit.train.ssl.pretrain import _eval_sets, _views, build_task  # the splits and views `sarvit pretrain` reads
+from sarvit.train.ssl.pretrain import build_task, knn_eval_sets, pretrain_views  # the splits and views `sarvit pretrain` reads
 from sarvit.train.ssl.recipes import resolve_pretrain_config
 
 
@@ -36,11 +36,11 @@ def main() -> None:
              **({"data_path": args.data_path} if args.data_path else {}),
              **({"input_size": args.input_size} if args.input_size else {})}
     config = resolve_pretrain_config(typed)
-    bank_set, query_set, num_classes = _eval_sets(config)
+    bank_set, query_set, num_classes = knn_eval_sets(config)
     (bank, bank_labels), (queries, labels) = ([torch.stack(column) if index == 0 else torch.tensor(column)
                                                for index, column in enumerate(zip(*[(x, y) for x, y, *_ in s]))]
                                               for s in (bank_set, query_set))
-    augmented_set, _ = build_dataset(config["data_set"], train=True, transform=_views(config),
+    augmented_set, _ = build_dataset(config["data_set"], train=True, transform=pretrain_views(config),
                                      root=config.get("data_path"),
                                      **({"img_size": config["input_size"], "num_samples": len(bank)}
                                         if config["data_set"] == "synthetic" else {}))

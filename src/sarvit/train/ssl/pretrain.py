@@ -40,7 +40,8 @@ from .multicrop import MultiCrop
 from .schedules import CosineWeightDecay
 from ..tasks import TrainingTask
 
-__all__ = ["PretrainResult", "pretrain", "build_task", "knn_of", "probe_of", "attention_scores"]
+__all__ = ["PretrainResult", "pretrain", "build_task", "pretrain_views", "knn_eval_sets", "knn_of", "probe_of",
+           "attention_scores"]
 
 # the loop's epoch figures that a pretraining log leaves out: duplicates, a supervised accuracy (None here), and
 # figures that differ between runs (the speed) or are always 0 (no step is skipped)
@@ -82,13 +83,14 @@ def build_task(config: dict[str, Any], steps_per_epoch: int) -> tuple[TrainingTa
     return task, spec.replace(drop_path_rate=None)
 
 
-def _views(config: dict[str, Any]) -> MultiCrop:
+def pretrain_views(config: dict[str, Any]) -> MultiCrop:
+    """The multi-crop views `sarvit pretrain` trains on: the global crops, then the local ones."""
     return MultiCrop(config["input_size"], config.get("local_size") or config["input_size"],
                      config["local_crops_number"], config["global_crops_scale"],
                      config.get("local_crops_scale") or (0.05, 0.4))
 
 
-def _eval_sets(config: dict[str, Any]):
+def knn_eval_sets(config: dict[str, Any]):
     """The training and evaluation splits without augmentation, for the k-NN score of the features."""
     transform = build_transform(False, config["input_size"])
     synthetic = {"img_size": config["input_size"]} if config["data_set"] == "synthetic" else {}
@@ -160,12 +162,12 @@ class _Pretraining:
         random_seed(config["seed"], info.rank)
         synthetic = {"img_size": config["input_size"]} if config["data_set"] == "synthetic" else {}
         count = {"num_samples": config["num_samples"]} if config.get("num_samples") else {}
-        train_set, _ = build_dataset(config["data_set"], train=True, transform=_views(config),
+        train_set, _ = build_dataset(config["data_set"], train=True, transform=pretrain_views(config),
                                      root=config.get("data_path"), download=bool(config.get("download")),
                                      **synthetic, **count)
         loader_config = {**config, "repeated_aug": False, "pin_mem": True}
         self.loader = build.train_loader(train_set, loader_config, info)
-        bank, queries, self.num_classes = _eval_sets(config)
+        bank, queries, self.num_classes = knn_eval_sets(config)
         # every process scores the whole sets (k-NN needs every training feature): unsharded loaders
         whole = DistInfo(device=info.device)
         self.bank_loader, self.query_loader = (build.eval_loader(s, loader_config, whole) for s in (bank, queries))
