@@ -29,7 +29,8 @@ from torch import nn
 from ..errors import SarvitError, SarvitTypeError
 from .capture import Capture, _Keep, _Recorder
 
-__all__ = ["PYRAMIDS", "PVTv2SARBlock", "SwinSARBlock", "last_stage_blocks", "make_sar_pyramid", "pyramid_spec_kwargs"]
+__all__ = ["PYRAMIDS", "PVTv2SARBlock", "SwinSARBlock", "capture_blocks", "last_stage_blocks", "make_sar_pyramid",
+           "pyramid_spec_kwargs"]
 
 PYRAMIDS = (PyramidVisionTransformerV2, SwinTransformer)
 
@@ -37,6 +38,11 @@ PYRAMIDS = (PyramidVisionTransformerV2, SwinTransformer)
 def last_stage_blocks(model: nn.Module) -> nn.Module:
     """The blocks of the last stage of a PVT-v2 or Swin model (what ``attention_blocks`` index)."""
     return (model.stages if isinstance(model, PyramidVisionTransformerV2) else model.layers)[-1].blocks
+
+
+def capture_blocks(model: nn.Module) -> nn.Module:
+    """The blocks ``Capture.attention_blocks`` index: a ViT's ``blocks``, a pyramid's last-stage blocks."""
+    return last_stage_blocks(model) if isinstance(model, PYRAMIDS) else model.blocks
 
 
 class _SARSwitches(nn.Module):
