@@ -155,3 +155,17 @@ def test_trains_and_round_trips(name, query, tmp_path):
         for other in (rebuilt, loaded):
             for mine, theirs in zip(expected, other(x, return_maps=True)):
                 torch.testing.assert_close(theirs, mine)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_cosine_maps_are_unit_query_against_unit_keys(name):
+    """Eq. 15 on a pyramid: S = <q / |q|, k / |k|>, no scale; here q is the mean patch query."""
+    model = build(name, "mean", similarity="cosine")
+    x = torch.randn(2, 3, 64, 64)
+    block = last_stage_blocks(model)[-1]
+    with torch.no_grad():
+        _, S = model(x, return_maps=True)
+        q, k = q_and_k_by_hand(block.attn, block.norm1(last_block_input(model, x)))
+        expected = torch.einsum("bhd,bhnd->bhn", F.normalize(q.mean(2), dim=-1), F.normalize(k, dim=-1))
+    torch.testing.assert_close(S, expected.reshape(S.shape), atol=1e-5, rtol=1e-5)
+    assert S.abs().max() <= 1 + 1e-5
