@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 
 import sarvit
+from sarvit.checkpoints.files import write_checkpoint
+from sarvit.checkpoints.models import load_model
 from sarvit.models import Capture, ModelSpec
 from sarvit.models.pyramids import last_stage_blocks
 
@@ -150,9 +152,12 @@ def test_trains_and_round_trips(name, query, tmp_path):
     rebuilt.load_state_dict(model.state_dict())
     torch.save(model, tmp_path / "model.pt")
     loaded = torch.load(tmp_path / "model.pt", weights_only=False).eval()
+    write_checkpoint(tmp_path / "last.pth", model.state_dict(), spec)  # a run's checkpoint file, read back as a run's
+    from_file, info = load_model(tmp_path / "last.pth", device="cpu")
+    assert info["source"] == "checkpoint" and info["sar"]["query"] == query
     with torch.no_grad():
         expected = model(x, return_maps=True)
-        for other in (rebuilt, loaded):
+        for other in (rebuilt, loaded, from_file):
             for mine, theirs in zip(expected, other(x, return_maps=True)):
                 torch.testing.assert_close(theirs, mine)
 

@@ -20,6 +20,7 @@ is the one the block used: ``softmax(q k^T * scale + bias)``.
 """
 from __future__ import annotations
 
+import timm
 import torch
 import torch.nn.functional as F
 from timm.models.pvt_v2 import Block as PVTv2Block, PyramidVisionTransformerV2
@@ -29,10 +30,16 @@ from torch import nn
 from ..errors import SarvitError, SarvitTypeError
 from .capture import Capture, _Keep, _Recorder
 
-__all__ = ["PYRAMIDS", "PVTv2SARBlock", "SwinSARBlock", "capture_blocks", "last_stage_blocks", "make_sar_pyramid",
+__all__ = ["PYRAMIDS", "PVTv2SARBlock", "SwinSARBlock", "capture_blocks", "is_pyramid", "last_stage_blocks", "make_sar_pyramid",
            "pyramid_spec_kwargs"]
 
 PYRAMIDS = (PyramidVisionTransformerV2, SwinTransformer)
+
+
+def is_pyramid(name: str) -> bool:
+    """Whether the timm model ``name`` is a PVT-v2 or Swin (whose build arguments are not a ViT's)."""
+    return timm.is_model(name) and timm.models.model_entrypoint(name).__module__.rsplit(".", 1)[-1] in (
+        "pvt_v2", "swin_transformer")
 
 
 def last_stage_blocks(model: nn.Module) -> nn.Module:
