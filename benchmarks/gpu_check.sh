@@ -45,6 +45,8 @@ stage "sarvit train --compile-mode reduce-overhead (GPU-resident)" 80 python3 -m
 stage "bench_regularizers.py ViT-S/16 bf16" 60 python3 benchmarks/bench_regularizers.py --device cuda \
     --model vit_small_patch16_224 --input-size 224 --patch-size 16 --depth 12 --embed-dim 384 --num-heads 6 \
     --batch 128 --amp --rounds 12
+stage "bench_families.py (SAR's step cost per family)" 60 python3 benchmarks/bench_families.py --device cuda \
+    --batch 128 --steps 10
 # the README's low-data regime (300 images, 150 epochs), 5 seeds per arm, all 10 runs at once on the one GPU
 stage "science: SAR vs --no-sar, 5 seeds (GPU-resident)" 190 python3 -m sarvit experiment jaccard --scale small \
     --seeds 5 --jobs 10 --exp-dir "$runs/science" -- --subset-ratio 0.1 --epochs 150 --batch-size 32 \

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..errors import SarvitError
 from ..models import LoadReport, ModelSpec, infer_model_kwargs, load_weights
+from ..models.pyramids import is_pyramid
 from .files import FORMAT, PathLike, load_checkpoint, resolve_checkpoint_path
 
 __all__ = ["stored_spec", "checkpoint_spec", "model_from_checkpoint", "load_model", "resolve_device"]
@@ -51,7 +52,7 @@ def checkpoint_spec(
         )
     timm_kwargs = {k: v for k, v in (stored.timm_kwargs if stored else {}).items() if k not in _TRAINING_ONLY}
     for key in ("patch_size", "img_size", "num_classes", "embed_dim", "depth", "mlp_ratio", "qkv_bias"):
-        if key in inferred:
+        if key in inferred and not is_pyramid(name):  # a ViT's keys: PVT-v2 / Swin store their whole build
             timm_kwargs.setdefault(key, inferred[key])
     for key, value in (("img_size", img_size), ("patch_size", patch_size), ("num_classes", num_classes)):
         if value is not None:

@@ -27,6 +27,7 @@ from ..checks import check_choice, check_model
 from ..errors import SarvitError, SarvitTypeError
 from .capture import (Capture, begin_capture, disarm_capture, enable_capture, end_capture, has_class_token,
                       patch_grid)
+from .pyramids import PYRAMIDS, PVTv2SARBlock, SwinSARBlock, last_stage_blocks, make_sar_pyramid
 from .query import ATTENTIONS, QUERIES
 from .sar_eva import EvaSARBlock
 
@@ -166,7 +167,9 @@ def create_model(
         similarity: ``"dot"`` (Eq. 4) or ``"cosine"`` (Eq. 15) for the captured maps.
         query: the query of S: ``"cls"`` (Eq. 4), or for a model without [CLS] (``class_token=False``,
             ``global_pool='avg'``) ``"mean"`` (the average patch query) or ``"pooled"`` (the query of the average
-            patch embedding); see :mod:`sarvit.models.query`. timm's ``Eva`` (RoPE ViTs) takes all three.
+            patch embedding); see :mod:`sarvit.models.query`. timm's ``Eva`` (RoPE ViTs) takes all three;
+            PVT-v2 (``pvt_v2_*``) and Swin (``swin_*``) take ``mean`` / ``pooled``, S read from their last stage
+            (:mod:`sarvit.models.pyramids`).
         **timm_kwargs: passed to ``timm.create_model`` (``num_classes``, ``img_size``,
             ``drop_path_rate``, ``pretrained`` ...).
 
@@ -221,6 +224,8 @@ def create_model(
             )
         enable_capture(model)  # idle hooks from the start, so a compiled model has them in its first trace
         return model
+    if isinstance(model, PYRAMIDS):
+        return make_sar_pyramid(model, name, config)
     if not isinstance(model, (VisionTransformer, Eva)):
         raise _not_a_vit(name, type(model))
     if query == "cls" and not has_class_token(model):
@@ -281,7 +286,7 @@ def _check_sizes(timm_kwargs: dict) -> None:
         if value is not None and not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sides):
             raise SarvitError(f"{key} must be an integer >= 1, got {value!r}")
     width, heads = timm_kwargs.get("embed_dim"), timm_kwargs.get("num_heads")
-    if width is not None and heads is not None and width % heads:
+    if isinstance(width, int) and isinstance(heads, int) and width % heads:  # Swin's heads are one per stage
         raise SarvitError(f"num_heads={heads} does not divide embed_dim={width}")
     image, patch = timm_kwargs.get("img_size"), timm_kwargs.get("patch_size")
     if isinstance(image, int) and isinstance(patch, int) and image < patch:
@@ -291,6 +296,11 @@ def _check_sizes(timm_kwargs: dict) -> None:
 def sar_config(model: nn.Module) -> dict:
     """The last-block switches of a model built by :func:`create_model`, as plain data (all off for a model
     without a [CLS] token, such as ARViT, which has no SAR surgery)."""
+    if isinstance(model, PYRAMIDS):
+        block = last_stage_blocks(model)[-1]
+        if not isinstance(block, (PVTv2SARBlock, SwinSARBlock)):
+            raise SarvitError("model: this model was not built by sarvit.create_model")
+        return asdict(block.config)
     block = check_model(model).blocks[-1]
     if not isinstance(model, VisionTransformer) and _captures(model):
         return asdict(SARConfig())

@@ -12,6 +12,7 @@ from torch import nn
 from ..checks import check_model
 from ..errors import SarvitError, SarvitTypeError
 from .arvit import ARViT
+from .pyramids import PYRAMIDS, pyramid_spec_kwargs
 from .sar_vit import create_model, sar_config
 
 __all__ = ["ModelSpec", "SAR_SWITCHES", "infer_model_kwargs"]
@@ -93,9 +94,13 @@ class ModelSpec:
         the modules. Training-only options (drop rates) cannot be read back and are left out. Raises
         :class:`SarvitError` when the rebuilt model's weights would not have the model's shapes.
         """
-        name = (getattr(check_model(model), "pretrained_cfg", None) or {}).get("architecture")
+        if not isinstance(model, PYRAMIDS):
+            check_model(model)
+        name = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
         if not name:
             raise SarvitError(f"model: {type(model).__name__} does not name its timm architecture (pretrained_cfg)")
+        if isinstance(model, PYRAMIDS):
+            return cls._checked(name, sar_config(model), pyramid_spec_kwargs(model), model)
         block = model.blocks[0]
         timm_kwargs = {
             "img_size": tuple(model.patch_embed.img_size)[0] if model.patch_embed.img_size else None,
@@ -111,7 +116,12 @@ class ModelSpec:
             timm_kwargs["mlp_ratio"] = fc1.out_features // model.embed_dim
         if isinstance(model, ARViT):  # its choices where the thesis is silent, which the shapes do not all show
             timm_kwargs.update(global_pool=model.global_pool, post_norm=model.post_norm, act_layer=model.act_layer)
-        spec = cls(name, sar_config(model), {k: v for k, v in timm_kwargs.items() if v is not None})
+        return cls._checked(name, sar_config(model), {k: v for k, v in timm_kwargs.items() if v is not None}, model)
+
+    @classmethod
+    def _checked(cls, name: str, sar: dict, timm_kwargs: dict, model: nn.Module) -> "ModelSpec":
+        """The spec, once a model rebuilt from it has ``model``'s weight shapes."""
+        spec = cls(name, sar, timm_kwargs)
         with torch.device("meta"):  # shapes only: no memory, no initialisation cost
             rebuilt = spec.build()
         theirs = {key: tuple(value.shape) for key, value in rebuilt.state_dict().items()}

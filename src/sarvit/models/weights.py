@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import SarvitError, SarvitTypeError
+from .pyramids import PYRAMIDS, capture_blocks
 
 __all__ = ["LoadReport", "load_weights"]
 
@@ -60,7 +61,7 @@ def _width(state: dict) -> int | None:
 def _architecture_hint(model: nn.Module, state_dict: dict) -> str:
     """What differs at the scale of the whole model: depth or width, with the switch that builds the other."""
     own = model.state_dict()
-    theirs_depth, own_depth = _depth(state_dict), len(model.blocks)
+    theirs_depth, own_depth = _depth(state_dict), len(getattr(model, "blocks", ()))  # 0 and 0 for a pyramid
     if theirs_depth and theirs_depth != own_depth:
         return (f" (the checkpoint has {theirs_depth} blocks, the model {own_depth}: build the model with "
                 f"depth={theirs_depth}, or as the model the weights were trained as)")
@@ -82,14 +83,16 @@ def load_weights(model: nn.Module, state_dict: dict[str, torch.Tensor], *, new_h
     it is an error naming the switch, unless ``new_last_norm=True`` leaves it at its initialisation.
     Any other difference is an error naming the keys (and the depth or width that differs).
     """
-    if not isinstance(model, nn.Module) or not isinstance(getattr(model, "blocks", None), nn.Module):
+    if not isinstance(model, PYRAMIDS) and (
+            not isinstance(model, nn.Module) or not isinstance(getattr(model, "blocks", None), nn.Module)):
         raise SarvitTypeError(f"model must be a ViT built by sarvit.create_model, got {type(model).__name__}")
     if not isinstance(state_dict, Mapping) or not all(
             isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state_dict.items()):
         found = type(state_dict).__name__ if not isinstance(state_dict, Mapping) else "a mapping with other entries"
         raise SarvitTypeError(f"state_dict must map parameter names to tensors (a model's state_dict()), got {found}")
     own = model.state_dict()
-    last_norm = f"blocks.{len(model.blocks) - 1}.norm2."
+    last_block = capture_blocks(model)[-1]  # a pyramid's is its last stage's (stages.3.blocks.1, layers.3.blocks.1)
+    last_norm = next(name for name, module in model.named_modules() if module is last_block) + ".norm2."
     report = LoadReport()
     head = _head_keys(model)
     to_load: dict[str, torch.Tensor] = {}

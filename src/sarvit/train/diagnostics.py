@@ -46,6 +46,15 @@ def _norm(grads: Sequence[Optional[torch.Tensor]], like: torch.Tensor) -> torch.
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in present]))
 
 
+def _query_key_rows(attn: nn.Module) -> list[tuple[torch.Tensor, int]]:
+    """``(weight or bias, rows)``: the leading rows of each that make queries and keys (timm's fused ``qkv``: its
+    first two thirds; CvT's ``proj_q`` / ``proj_k``: all of them)."""
+    qkv = getattr(attn, "qkv", None)
+    layers = [(qkv, 2 / 3)] if isinstance(qkv, nn.Linear) else [(attn.proj_q, 1), (attn.proj_k, 1)]
+    return [(p, round(p.shape[0] * share)) for layer, share in layers for p in (layer.weight, layer.bias)
+            if p is not None]
+
+
 class TrainingProbe:
     """Device-side diagnostics of a run, sampled every ``every`` steps; ``read()`` gives the epoch's means.
 
@@ -70,10 +79,10 @@ class TrainingProbe:
         self.params = list(params)
         last = {id(p) for p in model.blocks[-1].parameters()}
         self.last_params = [p for p in self.params if id(p) in last]
-        # the query and key rows of the last block's qkv: where the task's gradient is weak while the maps are flat
-        qkv = model.blocks[-1].attn.qkv
-        self.qk_params = [(p, 2 * p.shape[0] // 3) for p in (qkv.weight, qkv.bias) if p is not None
-                          and any(p is q for q in self.params)]
+        # the query and key rows of the last block's projections: where the task's gradient is weak while the
+        # maps are flat
+        self.qk_params = [(p, rows) for p, rows in _query_key_rows(model.blocks[-1].attn)
+                          if any(p is q for q in self.params)]
         self.term_names = tuple(name.replace("-", "_") for name in term_names)
         self.every = every
         self.maps = has_class_token(model)

@@ -19,6 +19,8 @@ from torch import nn
 from ..errors import SarvitError
 from ..losses import REGULARIZERS
 from ..models import Capture
+from ..models.hybrids import ConvAttention
+from ..models.pyramids import capture_blocks
 
 __all__ = ["RegTerm", "DEFAULT_BLOCK", "parse_reg", "resolve_regularizers", "log_key", "RegularizedModel"]
 
@@ -145,7 +147,8 @@ class RegularizedModel(nn.Module):
         super().__init__()
         self.model = model
         self.terms = tuple(term if isinstance(term, RegTerm) else RegTerm.from_dict(term) for term in terms)
-        depth = len(model.blocks)
+        attention_blocks = capture_blocks(model)  # a pyramid's (PVT-v2, Swin) are its last stage's
+        depth = len(attention_blocks)
         self.regularizers = nn.ModuleDict()
         blocks = []
         for term in self.terms:
@@ -154,10 +157,14 @@ class RegularizedModel(nn.Module):
                 if not -depth <= term.block < depth:
                     raise SarvitError(f"--reg {term.name}@{term.block}: the model has {depth} blocks; give @BLOCK in "
                                       f"0..{depth - 1} (or -{depth}..-1 from the end)")
+                if isinstance(attention_blocks[term.block].attn, ConvAttention):
+                    raise SarvitError(f"--reg {term.name}: CvT's attention is [T, 1 + T/4] (every token against "
+                                      "the stride-2 keys), not the square patch-to-patch attention it reads")
                 blocks.append(term.block % depth)
             options = _STEP_OPTIONS.get(term.name, {})
-            self.regularizers[term.name] = info.factory(embed_dim=model.embed_dim,
-                                                        num_prefix_tokens=model.num_prefix_tokens, **options)
+            self.regularizers[term.name] = info.factory(embed_dim=model.num_features,
+                                                        num_prefix_tokens=getattr(model, "num_prefix_tokens", 0),
+                                                        **options)
         needs = {need for term in self.terms for need in REGULARIZERS[term.name].needs}
         self.capture = Capture(maps="maps" in needs, attention_blocks=tuple(dict.fromkeys(blocks)),
                                tokens="tokens" in needs)
