@@ -32,9 +32,13 @@ def _load(args):
     return model, info
 
 
-def _data(args, model, default_samples: int, *, masks: bool):
+def _image_size(args, model, info) -> int:
+    return model_image_size(model, args.input_size or info["input_size"])
+
+
+def _data(args, model, info, default_samples: int, *, masks: bool):
     pick = mask_dataset if masks else image_dataset
-    return pick(args.data_set, args.data_path, img_size=model_image_size(model), num_classes=model.num_classes,
+    return pick(args.data_set, args.data_path, img_size=_image_size(args, model, info), num_classes=model.num_classes,
                 split=args.split, num_samples=args.num_samples, seed=args.seed, default_samples=default_samples)
 
 
@@ -71,7 +75,7 @@ def _model_summary(info: dict) -> dict:
 # --------------------------------------------------------------------------------------------- commands
 def run_segment_eval(args) -> int:
     model, info = _load(args)
-    dataset, description = _data(args, model, DEFAULT_SYNTHETIC_SAMPLES, masks=True)
+    dataset, description = _data(args, model, info, DEFAULT_SYNTHETIC_SAMPLES, masks=True)
     summary = segmentation_report(model, _loader(dataset, args, model), args.threshold, image_ids(dataset))
     if not summary["count"]:
         raise SarvitError(f"{description}: expected images, found none")
@@ -99,13 +103,13 @@ def run_segment_eval(args) -> int:
 
 
 def run_visualize(args) -> int:
-    model, _ = _load(args)
+    model, info = _load(args)
     output_dir = Path(args.output_dir) if args.output_dir else _output_dir(args) / "attention_maps"
     if args.test_dir:
         files = image_files(args.test_dir)
-        dataset, titles, names = ImageFiles(files, model_image_size(model)), [str(f) for f in files], png_names(files)
+        dataset, titles, names = ImageFiles(files, _image_size(args, model, info)), [str(f) for f in files], png_names(files)
     else:
-        dataset, _ = _data(args, model, 8, masks=True)
+        dataset, _ = _data(args, model, info, 8, masks=True)
         dataset = limit(dataset, 8) if args.num_samples is None else dataset
         ids = image_ids(dataset)
         name = dataset_name(args.data_set, args.data_path)
@@ -133,7 +137,7 @@ def run_visualize(args) -> int:
 
 def run_analyze(args) -> int:
     model, info = _load(args)
-    dataset, description = _data(args, model, DEFAULT_SYNTHETIC_SAMPLES, masks=False)
+    dataset, description = _data(args, model, info, DEFAULT_SYNTHETIC_SAMPLES, masks=False)
     summary = head_report(model, _loader(dataset, args, model))
     if not summary["count"]:
         raise SarvitError(f"{description}: expected images, found none")

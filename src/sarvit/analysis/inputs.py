@@ -19,11 +19,15 @@ __all__ = ["IMAGE_SUFFIXES", "ImageFiles", "model_image_size", "mask_dataset", "
 from ..data.loading import IMAGE_SUFFIXES  # noqa: E402 (one list of image suffixes)
 
 
-def model_image_size(model: nn.Module) -> int:
-    """The square input side the model expects (its ``patch_embed.img_size``)."""
+def model_image_size(model: nn.Module, free_size: Optional[int] = None) -> int:
+    """The square input side the model expects (its ``patch_embed.img_size``); ``free_size`` for a model that
+    takes any size (PVT-v2's convolutional stem): ``--input-size``, else the size the run trained at."""
     size = getattr(model.patch_embed, "img_size", None)
+    if size is None and free_size is not None:
+        return int(free_size)
     if size is None:
-        raise SarvitError("the model has a dynamic input size; pass --img-size")
+        raise SarvitError("the model takes any input size and its weights do not say which it was trained at; "
+                          "pass --input-size")
     if size[0] != size[1]:
         raise SarvitError(f"analysis expects a square input, the model takes {tuple(size)}")
     return int(size[0])

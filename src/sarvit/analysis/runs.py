@@ -12,14 +12,15 @@ from ..errors import SarvitError
 from ..figures import attention_figure, denormalize, save_figure
 from ..losses import spatial_entropy
 from ..metrics import AttentionJaccard, HeadStats, segmentation_jaccard
+from ..models.pyramids import capture_blocks
 from .attention import attention_maps
 
 __all__ = ["segmentation_report", "head_report", "draw_attention", "num_heads"]
 
 
 def num_heads(model: nn.Module) -> int:
-    """Heads of the model's last block (those whose maps the analysis reads)."""
-    return model.blocks[-1].attn.num_heads
+    """Heads of the model's last block (a pyramid's: its last stage's), those whose maps the analysis reads."""
+    return capture_blocks(model)[-1].attn.num_heads
 
 
 def _device(model: nn.Module) -> torch.device:

@@ -100,7 +100,8 @@ def load_model(path: PathLike, device: Union[str, torch.device, None] = None, **
 
     Returns:
         ``(model, info)``: ``info`` is plain data describing what was built (``weights``, ``source`` =
-        ``"checkpoint"`` or ``"state_dict"``, ``model``, ``timm_kwargs``, ``sar``, ``load_report``, ``device``).
+        ``"checkpoint"`` or ``"state_dict"``, ``model``, ``timm_kwargs``, ``sar``, ``load_report``, ``device``,
+        ``input_size``).
     """
     path = resolve_checkpoint_path(path)
     checkpoint = load_checkpoint(path)
@@ -116,5 +117,7 @@ def load_model(path: PathLike, device: Union[str, torch.device, None] = None, **
         "sar": spec.sar,
         "load_report": str(report),
         "device": str(device),
+        # the side it was built or trained at (PVT-v2 takes any: its run's --input-size), None if unknown
+        "input_size": spec.input_size or (checkpoint.get("config") or {}).get("input_size"),
     }
     return model, info

@@ -19,7 +19,9 @@ from ..data.checks import check_images
 from ..data.transforms import EVAL_CROP_RATIO
 from ..errors import SarvitError
 from ..models import ModelSpec
+from ..models.pyramids import PYRAMIDS, is_pyramid
 from .distributed import DistInfo, ShardSampler
+from .pyramid_sizes import pyramid_kwargs
 from .tasks import RotationTask, SupervisedTask, TrainingTask
 
 __all__ = ["model_spec", "build_datasets", "train_loader", "eval_loader", "build_optimizer",
@@ -33,7 +35,11 @@ def model_spec(config: dict[str, Any], num_classes: int) -> ModelSpec:
     """The model a run trains, as the :class:`ModelSpec` every checkpoint stores."""
     timm_kwargs = {"img_size": config["input_size"], "num_classes": num_classes,
                    "drop_rate": config["drop"], "drop_path_rate": config["drop_path"]}
-    timm_kwargs.update({key: config[key] for key in _ARCH_OVERRIDES if config.get(key) is not None})
+    if is_pyramid(config["model"]):  # per-stage build arguments: the size flags size the last stage
+        timm_kwargs.pop("img_size")
+        timm_kwargs.update(pyramid_kwargs(config["model"], config))
+    else:
+        timm_kwargs.update({key: config[key] for key in _ARCH_OVERRIDES if config.get(key) is not None})
     sar = {"remove_last_skip": bool(config["remove_last_skip"]), "remove_last_norm": bool(config["remove_last_norm"]),
            "remove_last_mlp_skip": bool(config["remove_last_mlp_skip"]), "similarity": config["similarity"],
            "query": config.get("query", "cls")}
@@ -188,6 +194,8 @@ def check_input_fits(model: torch.nn.Module, datasets: dict, config: dict[str, A
             raise SarvitError(f"the {name} set gives images of shape {found}, the model expects (3, {size}, {size}) "
                               f"(--input-size {size}); check --input-size and the data set's transform")
     patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
+    if isinstance(model, PYRAMIDS):  # PVT-v2's 7x7 stem overlaps: what the size must divide is its stride
+        patch = model.patch_embed.proj.stride
     if patch is not None and (size % patch[0] or size % patch[1]):
         raise SarvitError(f"--input-size {size} is not a multiple of the patch size {patch[0]}: the last "
                           f"{size % patch[0]} px of every image would never be seen; pick an input size the patch "

@@ -27,6 +27,7 @@ from ..data import canonical_dataset_name
 from ..data.layout import infer_dataset_name
 from ..data.survey import DataSurvey, survey
 from ..errors import SarvitError
+from ..models.pyramids import is_pyramid
 from ..options import check_values, defaults, dest_of_spelling, float_list, options_of
 from .derived import derive
 from .recipes import PRETEXT_VALUES, choose_recipe, get_recipe, recipe_line
@@ -229,7 +230,8 @@ def resolve_run(cli: dict[str, Any], base: Optional[dict[str, Any]] = None,
         for key in ("depth", "embed_dim", "num_heads"):
             recipe.pop(key, None)
     config = {**DEFAULTS, **recipe, **upper}
-    derive(name, config, given, _survey)
+    # a pyramid's stem is no ViT patch (PVT-v2 takes none): the recipe does not derive one for it
+    derive(name, config, given | ({"patch_size"} if is_pyramid(str(config["model"])) else set()), _survey)
     if training and base is None:
         notes.insert(0, recipe_line(name, reason, config))
     _settle_components(config)

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..losses import spatial_entropy
 from ..models import Capture, has_class_token
+from ..models.pyramids import capture_blocks
 
 __all__ = ["TrainingProbe", "stall_warning", "STALL_FRACTION", "STALL_TOLERANCE", "map_mass"]
 
@@ -48,9 +49,15 @@ def _norm(grads: Sequence[Optional[torch.Tensor]], like: torch.Tensor) -> torch.
 
 def _query_key_rows(attn: nn.Module) -> list[tuple[torch.Tensor, int]]:
     """``(weight or bias, rows)``: the leading rows of each that make queries and keys (timm's fused ``qkv``: its
-    first two thirds; CvT's ``proj_q`` / ``proj_k``: all of them)."""
+    first two thirds; PVT-v2's ``q`` and the first half of its ``kv``; CvT's ``proj_q`` / ``proj_k``: all of
+    them)."""
     qkv = getattr(attn, "qkv", None)
-    layers = [(qkv, 2 / 3)] if isinstance(qkv, nn.Linear) else [(attn.proj_q, 1), (attn.proj_k, 1)]
+    if isinstance(qkv, nn.Linear):
+        layers = [(qkv, 2 / 3)]
+    elif isinstance(getattr(attn, "kv", None), nn.Linear):
+        layers = [(attn.q, 1), (attn.kv, 1 / 2)]
+    else:
+        layers = [(attn.proj_q, 1), (attn.proj_k, 1)]
     return [(p, round(p.shape[0] * share)) for layer, share in layers for p in (layer.weight, layer.bias)
             if p is not None]
 
@@ -59,7 +66,7 @@ class TrainingProbe:
     """Device-side diagnostics of a run, sampled every ``every`` steps; ``read()`` gives the epoch's means.
 
     Args:
-        model: the sarvit ViT (``RegularizedModel.model``); its last block is ``model.blocks[-1]``.
+        model: the sarvit ViT (``RegularizedModel.model``); its last block is ``model.blocks[-1]`` (a pyramid's: its last stage's).
         params: the trainable weights the optimizer updates (the overall gradient norm is over these).
         term_names: the regularizer terms, in the order of the step's ``terms`` tensor.
         every: measure at steps ``0, every, 2 * every, ...`` of an epoch.
@@ -77,16 +84,16 @@ class TrainingProbe:
             raise ValueError(f"every must be >= 1, got {every!r}")
         self.model = model
         self.params = list(params)
-        last = {id(p) for p in model.blocks[-1].parameters()}
+        last = {id(p) for p in capture_blocks(model)[-1].parameters()}
         self.last_params = [p for p in self.params if id(p) in last]
         # the query and key rows of the last block's projections: where the task's gradient is weak while the
         # maps are flat
-        self.qk_params = [(p, rows) for p, rows in _query_key_rows(model.blocks[-1].attn)
+        self.qk_params = [(p, rows) for p, rows in _query_key_rows(capture_blocks(model)[-1].attn)
                           if any(p is q for q in self.params)]
         self.term_names = tuple(name.replace("-", "_") for name in term_names)
         self.every = every
         self.maps = has_class_token(model)
-        heads = model.blocks[-1].attn.num_heads if self.maps else 0
+        heads = capture_blocks(model)[-1].attn.num_heads if self.maps else 0
         self.keys = (["grad_task", "grad_task_last"]
                      + ["grad_task_qk"]
                      + [key for name in self.term_names

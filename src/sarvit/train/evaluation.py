@@ -16,6 +16,7 @@ from ..errors import SarvitError
 from ..losses import spatial_entropy
 from ..metrics import AttentionJaccard
 from ..models import has_class_token
+from ..models.pyramids import capture_blocks
 from .distributed import DistInfo, all_reduce_sum
 
 __all__ = ["evaluate", "attention_jaccard", "autocast_context", "batches", "hard_labels"]
@@ -62,7 +63,7 @@ def attention_jaccard(dataset, model: nn.Module) -> Optional[AttentionJaccard]:
     """The attention Jaccard metric when the evaluation set has masks (the synthetic set does) and the model a
     [CLS] query whose attention it scores (ARViT has none)."""
     if (isinstance(dataset, MaskedDataset) or getattr(dataset, "has_masks", False)) and has_class_token(model):
-        return AttentionJaccard(model.blocks[-1].attn.num_heads)
+        return AttentionJaccard(capture_blocks(model)[-1].attn.num_heads)
     return None
 
 @torch.no_grad()

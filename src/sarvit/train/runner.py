@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..checkpoints import RunFolder, checkpoint_content, reconcile, save_atomic
 from ..errors import SarvitError
 from ..models import has_class_token
+from ..models.pyramids import PYRAMIDS, pyramid_spec_kwargs
 from . import build
 from .checkpoint_eval import evaluate_checkpoint, evaluation_setup  # re-exported: sarvit.train.runner's names
 from .config import TrainConfig, save_config
@@ -324,9 +325,15 @@ def _sar_words(config: dict) -> str:
 
 
 def _architecture_words(model: torch.nn.Module) -> str:
+    parameters = f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters"
+    if isinstance(model, PYRAMIDS):  # per stage; S is read from the last one
+        build = pyramid_spec_kwargs(model)
+        widths = build.get("embed_dims") or tuple(build["embed_dim"] * 2 ** i for i in range(len(build["depths"])))
+        return (f"{len(build['depths'])} stages of {'/'.join(map(str, build['depths']))} blocks, widths "
+                f"{'/'.join(map(str, widths))}, {'/'.join(map(str, build['num_heads']))} heads, {parameters}")
     grid = "x".join(str(side) for side in model.patch_embed.grid_size)
     return (f"{len(model.blocks)} blocks, width {model.embed_dim}, {model.blocks[0].attn.num_heads} heads, "
-            f"{grid} patches, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
+            f"{grid} patches, {parameters}")
 
 
 def train(config: TrainConfig) -> TrainResult:
