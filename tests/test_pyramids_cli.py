@@ -46,6 +46,11 @@ def test_train_analyze_visualize(name, widths, grid, tmp_path, capsys):
     for row in result["per_head"]:  # at most log(9) over a 3x3 grid
         assert 0.0 <= row["spatial_entropy"] <= torch.log(torch.tensor(9.0)).item() and row["components"] >= 1.0
 
+    if name.startswith("pvt_v2"):  # built for no size (a convolutional stem): --input-size sets what it is fed
+        assert main(["analyze", "--weights", str(run / "last.pth"), "--data-set", "synthetic", "--num-samples", "2",
+                     "--input-size", "64", "--json", str(tmp_path / "at64.json"), *FAST]) == 0
+        assert json.loads((tmp_path / "at64.json").read_text())["images"] == 2
+
     pictures = tmp_path / "pictures"
     assert main(["visualize", "--weights", str(run / "last.pth"), "--data-set", "synthetic", "--num-samples", "1",
                  "--output-dir", str(pictures), "--dpi", "40", *FAST]) == 0
@@ -79,3 +84,23 @@ def test_refused_in_one_line(model, argv, words, tmp_path, capsys):
     line = one_error_line(capsys, ["train", "--model", model, *argv, "--epochs", "1", "--num-samples", "16",
                                    "--output-dir", str(tmp_path / "run"), *FAST])
     assert words in line
+
+
+@pytest.mark.parametrize("scale, size", [("tiny", 96), ("small", 96), ("paper", 224)])
+def test_hybrids_grid_pyramid_cells_build(scale, size):
+    from sarvit.cli import parse_args
+    from sarvit.experiments.grids import get_grid, scale_flags
+    from sarvit.train.build import model_spec
+    from sarvit.train.config import resolve_config
+
+    grid = get_grid("hybrids")
+    for family, depths in (("pvt_v2", (2, 2, 2, 2)), ("swin", (2, 2, 6, 2))):
+        for arm in ("baseline", "sar"):
+            cell = next(cell for cell in grid.cells if cell.name == f"{family}-{arm}")
+            given = vars(parse_args(["train", *scale_flags(scale, grid, "synthetic"), *cell.flags]))
+            config = resolve_config({key: value for key, value in given.items() if key not in ("run", "command")})
+            spec = model_spec(config, 10)
+            assert spec.sar["query"] == "mean" and config["input_size"] == size
+            assert spec.timm_kwargs["depths"] == (depths if scale != "tiny" else (*depths[:3], 2))
+            if scale == "tiny":
+                assert spec.timm_kwargs["num_heads"][-1] == 2

@@ -55,6 +55,10 @@ def checkpoint_spec(
         if key in inferred and not is_pyramid(name):  # a ViT's keys: PVT-v2 / Swin store their whole build
             timm_kwargs.setdefault(key, inferred[key])
     for key, value in (("img_size", img_size), ("patch_size", patch_size), ("num_classes", num_classes)):
+        if value is not None and key != "num_classes" and is_pyramid(name) and key not in timm_kwargs:
+            if key == "patch_size":  # PVT-v2: an overlapping convolutional stem, which takes any img_size
+                raise SarvitError(f"patch_size: {name!r} has an overlapping 7x7 stem, not patches; leave it out")
+            continue  # a size PVT-v2 is not built for: it takes any, and the caller feeds it that size
         if value is not None:
             timm_kwargs[key] = value
     switches = dict(stored.sar) if stored else {}

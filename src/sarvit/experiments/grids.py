@@ -151,13 +151,18 @@ _SSL = Grid(
 )
 
 # The hybrid VTs keep their own architecture at every scale (own_models): the scales set the input size, recipe
-# and schedule only; PVT's overall stride is 32, so the tiny scale trains at 96 px (a 3x3 last grid).
+# and schedule only; PVT's overall stride is 32, so the tiny scale trains at 96 px (a 3x3 last grid). timm's
+# PVT-v2 and Swin (no [CLS] token: the mean patch query) have the same stride; at 96 and 224 px Swin's last
+# stage is one window.
 _HYBRID_MODELS = (("t2t", ("--model", "t2t_vit_14", "--patch-size", "16")),
                   ("pvt", ("--model", "pvt_small", "--patch-size", "32")),
-                  ("cvt", ("--model", "cvt_13", "--patch-size", "16")))
+                  ("cvt", ("--model", "cvt_13", "--patch-size", "16")),
+                  ("pvt_v2", ("--model", "pvt_v2_b0", "--query", "mean")),
+                  ("swin", ("--model", "swin_tiny_patch4_window7_224", "--query", "mean")))
 _HYBRIDS = Grid(
     name="hybrids",
-    description="Tab. 9-10: SAR plugged into the hybrid VTs T2T-ViT-14, PVT-Small and CvT-13, each vs its baseline",
+    description="Tab. 9-10: SAR plugged into the hybrid VTs T2T-ViT-14, PVT-Small and CvT-13, each vs its baseline; "
+                "also timm's PVT-v2-b0 and Swin-T (not in the papers) with the mean patch query",
     cells=tuple(cell for family, model in _HYBRID_MODELS
                 for cell in (Cell(f"{family}-baseline", (*model, *_BASELINE), arm="baseline"),
                              Cell(f"{family}-sar", (*model, *_SAR), baseline=f"{family}-baseline", arm="SAR"))),
