@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +37,8 @@ from ..checks import check_choice, check_model
 from ..errors import SarvitError, SarvitTypeError
 from .query import ATTENTIONS, QUERIES, hook_keys, install_hooks, key_grid, query_and_keys, rotated_qk
 
-__all__ = ["Capture", "begin_capture", "capturing", "disarm_capture", "enable_capture", "end_capture", "has_class_token",
-           "patch_grid"]
+__all__ = ["Capture", "SAR_KWARGS", "begin_capture", "capture_request", "capturing", "disarm_capture", "enable_capture",
+           "end_capture", "has_class_token", "patch_grid"]
 
 
 def has_class_token(model: nn.Module) -> bool:
@@ -72,6 +73,32 @@ class Capture:
     @property
     def empty(self) -> bool:
         return not (self.maps or self.cls_attention or self.attention_blocks or self.tokens)
+
+
+SAR_KWARGS = ("return_maps", "return_attention", "capture")  # what a SAR model's forward takes beyond timm's
+
+
+def capture_request(kwargs: dict) -> tuple[dict, Optional[Capture], bool]:
+    """Takes :data:`SAR_KWARGS` out of a forward call's ``kwargs``: ``(the rest, the Capture asked for or None,
+    whether the answer is the tuple (logits, S[, attention]))``; ``return_maps`` / ``return_attention`` stand for a
+    Capture of the maps / the [CLS] attention.
+
+    Example:
+        >>> rest, capture, as_tuple = capture_request({"return_maps": True, "pre_logits": False})
+        >>> rest, capture.maps, capture.cls_attention, as_tuple
+        ({'pre_logits': False}, True, False, True)
+    """
+    kwargs = dict(kwargs)
+    return_maps, return_attention = kwargs.pop("return_maps", False), kwargs.pop("return_attention", False)
+    capture = kwargs.pop("capture", None)
+    as_tuple = bool(return_maps or return_attention)
+    if as_tuple:
+        if capture is not None:
+            raise SarvitError("capture: pass either capture= or return_maps/return_attention, not both")
+        capture = Capture(maps=bool(return_maps), cls_attention=bool(return_attention))
+    if capture is not None and not isinstance(capture, Capture):
+        raise SarvitTypeError(f"capture must be a sarvit.models.Capture, got {type(capture).__name__}")
+    return kwargs, capture, as_tuple
 
 
 def patch_grid(model: nn.Module, images: torch.Tensor) -> tuple[int, int]:

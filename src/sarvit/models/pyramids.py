@@ -27,8 +27,8 @@ from timm.models.pvt_v2 import Block as PVTv2Block, PyramidVisionTransformerV2
 from timm.models.swin_transformer import SwinTransformer, SwinTransformerBlock
 from torch import nn
 
-from ..errors import SarvitError, SarvitTypeError
-from .capture import Capture, _Keep, _Recorder
+from ..errors import SarvitError
+from .capture import SAR_KWARGS, _Keep, _Recorder, capture_request
 
 __all__ = ["PYRAMIDS", "PVTv2SARBlock", "SwinSARBlock", "capture_blocks", "is_pyramid", "last_stage_blocks", "make_sar_pyramid",
            "pyramid_spec_kwargs"]
@@ -162,18 +162,11 @@ def _before_forward(model: nn.Module, args: tuple, kwargs: dict):
     recorder = model.__dict__["_capture_recorder"]
     recorder.wanted, recorder.plan, recorder.as_tuple = (), None, None
     recorder.kept.clear()
-    if not any(key in kwargs for key in ("return_maps", "return_attention", "capture")):
+    if not any(key in kwargs for key in SAR_KWARGS):
         return None
-    kwargs = dict(kwargs)
-    return_maps, return_attention = kwargs.pop("return_maps", False), kwargs.pop("return_attention", False)
-    capture = kwargs.pop("capture", None)
-    as_tuple = bool(return_maps or return_attention)
-    if as_tuple:
-        if capture is not None:
-            raise SarvitError("capture: pass either capture= or return_maps/return_attention, not both")
-        capture = Capture(maps=bool(return_maps), cls_attention=bool(return_attention))
-    if not isinstance(capture, Capture):
-        raise SarvitTypeError(f"capture must be a sarvit.models.Capture, got {type(capture).__name__}")
+    kwargs, capture, as_tuple = capture_request(kwargs)
+    if capture is None:
+        return args, kwargs
     depth = len(last_stage_blocks(model))
     blocks = []
     for index in capture.attention_blocks:

@@ -25,8 +25,8 @@ from torch import nn
 
 from ..checks import check_choice, check_model
 from ..errors import SarvitError, SarvitTypeError
-from .capture import (Capture, begin_capture, disarm_capture, enable_capture, end_capture, has_class_token,
-                      patch_grid)
+from .capture import (SAR_KWARGS, Capture, begin_capture, capture_request, disarm_capture, enable_capture,  # noqa: F401
+                      end_capture, has_class_token, patch_grid)  # Capture: for the docstring examples
 from .pyramids import PYRAMIDS, PVTv2SARBlock, SwinSARBlock, last_stage_blocks, make_sar_pyramid
 from .query import ATTENTIONS, QUERIES
 from .sar_eva import EvaSARBlock
@@ -81,7 +81,6 @@ class SARBlock(nn.Module):
         return mlp_out if self.config.remove_last_mlp_skip else x + self.drop_path2(mlp_out)
 
 
-_SAR_KWARGS = ("return_maps", "return_attention", "capture")  # what a SAR model's forward takes beyond timm's
 
 
 def _before_forward(model: VisionTransformer, args: tuple, kwargs: dict):
@@ -101,19 +100,10 @@ def _before_forward(model: VisionTransformer, args: tuple, kwargs: dict):
     recorder.as_tuple = None
     if recorder.plan is not None:  # a forward pass that raised left the hooks armed
         disarm_capture(model)
-    if not any(key in kwargs for key in _SAR_KWARGS):
+    if not any(key in kwargs for key in SAR_KWARGS):
         return None
-    kwargs = dict(kwargs)
-    return_maps, return_attention = kwargs.pop("return_maps", False), kwargs.pop("return_attention", False)
-    capture = kwargs.pop("capture", None)
-    as_tuple = bool(return_maps or return_attention)
-    if as_tuple:
-        if capture is not None:
-            raise SarvitError("capture: pass either capture= or return_maps/return_attention, not both")
-        capture = Capture(maps=bool(return_maps), cls_attention=bool(return_attention))
+    kwargs, capture, as_tuple = capture_request(kwargs)
     if capture is not None:
-        if not isinstance(capture, Capture):
-            raise SarvitTypeError(f"capture must be a sarvit.models.Capture, got {type(capture).__name__}")
         if not capture.empty:
             config = model.blocks[-1].config
             begin_capture(model, capture, patch_grid(model, x), similarity=config.similarity, query=config.query)
