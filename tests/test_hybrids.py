@@ -168,15 +168,20 @@ def test_cvt_maps_are_the_squeezed_key_grid_by_hand(query, tmp_path):
             torch.testing.assert_close(other(x, return_maps=True)[1], S)
 
 
-def test_cvt_trains_with_sar():
-    torch.manual_seed(0)
-    model = sarvit.create_model("cvt_13", **CVT).train()
+def train_with_sar(model, x: torch.Tensor, y: torch.Tensor, steps: int = 2) -> torch.Tensor:
+    """``steps`` AdamW steps of cross-entropy + 0.01 * spatial entropy on one batch; the last loss."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x, y = torch.randn(4, 3, 96, 96), torch.tensor([0, 1, 2, 3])
-    for _ in range(2):
+    for _ in range(steps):
         logits, S = model(x, return_maps=True)
         loss = F.cross_entropy(logits, y) + 0.01 * sarvit.SpatialEntropyLoss()(S)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    return loss
+
+
+def test_cvt_trains_with_sar():
+    torch.manual_seed(0)
+    model = sarvit.create_model("cvt_13", **CVT).train()
+    loss = train_with_sar(model, torch.randn(4, 3, 96, 96), torch.tensor([0, 1, 2, 3]))
     assert torch.isfinite(loss) and model.patch_embed.embeds[0].proj.weight.grad.abs().sum() > 0

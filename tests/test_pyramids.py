@@ -10,6 +10,7 @@ from sarvit.checkpoints.files import write_checkpoint
 from sarvit.checkpoints.models import load_model
 from sarvit.models import Capture, ModelSpec
 from sarvit.models.pyramids import last_stage_blocks
+from test_hybrids import train_with_sar
 
 TINY = {  # 64 px: PVT-v2's last stage is 2x2 (stride 32); this 3-stage Swin's is 4x4 (stride 16) in one 4x4 window
     "pvt_v2_b0": dict(embed_dims=(16, 32, 48, 64), depths=(1, 1, 1, 2), num_heads=(1, 1, 2, 2), num_classes=5),
@@ -135,14 +136,8 @@ def test_cls_and_reduced_keys_are_refused():
 @pytest.mark.parametrize("name, query", CASES)
 def test_trains_and_round_trips(name, query, tmp_path):
     model = build(name, query).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x, y = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 3])
-    for _ in range(2):
-        logits, S = model(x, return_maps=True)
-        loss = F.cross_entropy(logits, y) + 0.01 * sarvit.SpatialEntropyLoss()(S)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    x = torch.randn(4, 3, 64, 64)
+    loss = train_with_sar(model, x, torch.tensor([0, 1, 2, 3]))
     assert torch.isfinite(loss)
     assert model.patch_embed.proj.weight.grad.abs().sum() > 0  # through the surgery to the first stage
     model.eval()
