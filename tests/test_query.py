@@ -108,7 +108,7 @@ def test_mean_and_pooled_differ_and_cls_less_models_need_them():
     model = build("vit_base_patch16_gap_224", "mean")
     x = torch.randn(2, 3, 32, 32)
     assert not torch.allclose(s_by_hand(model, x, "mean"), s_by_hand(model, x, "pooled"))
-    with pytest.raises(SarvitError, match="query='cls' needs one"):
+    with pytest.raises(SarvitError, match="'cls' needs one, use 'mean' or 'pooled'"):
         create_model("vit_base_patch16_gap_224", **TINY)
     with pytest.raises(SarvitError, match="query must be one of"):
         create_model("vit_tiny_patch16_224", query="avg", **TINY)

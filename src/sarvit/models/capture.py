@@ -123,7 +123,7 @@ def _block_indices(model: nn.Module, capture: Capture, query: str) -> tuple[int 
         if query == "cls" and not has_class_token(model):
             raise SarvitError(
                 f"query: capturing maps or cls_attention with query='cls' needs a [CLS] query; this "
-                f"{type(model).__name__} has no class token (use query='mean' or 'pooled')"
+                f"{type(model).__name__} has no class token (use 'mean' or 'pooled')"
             )
         cls_block = depth - 1
     for index in attention_blocks + ([] if cls_block is None else [cls_block]):

@@ -127,7 +127,7 @@ def _check_last_stage(model: nn.Module, name: str) -> None:
 def make_sar_pyramid(model: nn.Module, name: str, config) -> nn.Module:
     """SAR's surgery and capture hooks on a timm PVT-v2 / Swin ``model`` (``config``: a ``SARConfig``)."""
     if config.query == "cls":
-        raise SarvitError(f"query: {name!r} ({type(model).__name__}) has no [CLS] token; use query='mean' or 'pooled'")
+        raise SarvitError(f"query: {name!r} ({type(model).__name__}) has no [CLS] token; use 'mean' or 'pooled'")
     if isinstance(model, SwinTransformer) and model.dynamic_img_size:
         raise SarvitError(f"dynamic_img_size: {name!r} would change its last-stage windows with the input size; "
                           "SAR needs one window over the whole last-stage grid, so build it with a fixed img_size")

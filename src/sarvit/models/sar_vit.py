@@ -219,8 +219,8 @@ def create_model(
     if not isinstance(model, (VisionTransformer, Eva)):
         raise _not_a_vit(name, type(model))
     if query == "cls" and not has_class_token(model):
-        raise SarvitError(f"query: {name!r} has no [CLS] token (class_token=False); query='cls' needs one, "
-                          "use query='mean' or 'pooled'")
+        raise SarvitError(f"query: {name!r} has no [CLS] token (class_token=False); 'cls' needs one, "
+                          "use 'mean' or 'pooled'")
     if query == "cls" and model.global_pool not in ("token", ""):
         raise SarvitError(f"global_pool={model.global_pool!r}: the head of {name!r} would pool the patch tokens and "
                           "never read the [CLS] token whose attention SAR reads; keep global_pool='token'")
