@@ -95,9 +95,15 @@ def ema_update(teacher: Sequence[torch.Tensor], student: Sequence[torch.Tensor],
 class MomentumTeacherTask(TrainingTask):
     """A task with an EMA copy of its trained parts (DINO's teacher, MoCo-v3's momentum encoder): after each step
     the copy moves toward the trained parts with ``self.momentum(step, total_steps)``; ``steps_done`` (the
-    schedules' position) is kept in the state dict. Subclasses give :meth:`momentum_pairs`."""
+    schedules' position) is kept in the state dict. Subclasses set ``start_momentum`` and give
+    :meth:`momentum_pairs`."""
 
     steps_done: int = 0
+    start_momentum: float = 0.996
+
+    def momentum(self, step: int, total_steps: int) -> float:
+        """The EMA momentum after step ``step`` (0-based): cosine from ``start_momentum`` to 1."""
+        return cosine_ramp(self.start_momentum, 1.0, step, total_steps)
 
     def momentum_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """``(the EMA copy's parameters, the trained parameters they follow)``, in matching order."""
@@ -156,7 +162,7 @@ class DINOTask(MomentumTeacherTask):
         self.register_buffer("centre", torch.zeros(1, out_dim))
         self.steps_per_epoch, self.epochs = int(steps_per_epoch), int(epochs)
         self.freeze_steps = int(freeze_last_layer) * self.steps_per_epoch
-        self.momentum_teacher, self.student_temp, self.centre_momentum = momentum_teacher, student_temp, centre_momentum
+        self.start_momentum, self.student_temp, self.centre_momentum = momentum_teacher, student_temp, centre_momentum
         self.temperatures = (warmup_teacher_temp, teacher_temp, int(warmup_teacher_temp_epochs))
         self.steps_done = 0  # the schedules' position, kept in the state dict (get_extra_state)
 
@@ -189,10 +195,6 @@ class DINOTask(MomentumTeacherTask):
         return TaskOutput(loss=loss, terms=terms, metrics={"teacher_temp": loss.new_tensor(temp),
                                                            "teacher_entropy": per_image,
                                                            "teacher_mean_entropy": of_mean})
-
-    def momentum(self, step: int, total_steps: int) -> float:
-        """The teacher's momentum after step ``step`` (0-based): cosine from ``momentum_teacher`` to 1."""
-        return cosine_ramp(self.momentum_teacher, 1.0, step, total_steps)
 
     def momentum_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         return ([*self.teacher.parameters(), *self.teacher_head.parameters()],

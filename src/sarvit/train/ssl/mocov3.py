@@ -18,7 +18,6 @@ from torch import nn
 
 from .dino import MomentumTeacherTask
 from .heads import bn_mlp
-from .schedules import cosine_ramp
 from ..tasks import TaskOutput
 
 __all__ = ["contrastive_loss", "symmetrised_loss", "spread", "fix_patch_projection_and_position", "MoCoV3Task"]
@@ -105,7 +104,7 @@ class MoCoV3Task(MomentumTeacherTask):
         self.momentum_projector = copy.deepcopy(self.projector)
         for parameter in (*self.momentum_encoder.parameters(), *self.momentum_projector.parameters()):
             parameter.requires_grad_(False)
-        self.tau, self.base_momentum = float(tau), float(momentum)
+        self.tau, self.start_momentum = float(tau), float(momentum)
         self.steps_per_epoch, self.epochs = int(steps_per_epoch), int(epochs)
         self.steps_done = 0
 
@@ -122,10 +121,6 @@ class MoCoV3Task(MomentumTeacherTask):
             k1, k2 = (self.momentum_projector(part) for part in self.momentum_encoder(both).split(size))
         return TaskOutput(loss=symmetrised_loss(q1, q2, k1, k2, self.tau), terms=terms,
                           metrics={"query_spread": spread(q1), "key_spread": spread(k1)})
-
-    def momentum(self, step: int, total_steps: int) -> float:
-        """The momentum after step ``step`` (0-based): cosine from the base momentum to 1."""
-        return cosine_ramp(self.base_momentum, 1.0, step, total_steps)
 
     def momentum_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         return ([*self.momentum_encoder.parameters(), *self.momentum_projector.parameters()],
