@@ -46,6 +46,23 @@ def test_recipe_layers_and_sar_switches():
     assert plain["moco_t"] == 0.2 and plain["moco_m"] == 0.99 and plain["weight_decay"] == 0.1
 
 
+@pytest.mark.parametrize("method, init", [("dino", "timm"), ("mocov3", "moco"), ("mocov3", "timm")])
+def test_each_method_starts_from_its_papers_initialisation(method, init):
+    # MoCo-v3 initialises its ViT xavier-uniform (timm's "moco" mode: q, k and v each as a square matrix); DINO
+    # keeps timm's truncated normal of std 0.02; --weight-init overrides the recipe
+    config = resolve_pretrain_config({"method": method, "weight_init": init, "depth": 1, "embed_dim": 64,
+                                      "num_heads": 2, "out_dim": 16, "moco_mlp_dim": 16, "moco_dim": 8})
+    task, spec = build_task(config, steps_per_epoch=2)
+    qkv = task.model.model.blocks[0].attn.qkv.weight.detach()
+    fc1 = task.model.model.blocks[0].mlp.fc1.weight.detach()
+    if init == "moco":
+        assert qkv.abs().max() <= (6 / (64 + 64)) ** 0.5 and qkv.std() > 0.1  # U(-a, a) with a = sqrt(6 / 128)
+        assert float(fc1.std()) == pytest.approx((2 / (64 + 256)) ** 0.5, rel=0.05)
+        assert spec.timm_kwargs["weight_init"] == "moco"
+    else:
+        assert float(qkv.std()) == pytest.approx(0.02, rel=0.1) and "weight_init" not in spec.timm_kwargs
+
+
 @pytest.mark.parametrize("method", ["dino", "mocov3"])
 def test_tasks_keep_the_teacher_frozen_and_follow_the_student(method):
     config = resolve_pretrain_config({"method": method, "depth": 2, "embed_dim": 32, "num_heads": 2, "out_dim": 64,
@@ -124,7 +141,8 @@ def test_kill_9_then_resume_continues_exactly(tmp_path, method):
 
 def test_moco_loss_falls_and_knn_linear_probe_read_the_checkpoint(tmp_path, capsys):
     folder = tmp_path / "mocov3"
-    assert main(["pretrain", *argv("mocov3", folder, "--epochs", "3", "--sar")]) == 0
+    # 12 steps of 16 images: a learning rate 10x the tiny recipe's, so that the fall is well above the step noise
+    assert main(["pretrain", *argv("mocov3", folder, "--epochs", "4", "--lr", "1.5e-2", "--sar")]) == 0
     log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
     assert log[-1]["train_loss"] < log[0]["train_loss"] and log[0]["train_reg_spatial_entropy"] > 0
     assert main(["knn", "--weights", str(folder / "last.pth"), "--num-samples", "48", "--nb-knn", "5"]) == 0

@@ -19,10 +19,11 @@ _DINO = {"lr": 5e-4, "min_lr": 1e-6, "warmup_epochs": 10, "weight_decay": 0.04, 
          "clip_grad": 3.0, "local_crops_number": 10, "local_size": 96, "global_crops_scale": [0.4, 1.0],
          "local_crops_scale": [0.05, 0.4], "out_dim": 65536, "norm_last_layer": True, "freeze_last_layer": 1,
          "momentum_teacher": 0.996, "teacher_temp": 0.07, "warmup_teacher_temp": 0.04,
-         "warmup_teacher_temp_epochs": 30, "drop_path": 0.1}
+         "warmup_teacher_temp_epochs": 30, "drop_path": 0.1, "weight_init": "timm"}
 _MOCO = {"lr": 1.5e-4, "min_lr": 0.0, "warmup_epochs": 40, "weight_decay": 0.1, "weight_decay_end": 0.1,
          "clip_grad": None, "global_crops_scale": [0.08, 1.0], "local_crops_number": 0, "moco_t": 0.2, "moco_m": 0.99,
-         "moco_dim": 256, "moco_mlp_dim": 4096, "drop_path": 0.0}
+         "moco_dim": 256, "moco_mlp_dim": 4096, "drop_path": 0.0,
+         "weight_init": "moco"}
 
 # tiny: the same recipes on a 4-block, 128-wide ViT at 32 px (8 x 8 patches), 16 px local crops, smaller heads;
 # schedules shortened with the run (warm-ups of one epoch, the temperature warm-up over half the run).
