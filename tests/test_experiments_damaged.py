@@ -51,3 +51,19 @@ def test_damaged_run_files_are_read_around(tmp_path):
     assert results["cells"]["baseline"]["runs"]["seed1"]["final_top1"] == 20.0  # reading stops at the bad line
     assert "sar/seed1" in results["missing"]
     assert not math.isnan(results["cells"]["baseline"]["summary"]["best_top1"]["mean"])
+
+
+def test_report_only_describes_the_runs_in_the_folder_not_its_own_options(tmp_path, capsys):
+    from sarvit.cli import main
+
+    fake_run(tmp_path / "baseline" / "seed0", [30.0, 31.0], epochs=2)
+    fake_run(tmp_path / "sar" / "seed0", [33.0, 34.0], epochs=2)
+    assert main(["experiment", "jaccard", "--report-only", "--exp-dir", str(tmp_path), "--seeds", "1"]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "- scale:" not in report and "not run by `sarvit experiment`" in report  # assembled by hand
+    (tmp_path / "experiment.json").write_text(json.dumps(
+        {"grid": "jaccard", "scale": "quick", "data_set": "folder", "seeds": [0], "train_args": ["--epochs", "100"]}))
+    assert main(["experiment", "jaccard", "--report-only", "--exp-dir", str(tmp_path), "--seeds", "1"]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "- scale: quick" in report and "- data set: folder" in report
+    assert "- extra train options: --epochs 100" in report

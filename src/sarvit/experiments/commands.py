@@ -43,6 +43,21 @@ def _data_set(name: str) -> str:
     return canonical_dataset_name(name)
 
 
+def _describe(scale: str, data_set: str, train_args: Sequence[str]) -> dict[str, str]:
+    return {"scale": scale, "data set": data_set, "extra train options": " ".join(train_args) or "none"}
+
+
+def _stored_description(exp_dir: Path) -> dict[str, str]:
+    """How the grid in ``exp_dir`` was run, from the ``experiment.json`` its last run wrote."""
+    stored = exp_dir / "experiment.json"
+    try:
+        run = json.loads(stored.read_text())
+        return _describe(run["scale"], run["data_set"], run["train_args"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"runs": f"not run by `sarvit experiment` ({stored} missing or unreadable): each run's config.yaml "
+                        "says how it ran"}
+
+
 def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[str]] = None) -> int:
     from .report import write_report
     from .runner import TRAIN_COMMAND, plan_runs, run_grid
@@ -63,7 +78,9 @@ def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[st
         for plan in plans:
             print(f"{plan.label}: sarvit {grid.command} {' '.join(plan.args)}")
         return 0
-    header = {"scale": args.scale, "data set": data_set, "extra train options": " ".join(args.train_args) or "none"}
+    header = _describe(args.scale, data_set, args.train_args)
+    if args.report_only:  # the report describes the runs in the folder, not this call's (unused) options
+        header = _stored_description(exp_dir)
     outcome = None
     if not args.report_only:
         print(f"sarvit experiment {grid.name}: {len(grid.cells)} cells x {len(seeds)} seeds = {len(plans)} runs "
