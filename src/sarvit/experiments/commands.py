@@ -78,9 +78,8 @@ def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[st
         for plan in plans:
             print(f"{plan.label}: sarvit {grid.command} {' '.join(plan.args)}")
         return 0
-    header = _describe(args.scale, data_set, args.train_args)
-    if args.report_only:  # the report describes the runs in the folder, not this call's (unused) options
-        header = _stored_description(exp_dir)
+    # --report-only: the report describes the runs in the folder, not this call's (unused) options
+    header = _stored_description(exp_dir) if args.report_only else _describe(args.scale, data_set, args.train_args)
     outcome = None
     if not args.report_only:
         print(f"sarvit experiment {grid.name}: {len(grid.cells)} cells x {len(seeds)} seeds = {len(plans)} runs "

@@ -62,7 +62,7 @@ def _spec(config: dict[str, Any]) -> ModelSpec:
               **{key: config[key] for key in ("patch_size", "depth", "embed_dim", "num_heads") if config.get(key)}}
     if config["method"] == "dino":
         kwargs["dynamic_img_size"] = True
-    if config.get("weight_init", "timm") != "timm":  # timm's other initialisations (MoCo-v3's: "moco")
+    if config["weight_init"] != "timm":  # timm's other initialisations (MoCo-v3's: "moco")
         kwargs["weight_init"] = config["weight_init"]
     sar = {"remove_last_skip": config["remove_last_skip"], "remove_last_norm": config["remove_last_norm"]}
     return ModelSpec(config["model"], sar, kwargs)
