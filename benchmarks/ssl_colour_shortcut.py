@@ -46,8 +46,10 @@ def main() -> None:
     args, more = parser.parse_args(argv[:split]), argv[split + 1:]
     folders = {"colour": args.data_path, "grey": grey_copy(args.data_path, args.work / "grey")}
     for name, folder in folders.items():
-        sarvit(["pretrain", "--method", args.method, "--no-sar", "--data-set", "folder", "--data-path", str(folder),
-                "--output-dir", str(args.work / name), "--overwrite", *more])
+        code = sarvit(["pretrain", "--method", args.method, "--no-sar", "--data-set", "folder", "--data-path",
+                       str(folder), "--output-dir", str(args.work / name), "--overwrite", *more])
+        if code:
+            raise SystemExit(f"the {name} run failed (exit code {code}); see its output above")
     print(f"k-NN top-1 (%) of {args.method}, at initialisation then after each epoch:")
     for name in folders:
         print(f"  {name:6s} " + " ".join(f"{value:5.1f}" for value in knn_curve(args.work / name)))

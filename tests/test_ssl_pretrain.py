@@ -63,6 +63,16 @@ def test_each_method_starts_from_its_papers_initialisation(method, init):
         assert float(qkv.std()) == pytest.approx(0.02, rel=0.1) and "weight_init" not in spec.timm_kwargs
 
 
+def test_the_moco_initialisation_only_where_timm_has_it_and_not_for_older_runs():
+    from sarvit.errors import SarvitError
+
+    assert resolve_pretrain_config({"method": "mocov3", "model": "eva02_tiny_patch14_224"})["weight_init"] == "timm"
+    with pytest.raises(SarvitError, match="--weight-init moco: an initialisation of timm's VisionTransformer"):
+        resolve_pretrain_config({"method": "mocov3", "model": "eva02_tiny_patch14_224", "weight_init": "moco"})
+    stored = {key: value for key, value in resolve_pretrain_config({"method": "mocov3"}).items() if key != "weight_init"}
+    assert resolve_pretrain_config({}, stored)["weight_init"] == "timm"  # stored before --weight-init existed
+
+
 @pytest.mark.parametrize("method", ["dino", "mocov3"])
 def test_tasks_keep_the_teacher_frozen_and_follow_the_student(method):
     config = resolve_pretrain_config({"method": method, "depth": 2, "embed_dim": 32, "num_heads": 2, "out_dim": 64,

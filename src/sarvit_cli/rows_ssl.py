@@ -97,8 +97,10 @@ SSL_OPTIONS: tuple[Option, ...] = (
       metavar="T", within=POSITIVE),
     O("warmup-teacher-temp-epochs", ROOM_SSL, "DINO: epochs of the teacher temperature's linear warm-up (30)",
       PRETRAIN, type=int, metavar="N", within=NON_NEGATIVE),
-    O("weight-init", ROOM_MODEL, "the ViT's initialisation: timm (truncated normal, std 0.02: DINO's), moco "
-      "(MoCo-v3's: xavier-uniform, per q/k/v; timm's 'moco' mode) or jax", PRETRAIN, choices=("timm", "moco", "jax")),
+    O("weight-init", ROOM_MODEL, "the ViT's initialisation, one of timm's VisionTransformer modes: timm (truncated "
+      "normal, std 0.02; DINO's default), moco (MoCo-v3's xavier-uniform, q/k/v each square; the mocov3 default on "
+      "timm's ViT/DeiT models, other models keep timm's) or jax (timm's JAX-ViT one)", PRETRAIN,
+      choices=("timm", "moco", "jax")),
     O("moco-t", ROOM_SSL, "MoCo-v3: contrastive temperature tau (0.2)", PRETRAIN, type=float, metavar="TAU",
       within=POSITIVE),
     O("moco-m", ROOM_SSL, "MoCo-v3: momentum at the start, cosine to 1 (0.99)", PRETRAIN, type=float, metavar="M",

@@ -13,7 +13,8 @@ from .files import FORMAT, PathLike, load_checkpoint, resolve_checkpoint_path
 
 __all__ = ["stored_spec", "checkpoint_spec", "model_from_checkpoint", "load_model", "resolve_device"]
 
-_TRAINING_ONLY = ("drop_path_rate", "pretrained")  # change nothing a loaded model computes in eval mode
+# change nothing a loaded model computes in eval mode (weight_init: how training started; the weights replace it)
+_TRAINING_ONLY = ("drop_path_rate", "pretrained", "weight_init")
 
 
 def stored_spec(checkpoint: dict) -> Optional[ModelSpec]:

@@ -50,12 +50,13 @@ def _describe(scale: str, data_set: str, train_args: Sequence[str]) -> dict[str,
 def _stored_description(exp_dir: Path) -> dict[str, str]:
     """How the grid in ``exp_dir`` was run, from the ``experiment.json`` its last run wrote."""
     stored = exp_dir / "experiment.json"
+    if not stored.is_file():
+        return {"runs": f"not run by `sarvit experiment` (no {stored.name}): each run's config.yaml says how it ran"}
     try:
         run = json.loads(stored.read_text())
         return _describe(run["scale"], run["data_set"], run["train_args"])
     except (OSError, ValueError, KeyError, TypeError):
-        return {"runs": f"not run by `sarvit experiment` ({stored} missing or unreadable): each run's config.yaml "
-                        "says how it ran"}
+        return {"runs": f"unknown: {stored} is damaged; each run's config.yaml says how it ran"}
 
 
 def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[str]] = None) -> int:
@@ -85,13 +86,14 @@ def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[st
         print(f"sarvit experiment {grid.name}: {len(grid.cells)} cells x {len(seeds)} seeds = {len(plans)} runs "
               f"in {exp_dir}/ (scale {args.scale}, {data_set}, {args.jobs} at a time)", flush=True)
         started = time.monotonic()
+        exp_dir.mkdir(parents=True, exist_ok=True)  # before the runs, so an interrupted call leaves its own record
+        (exp_dir / "experiment.json").write_text(json.dumps(
+            {"grid": grid.name, "scale": args.scale, "data_set": data_set, "seeds": seeds,
+             "train_args": list(args.train_args)}, indent=1) + "\n")
         command = train_command or (*TRAIN_COMMAND[:-1], grid.command)  # `sarvit train` or `sarvit pretrain`
         outcome = run_grid(plans, jobs=args.jobs, train_command=command,
                            say=lambda line: print(line, flush=True))
         header["wall time of this call"] = f"{time.monotonic() - started:.0f} s"
-        (exp_dir / "experiment.json").write_text(json.dumps(
-            {"grid": grid.name, "scale": args.scale, "data_set": data_set, "seeds": seeds,
-             "train_args": list(args.train_args)}, indent=1) + "\n")
     if args.report_only and not exp_dir.is_dir():
         raise SarvitError(f"--report-only: no experiment folder at {exp_dir}; run the grid first (without "
                           "--report-only) or give the --exp-dir it wrote")

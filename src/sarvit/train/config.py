@@ -44,11 +44,11 @@ SAR_COMPONENTS = ("sar_loss", "remove_last_skip", "remove_last_norm")
 # Printed when a run on a user's data gets SAR without asking: what the default is, why, and what was measured
 # (docs/results-sar-stall.md, 2026-12-01: scikit-learn digits, the quick recipe, 25 epochs, 5 paired seeds).
 SAR_DEFAULT_NOTE = ("note: SAR is on by default (the papers' method; its loss waits until the task learns, "
-                    "--sar-loss-gate). Measured on scikit-learn digits with the quick recipe (5 seeds, 30 epochs): "
+                    "--sar-loss-gate). Measured with the quick recipe: on scikit-learn digits (5 seeds, 30 epochs) "
                     "best val top-1 +9.0 points against --no-sar, 95 % interval [+5.1, +12.9], most of it from the "
-                    "last-block surgery; within noise on photo crops (+1.8 [-1.4, +5.1]) and on LFW faces at the "
-                    "recipe's 100 epochs (+0.6 [-0.0, +1.3], 10 seeds), 0.9 lower there when cut to 30 epochs; see "
-                    "the docs' SAR-stall results. --no-sar turns it off.")
+                    "last-block surgery; within noise on photo crops (+1.8 [-1.4, +5.1]) and on LFW faces at the 100 "
+                    "epochs the recipe gives that set (+0.62 [-0.01, +1.26], 10 seeds; 0.9 lower when cut to 30 "
+                    "epochs); see the docs' SAR-stall results. --no-sar turns it off.")
 # Options that only stand for others (expanded by expand_sar) or name the --config file: not fields.
 SUGAR = ("use_nosn", "config")
 # Written to config.yaml as resolved; recomputed, not read, when the file is fed back with --config.

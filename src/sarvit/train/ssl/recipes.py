@@ -43,6 +43,13 @@ HEAD_WIDTHS = {"tiny": {"hidden_dim": 512, "bottleneck_dim": 64, "probe_lr": 0.1
 _INVOCATION = ("resume", "overwrite")
 
 
+def _vit_models() -> set[str]:
+    """timm's models built by its VisionTransformer class, which has the ``weight_init`` modes."""
+    import timm
+
+    return set(timm.list_models(module=["vision_transformer", "deit"]))
+
+
 def resolve_pretrain_config(typed: dict[str, Any], stored: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """The run's configuration: table defaults < recipe < ``stored`` (a resumed run's options) < ``typed``.
 
@@ -50,6 +57,8 @@ def resolve_pretrain_config(typed: dict[str, Any], stored: Optional[dict[str, An
     terms come on top, resolved as `sarvit train` resolves them (``config["regularizers"]``).
     """
     base = dict(stored or {})
+    if stored is not None:  # a run stored before --weight-init existed started from timm's initialisation
+        base.setdefault("weight_init", "timm")
     method = typed.get("method", base.get("method", "dino"))
     scale = typed.get("scale", base.get("scale", "tiny"))
     scale = "tiny" if scale == "small" else scale
@@ -57,6 +66,11 @@ def resolve_pretrain_config(typed: dict[str, Any], stored: Optional[dict[str, An
               **{k: v for k, v in base.items() if k not in _INVOCATION}, **typed}
     config.update(method=method, scale=scale)
     config = check_values("pretrain", config)
+    if config["weight_init"] != "timm" and config["model"].split(".")[0] not in _vit_models():
+        if "weight_init" in typed:
+            raise SarvitError(f"--weight-init {config['weight_init']}: an initialisation of timm's VisionTransformer; "
+                              f"--model {config['model']} is not one (give --weight-init timm)")
+        config["weight_init"] = "timm"  # the recipe's MoCo-v3 init is for timm's ViT classes (documented)
     if config.get("data_set") != "synthetic" and "num_samples" not in typed:
         config["num_samples"] = None  # the tiny recipe's image count is the synthetic set's
     sar = bool(config.get("sar"))
