@@ -42,7 +42,7 @@ OPTION_NAMES: dict[str, str] = {**dest_of_spelling("eval"), **dest_of_spelling("
 # SAR: the loss and the two removals of Eq. 10-11; --sar/--no-sar sets all three at once.
 SAR_COMPONENTS = ("sar_loss", "remove_last_skip", "remove_last_norm")
 # Printed when a run on a user's data gets SAR without asking: what the default is, why, and what was measured
-# (docs/results-sar-stall.md, 2026-12-01: scikit-learn digits, the quick recipe, 25 epochs, 5 paired seeds).
+# (docs/results-sar-stall.md, 2026-12-01: the quick recipe on the real-image sets, paired seeds).
 SAR_DEFAULT_NOTE = ("note: SAR is on by default (the papers' method; its loss waits until the task learns, "
                     "--sar-loss-gate). Measured with the quick recipe: on scikit-learn digits (5 seeds, 30 epochs) "
                     "best val top-1 +9.0 points against --no-sar, 95 % interval [+5.1, +12.9], most of it from the "

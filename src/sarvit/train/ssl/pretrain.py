@@ -237,8 +237,9 @@ class _Pretraining:
             write_text(yaml.safe_dump(run, sort_keys=True), self.out / "config.yaml")  # the resolved options
             self.log = RunLog(self.out, self.history, tensorboard=False)
         terms = self.task.model.describe() or "none"
-        say(info, f"pretraining with {config['method']} ({config['scale']} recipe): {config['model']} at "
-                   f"{config['input_size']} px, loss terms: {terms}; {len(self.loader.sampler) * info.world_size} "
+        say(info, f"pretraining with {config['method']} ({config['scale']} recipe): {config['model']} "
+                   f"({config['weight_init']} initialisation) at {config['input_size']} px, loss terms: {terms}; "
+                   f"{len(self.loader.sampler) * info.world_size} "
                    f"images/epoch, {config['epochs']} epochs, batch {config['batch_size']} x {info.world_size}, "
                    f"lr {self.lr:.2e}; output {self.out}")
         if self.knn_at_init is not None and not config.get("resume"):

@@ -22,8 +22,7 @@ _DINO = {"lr": 5e-4, "min_lr": 1e-6, "warmup_epochs": 10, "weight_decay": 0.04, 
          "warmup_teacher_temp_epochs": 30, "drop_path": 0.1, "weight_init": "timm"}
 _MOCO = {"lr": 1.5e-4, "min_lr": 0.0, "warmup_epochs": 40, "weight_decay": 0.1, "weight_decay_end": 0.1,
          "clip_grad": None, "global_crops_scale": [0.08, 1.0], "local_crops_number": 0, "moco_t": 0.2, "moco_m": 0.99,
-         "moco_dim": 256, "moco_mlp_dim": 4096, "drop_path": 0.0,
-         "weight_init": "moco"}
+         "moco_dim": 256, "moco_mlp_dim": 4096, "drop_path": 0.0, "weight_init": "moco"}
 
 # tiny: the same recipes on a 4-block, 128-wide ViT at 32 px (8 x 8 patches), 16 px local crops, smaller heads;
 # schedules shortened with the run (warm-ups of one epoch, the temperature warm-up over half the run).
@@ -70,7 +69,7 @@ def resolve_pretrain_config(typed: dict[str, Any], stored: Optional[dict[str, An
         if "weight_init" in typed:
             raise SarvitError(f"--weight-init {config['weight_init']}: an initialisation of timm's VisionTransformer; "
                               f"--model {config['model']} is not one (give --weight-init timm)")
-        config["weight_init"] = "timm"  # the recipe's MoCo-v3 init is for timm's ViT classes (documented)
+        config["weight_init"] = "timm"  # the recipe's MoCo-v3 init is for timm's ViT classes (printed, documented)
     if config.get("data_set") != "synthetic" and "num_samples" not in typed:
         config["num_samples"] = None  # the tiny recipe's image count is the synthetic set's
     sar = bool(config.get("sar"))
