@@ -67,3 +67,19 @@ def test_report_only_describes_the_runs_in_the_folder_not_its_own_options(tmp_pa
     report = (tmp_path / "report.md").read_text()
     assert "- scale: quick" in report and "- data set: folder" in report
     assert "- extra train options: --epochs 100" in report
+
+
+def test_report_only_reports_the_folders_seeds_and_refuses_another_grids_folder(tmp_path, capsys):
+    from sarvit.cli import main
+
+    for seed, (base, sar) in enumerate(((30.0, 33.0), (31.0, 35.0))):
+        fake_run(tmp_path / "baseline" / f"seed{seed}", [base], epochs=1)
+        fake_run(tmp_path / "sar" / f"seed{seed}", [sar], epochs=1)
+    (tmp_path / "experiment.json").write_text(json.dumps(
+        {"grid": "jaccard", "scale": "tiny", "data_set": "synthetic", "seeds": [0, 1], "train_args": []}))
+    assert main(["experiment", "jaccard", "--report-only", "--exp-dir", str(tmp_path), "--seeds", "1"]) == 0
+    assert "have seeds 0, 1 (its experiment.json); reporting those, not --seeds 1" in capsys.readouterr().out
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["cells"]["sar"]["runs"]) == {"seed0", "seed1"} and results["seeds"] == "0, 1"
+    assert main(["experiment", "ablation", "--report-only", "--exp-dir", str(tmp_path)]) == 2
+    assert "holds the runs of grid 'jaccard', not 'ablation'" in capsys.readouterr().err

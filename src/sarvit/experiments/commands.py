@@ -47,16 +47,24 @@ def _describe(scale: str, data_set: str, train_args: Sequence[str]) -> dict[str,
     return {"scale": scale, "data set": data_set, "extra train options": " ".join(train_args) or "none"}
 
 
-def _stored_description(exp_dir: Path) -> dict[str, str]:
-    """How the grid in ``exp_dir`` was run, from the ``experiment.json`` its last run wrote."""
+def _stored_record(exp_dir: Path, grid_name: str) -> tuple[dict[str, str], Optional[list[int]]]:
+    """How the grid in ``exp_dir`` was run, from the ``experiment.json`` its last run wrote: the report's header
+    and the seeds it ran (None where the record is missing or damaged)."""
     stored = exp_dir / "experiment.json"
     if not stored.is_file():
-        return {"runs": f"not run by `sarvit experiment` (no {stored.name}): each run's config.yaml says how it ran"}
+        return {"runs": f"not run by `sarvit experiment` (no {stored.name}): each run's config.yaml says how it ran"}, None
     try:
         run = json.loads(stored.read_text())
-        return _describe(run["scale"], run["data_set"], run["train_args"])
+        header, seeds = _describe(run["scale"], run["data_set"], run["train_args"]), run["seeds"]
+        grid = run["grid"]
+        if not (isinstance(seeds, list) and seeds and all(type(seed) is int for seed in seeds)):
+            raise TypeError
     except (OSError, ValueError, KeyError, TypeError):
-        return {"runs": f"unknown: {stored} is damaged; each run's config.yaml says how it ran"}
+        return {"runs": f"unknown: {stored} is damaged; each run's config.yaml says how it ran"}, None
+    if grid != grid_name:
+        raise SarvitError(f"--report-only: {exp_dir} holds the runs of grid {grid!r}, not {grid_name!r} "
+                          f"(say `sarvit experiment {grid} --report-only`)")
+    return header, seeds
 
 
 def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[str]] = None) -> int:
@@ -80,7 +88,13 @@ def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[st
             print(f"{plan.label}: sarvit {grid.command} {' '.join(plan.args)}")
         return 0
     # --report-only: the report describes the runs in the folder, not this call's (unused) options
-    header = _stored_description(exp_dir) if args.report_only else _describe(args.scale, data_set, args.train_args)
+    header = _describe(args.scale, data_set, args.train_args)
+    if args.report_only:
+        header, stored_seeds = _stored_record(exp_dir, grid.name)
+        if stored_seeds is not None and stored_seeds != seeds:
+            print(f"--report-only: the runs in {exp_dir} have seeds {', '.join(map(str, stored_seeds))} "
+                  f"(its experiment.json); reporting those, not --seeds {args.seeds}", flush=True)
+            seeds = stored_seeds
     outcome = None
     if not args.report_only:
         print(f"sarvit experiment {grid.name}: {len(grid.cells)} cells x {len(seeds)} seeds = {len(plans)} runs "
