@@ -155,6 +155,8 @@ def test_moco_loss_falls_and_knn_linear_probe_read_the_checkpoint(tmp_path, caps
     assert main(["pretrain", *argv("mocov3", folder, "--epochs", "4", "--lr", "1.5e-2", "--sar")]) == 0
     log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
     assert log[-1]["train_loss"] < log[0]["train_loss"] and log[0]["train_reg_spatial_entropy"] > 0
+    at_init = torch.load(folder / "last.pth", map_location="cpu", weights_only=False)["knn_at_init"]["top1"]
+    assert all(line["knn_init_top1"] == at_init for line in log)   # what `sarvit experiment ssl` pairs with
     assert main(["knn", "--weights", str(folder / "last.pth"), "--num-samples", "48", "--nb-knn", "5"]) == 0
     knn = json.loads((folder / "knn.json").read_text())
     assert knn["k"] == 5 and knn["temperature"] == 0.07 and 0 <= knn["top5"] <= 100

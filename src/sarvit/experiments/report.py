@@ -39,6 +39,15 @@ def _difference_table(results: dict) -> list[str]:
     return lines if len(lines) > 2 else ["(no cell has a finished baseline to compare with yet)"]
 
 
+def _over_init_table(results: dict) -> list[str]:
+    lines = ["| cell | paired seeds | final k-NN top-1 - at initialisation [95 % CI] | |", "|---|---|---|---|"]
+    for name, cell in results["cells"].items():
+        if cell["over_init"] is not None:
+            lines.append(f"| {name} | {cell['over_init'].n} | {cell['over_init'].text(2)} | "
+                         f"{cell['over_init'].verdict('at initialisation')} |")
+    return lines if len(lines) > 2 else ["(no finished run logged its k-NN at initialisation)"]
+
+
 def _noise_sentence(results: dict) -> str:
     """One plain sentence on the accuracy differences: which stand out of the noise, which do not."""
     clear, noise = [], []
@@ -65,6 +74,10 @@ def render_markdown(results: dict, grid: Grid, pictures: Sequence[Path], header:
                  "k-NN top-1 every epoch, the linear probe at the end." if grid.command == "pretrain" else ""), "",
               "## Difference to the baseline (paired by seed, Student t)", "", *_difference_table(results), "",
               _noise_sentence(results), ""]
+    if grid.command == "pretrain":
+        lines += ["## k-NN over the network at initialisation (paired by seed, Student t)", "",
+                  "Each run's final k-NN top-1 against its own network before the first step (same seed).", "",
+                  *_over_init_table(results), ""]
     if results["missing"]:
         lines += [f"Not finished (left out of the statistics): {', '.join(results['missing'])}.", ""]
     lines += ["## The papers' figures (theirs, for orientation)", "", f"{grid.paper_source}.", ""]

@@ -22,6 +22,7 @@ METRICS = (
 )
 # `sarvit pretrain` runs: the evaluation network's k-NN top-1 every epoch, its linear probe at the end
 SSL_METRICS = (
+    ("init_top1", "k-NN top-1 at initialisation (%)", "knn_init_top1", "final"),
     ("best_top1", "best k-NN top-1 (%)", "knn_top1", "max"),
     ("final_top1", "final k-NN top-1 (%)", "knn_top1", "final"),
     ("linear_top1", "linear-probe top-1 (%)", "linear_top1", "final"),
@@ -79,6 +80,9 @@ def collect(grid: Grid, exp_dir: Path, seeds: Sequence[int]) -> dict:
         cell["vs_baseline"] = {} if base is None else {
             key: paired_difference({s: r[key] for s, r in cell["runs"].items()},
                                    {s: r[key] for s, r in base["runs"].items()}) for key, *_ in metrics}
+    for cell in cells.values():  # pretraining: the final k-NN against the same run's network at initialisation
+        cell["over_init"] = None if grid.command != "pretrain" else paired_difference(
+            {s: r["final_top1"] for s, r in cell["runs"].items()}, {s: r["init_top1"] for s, r in cell["runs"].items()})
     return {"grid": grid.name, "cells": cells, "missing": missing, "metrics": metrics}
 
 
@@ -92,5 +96,6 @@ def to_json(results: dict) -> dict:
             "summary": {key: value.to_dict() for key, value in cell["summary"].items()},
             "vs_baseline": {key: (value.to_dict() if value is not None else None)
                             for key, value in cell["vs_baseline"].items()},
+            "over_init": cell["over_init"].to_dict() if cell["over_init"] is not None else None,
         }
     return {**{k: v for k, v in results.items() if k not in ("cells", "metrics")}, "cells": cells}

@@ -49,12 +49,12 @@ class PairedDifference:
             return None
         return self.ci_low <= 0.0 <= self.ci_high
 
-    def verdict(self) -> str:
+    def verdict(self, than: str = "the baseline") -> str:
         if self.within_noise is None:
             return f"cannot tell ({self.n} paired seed{'s' if self.n != 1 else ''}; {MIN_PAIRS_FOR_VERDICT} needed)"
         if self.within_noise:
             return "within noise (the interval contains 0)"
-        return "higher than the baseline" if self.mean > 0 else "lower than the baseline"
+        return f"higher than {than}" if self.mean > 0 else f"lower than {than}"
 
     def text(self, digits: int = 2) -> str:
         if self.ci_low is None:

@@ -256,6 +256,8 @@ class _Pretraining:
             line = {"epoch": epoch, **{f"train_{key}": value for key, value in metrics.items() if key not in _UNLOGGED},
                     "lr": metrics["lr"], "knn_top1": knn["top1"], "knn_top5": knn["top5"],
                     "epoch_s": time.perf_counter() - start}
+            if self.knn_at_init is not None:  # the same network before any step: what the grid's gain is paired with
+                line["knn_init_top1"] = self.knn_at_init["top1"]
             evaluated = self.task.evaluation_model()
             if self.mask_loader is not None:
                 scores = attention_scores(evaluated, self.mask_loader, info.device)
