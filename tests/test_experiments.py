@@ -267,3 +267,23 @@ def test_the_regularizers_grid_has_a_cell_per_registered_term():
     cells = get_grid("regularizers").cells
     assert [cell.name for cell in cells] == ["baseline", *REGULARIZERS]
     assert all(cell.flags == ("--no-sar", "--reg", cell.name) for cell in cells[1:])
+
+
+def test_seeds_run_in_several_calls_are_all_recorded_and_reported(tmp_path, monkeypatch, capsys):
+    script, calls = tmp_path / "fake_train.py", tmp_path / "calls.txt"
+    script.write_text(FAKE_TRAIN)
+    monkeypatch.setenv("FAKE_CALLS", str(calls))
+    exp = tmp_path / "exp"
+
+    def experiment(seeds, *extra):
+        argv = ["experiment", "jaccard", "--seeds", seeds, "--exp-dir", str(exp), *extra, "--", "--epochs", "1"]
+        return run_experiment(parse_args(argv), train_command=[sys.executable, str(script)])
+
+    assert experiment("0,1") == 0 and experiment("1,2") == 0
+    assert json.loads((exp / "experiment.json").read_text())["seeds"] == [0, 1, 2]
+    assert experiment("5", "--report-only") == 0
+    assert "have seeds 0, 1, 2 (its experiment.json); reporting those, not --seeds 5" in capsys.readouterr().out
+    assert json.loads((exp / "results.json").read_text())["cells"]["sar"]["summary"]["final_top1"]["n"] == 3
+    with pytest.raises(SarvitError, match="started with other options"):  # another experiment in that folder
+        experiment("3", "--scale", "quick")
+    assert json.loads((exp / "experiment.json").read_text())["scale"] == "tiny"   # the folder's record is kept

@@ -67,9 +67,23 @@ def _stored_record(exp_dir: Path, grid_name: str) -> tuple[dict[str, str], Optio
     return header, seeds
 
 
+def _write_record(exp_dir: Path, record: dict) -> None:
+    """``experiment.json``: how the grid in ``exp_dir`` runs. A call that repeats the folder's grid, scale, data
+    set and options with other seeds adds them (``--seeds 0,1`` then ``--seeds 2`` record 0, 1, 2)."""
+    stored = exp_dir / "experiment.json"
+    try:
+        earlier = json.loads(stored.read_text()) if stored.is_file() else {}
+        same = all(earlier.get(key) == record[key] for key in ("grid", "scale", "data_set", "train_args"))
+        seeds = [seed for seed in earlier["seeds"] if type(seed) is int] if same else []
+    except (OSError, ValueError, KeyError, TypeError):  # a damaged record is replaced by this call's
+        seeds = []
+    record = {**record, "seeds": seeds + [seed for seed in record["seeds"] if seed not in seeds]}
+    stored.write_text(json.dumps(record, indent=1) + "\n")
+
+
 def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[str]] = None) -> int:
     from .report import write_report
-    from .runner import TRAIN_COMMAND, plan_runs, run_grid
+    from .runner import TRAIN_COMMAND, check_plans, plan_runs, run_grid
 
     if args.list:
         print(describe_grids())
@@ -100,10 +114,10 @@ def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[st
         print(f"sarvit experiment {grid.name}: {len(grid.cells)} cells x {len(seeds)} seeds = {len(plans)} runs "
               f"in {exp_dir}/ (scale {args.scale}, {data_set}, {args.jobs} at a time)", flush=True)
         started = time.monotonic()
+        check_plans(plans)  # a folder of another experiment keeps its record
         exp_dir.mkdir(parents=True, exist_ok=True)  # before the runs, so an interrupted call leaves its own record
-        (exp_dir / "experiment.json").write_text(json.dumps(
-            {"grid": grid.name, "scale": args.scale, "data_set": data_set, "seeds": seeds,
-             "train_args": list(args.train_args)}, indent=1) + "\n")
+        _write_record(exp_dir, {"grid": grid.name, "scale": args.scale, "data_set": data_set, "seeds": seeds,
+                                "train_args": list(args.train_args)})
         command = train_command or (*TRAIN_COMMAND[:-1], grid.command)  # `sarvit train` or `sarvit pretrain`
         outcome = run_grid(plans, jobs=args.jobs, train_command=command,
                            say=lambda line: print(line, flush=True))

@@ -111,25 +111,37 @@ def run_state(folder: Path) -> str:
     return "resumable" if (folder / "last.pth").is_file() else "new"
 
 
-def _record_command(plan: RunPlan) -> None:
-    """Write ``command.json``, or refuse when the folder holds a run planned with other options."""
+def _stored_args(plan: RunPlan) -> Optional[list]:
+    """The options the run in ``plan.folder`` was started with (None: no run yet); refused when they differ."""
     record = plan.folder / "command.json"
-    if record.is_file():
-        try:
-            stored = json.loads(record.read_text())
-        except (ValueError, UnicodeDecodeError):
-            stored = None
-        if not isinstance(stored, dict) or not isinstance(stored.get("args"), list):
-            raise SarvitError(f"{record} is damaged (expected {{\"args\": [the run's options]}}); it records how "
-                              f"the run in {plan.folder} was started: restore it, or remove that run's folder")
-        stored = stored["args"]
-        if stored != list(plan.args):
-            raise SarvitError(
-                f"{plan.folder} holds a run started with other options:\n  {' '.join(stored or [])}\nnow:\n  "
-                f"{' '.join(plan.args)}\nuse another --exp-dir, or the options it was started with")
-        return
-    plan.folder.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"args": list(plan.args)}, indent=1) + "\n")
+    if not record.is_file():
+        return None
+    try:
+        stored = json.loads(record.read_text())
+    except (ValueError, UnicodeDecodeError):
+        stored = None
+    if not isinstance(stored, dict) or not isinstance(stored.get("args"), list):
+        raise SarvitError(f"{record} is damaged (expected {{\"args\": [the run's options]}}); it records how "
+                          f"the run in {plan.folder} was started: restore it, or remove that run's folder")
+    stored = stored["args"]
+    if stored != list(plan.args):
+        raise SarvitError(
+            f"{plan.folder} holds a run started with other options:\n  {' '.join(stored or [])}\nnow:\n  "
+            f"{' '.join(plan.args)}\nuse another --exp-dir, or the options it was started with")
+    return stored
+
+
+def check_plans(plans: Sequence[RunPlan]) -> None:
+    """Refuse, before anything is written, a grid whose folder holds a run started with other options."""
+    for plan in plans:
+        _stored_args(plan)
+
+
+def _record_command(plan: RunPlan) -> None:
+    """Write ``command.json`` for a run not started before."""
+    if _stored_args(plan) is None:
+        plan.folder.mkdir(parents=True, exist_ok=True)
+        (plan.folder / "command.json").write_text(json.dumps({"args": list(plan.args)}, indent=1) + "\n")
 
 
 @dataclass
@@ -182,6 +194,7 @@ def run_grid(plans: Sequence[RunPlan], jobs: int = 1, train_command: Sequence[st
     """Run every unfinished plan (``jobs`` at a time); a failing run is reported and the others go on."""
     if jobs < 1:
         raise SarvitError(f"--jobs must be at least 1, got {jobs}")
+    check_plans(plans)
     outcome = GridOutcome(total=len(plans), skipped=[], completed=[], failed=[])
     todo = []
     for plan in plans:
