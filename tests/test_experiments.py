@@ -279,11 +279,20 @@ def test_seeds_run_in_several_calls_are_all_recorded_and_reported(tmp_path, monk
         argv = ["experiment", "jaccard", "--seeds", seeds, "--exp-dir", str(exp), *extra, "--", "--epochs", "1"]
         return run_experiment(parse_args(argv), train_command=[sys.executable, str(script)])
 
+    def runs_reported():
+        return json.loads((exp / "results.json").read_text())["cells"]["sar"]["summary"]["final_top1"]["n"]
+
     assert experiment("0,1") == 0 and experiment("1,2") == 0
-    assert json.loads((exp / "experiment.json").read_text())["seeds"] == [0, 1, 2]
+    assert json.loads((exp / "experiment.json").read_text())["seeds"] == [0, 1, 2] and runs_reported() == 3
     assert experiment("5", "--report-only") == 0
-    assert "have seeds 0, 1, 2 (its experiment.json); reporting those, not --seeds 5" in capsys.readouterr().out
-    assert json.loads((exp / "results.json").read_text())["cells"]["sar"]["summary"]["final_top1"]["n"] == 3
-    with pytest.raises(SarvitError, match="started with other options"):  # another experiment in that folder
+    assert "have seeds 0, 1, 2 (its experiment.json); reporting those, not this call's 0, 1, 2, 3, 4" in (
+        capsys.readouterr().out) and runs_reported() == 3
+    record = (exp / "experiment.json").read_text()
+    with pytest.raises(SarvitError, match="started with other options"):   # the same seeds, other options
         experiment("3", "--scale", "quick")
-    assert json.loads((exp / "experiment.json").read_text())["scale"] == "tiny"   # the folder's record is kept
+    with pytest.raises(SarvitError, match=r"holds the runs of another experiment \(grid 'jaccard', scale 'tiny'"):
+        experiment("3,4", "--scale", "quick")                              # new seeds, other options
+    assert (exp / "experiment.json").read_text() == record and not (exp / "sar" / "seed3").exists()
+    (exp / "experiment.json").write_text("[]")
+    assert experiment("1,2") == 0 and "experiment.json: expected {grid" in capsys.readouterr().out   # named, replaced
+    assert json.loads((exp / "experiment.json").read_text())["seeds"] == [1, 2]

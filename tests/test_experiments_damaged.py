@@ -78,8 +78,22 @@ def test_report_only_reports_the_folders_seeds_and_refuses_another_grids_folder(
     (tmp_path / "experiment.json").write_text(json.dumps(
         {"grid": "jaccard", "scale": "tiny", "data_set": "synthetic", "seeds": [0, 1], "train_args": []}))
     assert main(["experiment", "jaccard", "--report-only", "--exp-dir", str(tmp_path), "--seeds", "1"]) == 0
-    assert "have seeds 0, 1 (its experiment.json); reporting those, not --seeds 1" in capsys.readouterr().out
+    assert "have seeds 0, 1 (its experiment.json); reporting those, not this call's 0" in capsys.readouterr().out
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["cells"]["sar"]["runs"]) == {"seed0", "seed1"} and results["seeds"] == "0, 1"
     assert main(["experiment", "ablation", "--report-only", "--exp-dir", str(tmp_path)]) == 2
     assert "holds the runs of grid 'jaccard', not 'ablation'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("record", ["[]", "null", '{"grid": "jaccard"}', "{bad json",
+                                    '{"grid": "jaccard", "scale": "tiny", "data_set": "synthetic", "seeds": [0, 0], '
+                                    '"train_args": []}'], ids=["list", "null", "partial", "not-json", "repeated-seed"])
+def test_a_damaged_experiment_record_is_named_and_replaced(tmp_path, capsys, record):
+    from sarvit.cli import main
+
+    fake_run(tmp_path / "baseline" / "seed0", [30.0], epochs=1)
+    fake_run(tmp_path / "sar" / "seed0", [33.0], epochs=1)
+    (tmp_path / "experiment.json").write_text(record)
+    assert main(["experiment", "jaccard", "--report-only", "--exp-dir", str(tmp_path), "--seeds", "1"]) == 0
+    assert "- runs: unknown (" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "experiment.json").read_text() == record          # --report-only writes no record

@@ -142,6 +142,7 @@ def test_kill_9_then_resume_continues_exactly(tmp_path, method):
     lines = [[{k: v for k, v in json.loads(line).items() if k not in unstable} for line in
               (f / "log.jsonl").read_text().splitlines()] for f in (killed, reference)]
     assert lines[0] == lines[1] and len(lines[0]) == 3
+    assert all("knn_init_top1" in line for line in lines[0])   # also the lines written after the resume
     # the checkpoint's 'model' is the evaluation network: the teacher / momentum encoder
     teacher_key = "teacher." if method == "dino" else "momentum_encoder."
     model, _ = load_model(reference / "last.pth", "cpu")

@@ -6,13 +6,13 @@ Its options are rows of :mod:`sarvit.options`; :mod:`sarvit.cli` parses them (th
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import SarvitError
 from .grids import GRIDS, describe_grids, get_grid, scale_flags
+from .record import RECORD, DamagedRecord, add_to_record, describe, read_record
 
 __all__ = ["run_experiment", "parse_seeds"]
 
@@ -43,42 +43,18 @@ def _data_set(name: str) -> str:
     return canonical_dataset_name(name)
 
 
-def _describe(scale: str, data_set: str, train_args: Sequence[str]) -> dict[str, str]:
-    return {"scale": scale, "data set": data_set, "extra train options": " ".join(train_args) or "none"}
-
-
-def _stored_record(exp_dir: Path, grid_name: str) -> tuple[dict[str, str], Optional[list[int]]]:
-    """How the grid in ``exp_dir`` was run, from the ``experiment.json`` its last run wrote: the report's header
-    and the seeds it ran (None where the record is missing or damaged)."""
-    stored = exp_dir / "experiment.json"
-    if not stored.is_file():
-        return {"runs": f"not run by `sarvit experiment` (no {stored.name}): each run's config.yaml says how it ran"}, None
+def _report_only_record(exp_dir: Path, grid_name: str) -> tuple[dict[str, str], Optional[list[int]]]:
+    """The header of a report of the runs in ``exp_dir`` and the seeds its record names (None: no usable record)."""
     try:
-        run = json.loads(stored.read_text())
-        header, seeds = _describe(run["scale"], run["data_set"], run["train_args"]), run["seeds"]
-        grid = run["grid"]
-        if not (isinstance(seeds, list) and seeds and all(type(seed) is int for seed in seeds)):
-            raise TypeError
-    except (OSError, ValueError, KeyError, TypeError):
-        return {"runs": f"unknown: {stored} is damaged; each run's config.yaml says how it ran"}, None
-    if grid != grid_name:
-        raise SarvitError(f"--report-only: {exp_dir} holds the runs of grid {grid!r}, not {grid_name!r} "
-                          f"(say `sarvit experiment {grid} --report-only`)")
-    return header, seeds
-
-
-def _write_record(exp_dir: Path, record: dict) -> None:
-    """``experiment.json``: how the grid in ``exp_dir`` runs. A call that repeats the folder's grid, scale, data
-    set and options with other seeds adds them (``--seeds 0,1`` then ``--seeds 2`` record 0, 1, 2)."""
-    stored = exp_dir / "experiment.json"
-    try:
-        earlier = json.loads(stored.read_text()) if stored.is_file() else {}
-        same = all(earlier.get(key) == record[key] for key in ("grid", "scale", "data_set", "train_args"))
-        seeds = [seed for seed in earlier["seeds"] if type(seed) is int] if same else []
-    except (OSError, ValueError, KeyError, TypeError):  # a damaged record is replaced by this call's
-        seeds = []
-    record = {**record, "seeds": seeds + [seed for seed in record["seeds"] if seed not in seeds]}
-    stored.write_text(json.dumps(record, indent=1) + "\n")
+        record = read_record(exp_dir)
+    except DamagedRecord as error:
+        return {"runs": f"unknown ({error}); each run's config.yaml says how it ran"}, None
+    if record is None:
+        return {"runs": f"not run by `sarvit experiment` (no {RECORD}): each run's config.yaml says how it ran"}, None
+    if record["grid"] != grid_name:
+        raise SarvitError(f"--report-only: {exp_dir} holds the runs of grid {record['grid']!r}, not {grid_name!r} "
+                          f"(say `sarvit experiment {record['grid']} --report-only`)")
+    return describe(record["scale"], record["data_set"], record["train_args"]), record["seeds"]
 
 
 def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[str]] = None) -> int:
@@ -102,22 +78,26 @@ def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[st
             print(f"{plan.label}: sarvit {grid.command} {' '.join(plan.args)}")
         return 0
     # --report-only: the report describes the runs in the folder, not this call's (unused) options
-    header = _describe(args.scale, data_set, args.train_args)
+    header = describe(args.scale, data_set, args.train_args)
     if args.report_only:
-        header, stored_seeds = _stored_record(exp_dir, grid.name)
+        header, stored_seeds = _report_only_record(exp_dir, grid.name)
         if stored_seeds is not None and stored_seeds != seeds:
             print(f"--report-only: the runs in {exp_dir} have seeds {', '.join(map(str, stored_seeds))} "
-                  f"(its experiment.json); reporting those, not --seeds {args.seeds}", flush=True)
+                  f"(its {RECORD}); reporting those, not this call's {', '.join(map(str, seeds))}", flush=True)
             seeds = stored_seeds
     outcome = None
     if not args.report_only:
         print(f"sarvit experiment {grid.name}: {len(grid.cells)} cells x {len(seeds)} seeds = {len(plans)} runs "
               f"in {exp_dir}/ (scale {args.scale}, {data_set}, {args.jobs} at a time)", flush=True)
         started = time.monotonic()
-        check_plans(plans)  # a folder of another experiment keeps its record
-        exp_dir.mkdir(parents=True, exist_ok=True)  # before the runs, so an interrupted call leaves its own record
-        _write_record(exp_dir, {"grid": grid.name, "scale": args.scale, "data_set": data_set, "seeds": seeds,
-                                "train_args": list(args.train_args)})
+        check_plans(plans)  # refused before the record changes
+        try:
+            read_record(exp_dir)
+        except DamagedRecord as error:
+            print(f"{error}: replaced by this call's record", flush=True)
+        # before the runs, so an interrupted call leaves its record; the seeds of earlier calls are reported too
+        seeds = add_to_record(exp_dir, {"grid": grid.name, "scale": args.scale, "data_set": data_set, "seeds": seeds,
+                                        "train_args": list(args.train_args)})["seeds"]
         command = train_command or (*TRAIN_COMMAND[:-1], grid.command)  # `sarvit train` or `sarvit pretrain`
         outcome = run_grid(plans, jobs=args.jobs, train_command=command,
                            say=lambda line: print(line, flush=True))

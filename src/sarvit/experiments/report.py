@@ -45,7 +45,8 @@ def _over_init_table(results: dict) -> list[str]:
         if cell["over_init"] is not None:
             lines.append(f"| {name} | {cell['over_init'].n} | {cell['over_init'].text(2)} | "
                          f"{cell['over_init'].verdict('at initialisation')} |")
-    return lines if len(lines) > 2 else ["(no finished run logged its k-NN at initialisation)"]
+    return lines if len(lines) > 2 else ["(no finished run logged its k-NN at initialisation, `knn_init_top1`; "
+                                         "runs made before sarvit logged it hold it in last.pth's `knn_at_init`)"]
 
 
 def _noise_sentence(results: dict) -> str:
