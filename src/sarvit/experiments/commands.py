@@ -91,13 +91,10 @@ def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[st
               f"in {exp_dir}/ (scale {args.scale}, {data_set}, {args.jobs} at a time)", flush=True)
         started = time.monotonic()
         check_plans(plans)  # refused before the record changes
-        try:
-            read_record(exp_dir)
-        except DamagedRecord as error:
-            print(f"{error}: replaced by this call's record", flush=True)
         # before the runs, so an interrupted call leaves its record; the seeds of earlier calls are reported too
-        seeds = add_to_record(exp_dir, {"grid": grid.name, "scale": args.scale, "data_set": data_set, "seeds": seeds,
-                                        "train_args": list(args.train_args)})["seeds"]
+        record = {"grid": grid.name, "scale": args.scale, "data_set": data_set, "seeds": seeds,
+                  "train_args": list(args.train_args)}
+        seeds = add_to_record(exp_dir, record, say=lambda line: print(line, flush=True))["seeds"]
         command = train_command or (*TRAIN_COMMAND[:-1], grid.command)  # `sarvit train` or `sarvit pretrain`
         outcome = run_grid(plans, jobs=args.jobs, train_command=command,
                            say=lambda line: print(line, flush=True))

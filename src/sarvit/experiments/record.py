@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from ..errors import SarvitError
 
@@ -51,13 +51,14 @@ def read_record(exp_dir: Path) -> Optional[dict]:
     return record
 
 
-def add_to_record(exp_dir: Path, record: dict) -> dict:
+def add_to_record(exp_dir: Path, record: dict, say: Callable[[str], None] = print) -> dict:
     """Write ``record`` as the folder's, with the seeds of the folder's earlier calls of the same experiment first;
     returns what was written. A folder recording another experiment is refused and left as it is; a damaged record
-    is replaced."""
+    is replaced (``say`` tells which)."""
     try:
         earlier = read_record(exp_dir)
-    except DamagedRecord:
+    except DamagedRecord as error:
+        say(f"{error}: replaced by this call's record")
         earlier = None
     if earlier is not None:
         if any(earlier[key] != record[key] for key in _SAME):
