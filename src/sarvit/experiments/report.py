@@ -11,6 +11,7 @@ from ..checkpoints import write_text
 from .grids import Grid
 from .plots import plot_bars, plot_curves, plot_sweep
 from .results import collect, to_json
+from .stats import MIN_PAIRS_FOR_VERDICT
 
 __all__ = ["write_report"]
 
@@ -61,7 +62,7 @@ def _noise_sentence(results: dict) -> str:
         parts.append("Best top-1 within noise of the baseline (the 95 % interval contains 0): " + ", ".join(noise) + ".")
     if clear:
         parts.append("Best top-1 different from the baseline beyond the noise: " + ", ".join(clear) + ".")
-    return " ".join(parts) or "Too few paired seeds to judge any difference (at least 2 are needed)."
+    return " ".join(parts) or f"Too few paired seeds to judge any difference (at least {MIN_PAIRS_FOR_VERDICT} are needed)."
 
 
 def render_markdown(results: dict, grid: Grid, pictures: Sequence[Path], header: dict) -> str:
