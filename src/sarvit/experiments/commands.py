@@ -87,14 +87,15 @@ def run_experiment(args: argparse.Namespace, train_command: Optional[Sequence[st
             seeds = stored_seeds
     outcome = None
     if not args.report_only:
-        print(f"sarvit experiment {grid.name}: {len(grid.cells)} cells x {len(seeds)} seeds = {len(plans)} runs "
-              f"in {exp_dir}/ (scale {args.scale}, {data_set}, {args.jobs} at a time)", flush=True)
         started = time.monotonic()
         check_plans(plans)  # refused before the record changes
         # before the runs, so an interrupted call leaves its record; the seeds of earlier calls are reported too
         record = {"grid": grid.name, "scale": args.scale, "data_set": data_set, "seeds": seeds,
                   "train_args": list(args.train_args)}
-        seeds = add_to_record(exp_dir, record, say=lambda line: print(line, flush=True))["seeds"]
+        reported = add_to_record(exp_dir, record, say=lambda line: print(line, flush=True))["seeds"]
+        print(f"sarvit experiment {grid.name}: {len(grid.cells)} cells x {len(seeds)} seeds = {len(plans)} runs "
+              f"in {exp_dir}/ (scale {args.scale}, {data_set}, {args.jobs} at a time)", flush=True)
+        seeds = reported
         command = train_command or (*TRAIN_COMMAND[:-1], grid.command)  # `sarvit train` or `sarvit pretrain`
         outcome = run_grid(plans, jobs=args.jobs, train_command=command,
                            say=lambda line: print(line, flush=True))
