@@ -28,7 +28,9 @@ def describe(scale: str, data_set: str, train_args) -> dict[str, str]:
 
 
 def _is_record(record) -> bool:
-    if not isinstance(record, dict) or not all(isinstance(record.get(key), str) for key in _SAME[:3]):
+    if not isinstance(record, dict):
+        return False
+    if not all(isinstance(record.get(key), str) for key in ("grid", "scale", "data_set")):
         return False
     options, seeds = record.get("train_args"), record.get("seeds")
     return (isinstance(options, list) and all(isinstance(option, str) for option in options)

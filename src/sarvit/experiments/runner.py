@@ -138,10 +138,11 @@ def check_plans(plans: Sequence[RunPlan]) -> None:
 
 
 def _record_command(plan: RunPlan) -> None:
-    """Write ``command.json`` for a run not started before."""
-    if _stored_args(plan) is None:
+    """Write ``command.json`` for a run not started before (one that was is checked by :func:`check_plans`)."""
+    record = plan.folder / "command.json"
+    if not record.is_file():
         plan.folder.mkdir(parents=True, exist_ok=True)
-        (plan.folder / "command.json").write_text(json.dumps({"args": list(plan.args)}, indent=1) + "\n")
+        record.write_text(json.dumps({"args": list(plan.args)}, indent=1) + "\n")
 
 
 @dataclass
@@ -194,7 +195,7 @@ def run_grid(plans: Sequence[RunPlan], jobs: int = 1, train_command: Sequence[st
     """Run every unfinished plan (``jobs`` at a time); a failing run is reported and the others go on."""
     if jobs < 1:
         raise SarvitError(f"--jobs must be at least 1, got {jobs}")
-    check_plans(plans)
+    check_plans(plans)  # also for callers other than `sarvit experiment`, which checks before its record
     outcome = GridOutcome(total=len(plans), skipped=[], completed=[], failed=[])
     todo = []
     for plan in plans:
